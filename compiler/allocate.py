@@ -1,0 +1,58 @@
+"""Pass 5: give every stored value its residual dimensions.
+
+A value is stored when it is embedded or computed by a sublayer (realize "embed", "attention",
+"mlp"); it lives from the sublayer that writes it (`ready`) to the last sublayer that reads it
+(`last_read`). Values that nothing reads get no dimension at all, and derived, fused, inline and
+constant values never need one.
+
+Reuse of dead dimensions: the residual stream is a sum, so a dimension whose value is dead still
+holds it, and a new writer would add to it. Reuse therefore needs a clean-up write (an MLP unit
+subtracting the old value), which costs nonzero weights while a fresh dimension costs none; the
+liveness intervals are recorded (`live`) so the size report shows the peak number of live
+dimensions, but this pass does not yet trade clean-up units for width.
+
+Adds to stored nodes: dims (one residual index for a numerical value, one per value for a
+categorical one) and live (first, last sublayer). Sets ir.d_model and ir.residual_map.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from compiler.ir import CompileIR
+
+STORED = ("embed", "attention", "mlp")
+
+
+def width_of(attrs) -> int:
+    return len(attrs["values"]) if attrs["encoding"] == "categorical" else 1
+
+
+def allocate(ir: CompileIR) -> CompileIR:
+    graph = ir.graph.copy()
+    next_dim = 0
+    residual_map = []
+    stored = [n for n in sorted(graph.nodes, key=lambda n: (graph.nodes[n].get("ready", -1), n))
+              if graph.nodes[n]["realize"] in STORED and graph.nodes[n]["last_read"] is not None]
+    for nid in stored:
+        attrs = graph.nodes[nid]
+        dims = list(range(next_dim, next_dim + width_of(attrs)))
+        next_dim += len(dims)
+        attrs["dims"] = dims
+        attrs["live"] = (attrs["ready"], attrs["last_read"])
+        entry = {"node": attrs["label"], "id": nid, "encoding": attrs["encoding"], "dims": dims,
+                 "written_by": attrs["realize"], "sublayer": attrs["ready"],
+                 "line": attrs["span"].line, "column": attrs["span"].column}
+        if attrs["encoding"] == "categorical":
+            entry["values"] = [str(v) for v in attrs["values"]]
+        residual_map.append(entry)
+    return replace(ir, graph=graph, d_model=next_dim, residual_map=residual_map)
+
+
+def peak_live_dims(ir: CompileIR) -> int:
+    """The most dimensions alive at once: what perfect reuse would bring d_model down to."""
+    peak = 0
+    for slot in range(0, 2 * ir.n_layers + 2):
+        live = sum(len(a["dims"]) for _, a in ir.graph.nodes(data=True)
+                   if "dims" in a and a["live"][0] <= slot <= a["live"][1])
+        peak = max(peak, live)
+    return peak

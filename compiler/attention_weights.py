@@ -1,0 +1,154 @@
+"""One attention head per aggregate: scores from the select's terms, values from the aggregated value.
+
+Scores. Each term of a select adds M to the score of a key it selects, so the selected keys score
+T*M (T terms) and every other key at most (T-1)*M. A term comparing keys with queries is a table
+over their one-hots; a term on keys (or queries) alone is a linear read of the indicator.
+The "attend to nothing" slot (the sink) sits just under the selected keys, so it takes the weight
+only when nothing is selected and the output is then 0, which reads back as the default.
+
+Modes. mean: equal scores, so the softmax averages. first/last: an ALiBi slope of -lambda/+lambda
+per position makes the earliest/latest selected key win by a factor e^lambda over the next.
+sum: the sink becomes an anchor far above every key, so each key's weight is e^(score - anchor)
+and W_O multiplies by e^anchor; a decay d adds the slope ln(d), weighting a key d^-(q-k).
+
+Every constant is derived from the value sets: the gap G is chosen so that the worst-case leaked
+weight times the largest value stays below TOLERANCE.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+
+from dsl.core import Aggregate, SelectorWidth
+from dsl.errors import AdderError
+from dsl.semantics import eval_predicate, num
+from compiler.encodings import predicate_roles
+from compiler.ir import Affine, CompileIR
+from compiler.reads import Reads
+from compiler.weights import Head
+
+TOLERANCE = sympy.Rational(1, 10**6)
+
+
+def _gap(n_keys: int, magnitude) -> sympy.Integer:
+    """Smallest whole G with n_keys * magnitude * e^-G <= TOLERANCE."""
+    bound = float(n_keys * max(magnitude, 1) / TOLERANCE)
+    return sympy.Integer(math.ceil(math.log(bound)))
+
+
+def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
+    graph, layout = ir.graph, ir.program.layout
+    attrs = graph.nodes[nid]
+    node = attrs["node"]
+    base = layout.base
+    n_ctx = layout.n_ctx
+
+    def fail(message, hint=None):
+        raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
+
+    if isinstance(node, SelectorWidth):
+        fail("selector_width is not compiled yet", "count with sum(selector, 1) instead")
+    mode = node.mode
+    width = attrs["max_width"]
+    if mode in ("first", "last") and width <= 1:
+        mode = "mean"  # at most one key: nothing to break ties between
+    head = Head(nid, attrs["label"], mode)
+
+    value_attrs = graph.nodes[node.value.id]
+    categorical = attrs["encoding"] == "categorical"
+    magnitude = 1 if categorical else max(abs(num(v) - num(node.default)) for v in attrs["values"])
+    G = _gap(n_ctx, magnitude)
+
+    # ----- score terms
+    terms = []
+    for term in node.selector.terms:
+        roles = predicate_roles(term.predicate)
+        if not roles:
+            if eval_predicate(term.predicate, None, None, base):
+                continue
+            fail("this select never selects anything (its predicate is always false)")
+        terms.append((term, roles))
+    T = len(terms)
+    span = G * (n_ctx - 1)
+    if mode in ("first", "last"):
+        M = span + 2 * G
+        head.slope = -G if mode == "first" else G
+        low = 0 if mode == "first" else -span
+        head.sink = T * M + low - G
+    elif mode == "mean":
+        M = 2 * G
+        head.sink = T * M - G
+    else:  # sum
+        if num(node.default) != 0:
+            fail("sum(...) compiles only with default 0", "add the default afterwards with a conditional")
+        total = max(abs(num(v)) for v in attrs["values"])
+        anchor = _gap(n_ctx, total)
+        M = G
+        head.sink = T * M + anchor
+        if node.decay is not None:
+            head.slope = sympy.log(sympy.sympify(node.decay))
+        head.constants["anchor"] = anchor
+    head.constants.update({"M": M, "G": G, "terms": T})
+
+    qk_dim = 0
+    for term, roles in terms:
+        if roles == {"k", "q"}:
+            keys, queries = reads.categorical(term.keys.id), reads.categorical(term.queries.id)
+            for vk, key_read in keys.items():
+                column = Affine()
+                for vq, query_read in queries.items():
+                    if eval_predicate(term.predicate, vk, vq, base):
+                        column = column + query_read.scale(M)
+                if not column.coeffs and column.bias == 0:
+                    continue
+                head.add_read("K", qk_dim, key_read)
+                head.add_read("Q", qk_dim, column)
+                qk_dim += 1
+        else:
+            side = term.keys if roles == {"k"} else term.queries
+            indicator = _indicator(reads, graph, side.id, term.predicate, base, roles == {"k"})
+            if roles == {"k"}:
+                head.add_read("K", qk_dim, indicator)
+                head.b_Q[qk_dim] = M
+            else:
+                head.add_read("Q", qk_dim, indicator, M)
+                head.b_K[qk_dim] = sympy.Integer(1)
+            qk_dim += 1
+
+    # ----- values
+    scale = sympy.exp(head.constants["anchor"]) if mode == "sum" else sympy.Integer(1)
+    if categorical:
+        value_reads = reads.categorical(node.value.id)
+        v_dim = 0
+        for value, out_dim in zip(attrs["values"], attrs["dims"]):
+            if value == node.default or value not in value_reads:
+                continue
+            head.add_read("V", v_dim, value_reads[value])
+            head.W_O[(v_dim, out_dim)] = scale
+            v_dim += 1
+    else:
+        value_read = reads.numeric(node.value.id) + Affine.constant(-num(node.default))
+        head.add_read("V", 0, value_read)
+        head.W_O[(0, attrs["dims"][0])] = scale
+    del value_attrs
+    return head
+
+
+def _indicator(reads: Reads, graph, nid, predicate, base, is_key) -> Affine:
+    """[predicate(value)] as a linear read of a value: through its one-hot, or exactly affine."""
+    attrs = graph.nodes[nid]
+    holds = lambda v: bool(eval_predicate(predicate, v, v, base))
+    if attrs["encoding"] == "categorical":
+        total = Affine()
+        for value, indicator in reads.categorical(nid).items():
+            if holds(value):
+                total = total + indicator
+        return total
+    values = attrs["values"]
+    y0 = sympy.Integer(int(holds(values[0])))
+    if len(values) == 1:
+        return Affine.constant(y0)
+    y1 = sympy.Integer(int(holds(values[-1])))
+    slope = (y1 - y0) / (num(values[-1]) - num(values[0]))
+    return reads.numeric(nid).scale(slope) + Affine.constant(y0 - slope * num(values[0]))

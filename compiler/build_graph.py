@@ -1,0 +1,51 @@
+"""Pass 1: the program graph.
+
+Adds: one graph node per core node the output depends on, with attributes
+  node (the core node), label (its name or kind#id), span (its source position);
+and one edge per user, with attribute `roles`: a set of "arg", "key", "query", "value".
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from dsl.core import Aggregate, Map, Program, SelectorWidth
+from compiler.ir import CompileIR
+
+
+def build_graph(program: Program, options: dict | None = None) -> CompileIR:
+    graph = nx.DiGraph()
+    needed = _needed(program.output)
+    for node in program.nodes:
+        if node.id not in needed:
+            continue
+        graph.add_node(node.id, node=node, label=node.label, span=node.span)
+        for source, role in _uses(node):
+            if graph.has_edge(source.id, node.id):
+                graph.edges[source.id, node.id]["roles"].add(role)
+            else:
+                graph.add_edge(source.id, node.id, roles={role})
+    assert nx.is_directed_acyclic_graph(graph)
+    return CompileIR(program, graph, dict(options or {}))
+
+
+def _uses(node):
+    if isinstance(node, Map):
+        return [(a, "arg") for a in node.args]
+    if isinstance(node, (Aggregate, SelectorWidth)):
+        uses = []
+        for term in node.selector.terms:
+            uses += [(term.keys, "key"), (term.queries, "query")]
+        if isinstance(node, Aggregate):
+            uses.append((node.value, "value"))
+        return uses
+    return []
+
+
+def _needed(output):
+    seen, stack = set(), [output]
+    while stack:
+        node = stack.pop()
+        if node.id not in seen:
+            seen.add(node.id)
+            stack.extend(node.inputs())
+    return seen

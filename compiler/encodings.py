@@ -1,0 +1,129 @@
+"""Pass 3: choose how each value lives in the residual stream, and what computes it.
+
+Adds to every node:
+  encoding: "categorical" (one dimension per value, one-hot) or "numerical" (one dimension, the value);
+  realize: how the value comes to exist —
+    "const"     a constant: folded into the biases of whoever reads it;
+    "embed"     a function of the token alone (or the position alone): a column of W_E (or W_pos);
+    "inline"    such a function used only inside a bigger one: folded into that one's table;
+    "derived"   an affine function of values already in the stream (sums, differences, any function
+                of one categorical value, any function of a two-valued one): no dimension, no sublayer,
+                its readers read it through their own weights;
+    "attention" an aggregate: one attention head;
+    "mlp"       any other elementwise function: hidden units of an MLP;
+    "fused"     an elementwise function used only by other MLP functions: computed inside them.
+Numerical is the default because it costs one dimension; categorical is chosen where the value is
+a token, a program annotates it, or a select compares keys with queries (a table needs one-hots).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy
+
+from dsl.core import Aggregate, Map, SelectorWidth, Var
+from dsl.errors import AdderError
+from dsl.semantics import eval_predicate, num
+from compiler.ir import CompileIR
+
+READABLE = {"const", "embed", "derived", "mlp", "attention"}
+
+
+def predicate_roles(predicate) -> set[str]:
+    """Which of k and q a predicate mentions."""
+    if isinstance(predicate, Var):
+        return {predicate.role}
+    roles = set()
+    for arg in getattr(predicate, "args", ()):
+        roles |= predicate_roles(arg)
+    return roles
+
+
+def indicator_is_affine(values, truth) -> bool:
+    """Whether [predicate] over these numeric values is an affine function of the value."""
+    points = [(num(v), sympy.Integer(int(bool(t)))) for v, t in zip(values, truth)]
+    if len(points) <= 2:
+        return True
+    (x0, y0), (x1, y1) = points[0], points[-1]
+    slope = (y1 - y0) / (x1 - x0)
+    return all(y == y0 + slope * (x - x0) for x, y in points)
+
+
+def choose_encodings(ir: CompileIR) -> CompileIR:
+    graph = ir.graph.copy()
+    program = ir.program
+    base = program.layout.base
+
+    def fail(nid, message, hint=None):
+        node = graph.nodes[nid]["node"]
+        raise AdderError(message, node.span, program.sources.get(node.span.file), hint)
+
+    needs_categorical: dict[int, str] = {program.output.id: "it is the output"}
+    for nid in graph.nodes:
+        node = graph.nodes[nid]["node"]
+        if node.type == "token":
+            needs_categorical.setdefault(nid, "it holds tokens")
+        if isinstance(node, (Aggregate, SelectorWidth)):
+            for term in node.selector.terms:
+                roles = predicate_roles(term.predicate)
+                if roles == {"k", "q"}:
+                    for side in (term.keys, term.queries):
+                        needs_categorical.setdefault(side.id, "a select compares it with another value")
+                for role, side in (("k", term.keys), ("q", term.queries)):
+                    if roles == {role} and side.type != "token":
+                        values = graph.nodes[side.id]["values"]
+                        truth = [eval_predicate(term.predicate, v, v, base) for v in values]
+                        if not indicator_is_affine(values, truth):
+                            needs_categorical.setdefault(side.id, "a select tests it with a non-linear predicate")
+        if isinstance(node, Aggregate) and (node.type == "token" or program.encodings.get(nid) == "categorical"):
+            if node.mode == "mean":
+                needs_categorical.setdefault(node.value.id, "a categorical mean aggregates it")
+    for nid in graph.nodes:
+        attrs = graph.nodes[nid]
+        declared = program.encodings.get(nid)
+        if declared == "numerical" and nid in needs_categorical:
+            fail(nid, f"'{attrs['label']}' is declared numerical, but it must be categorical: "
+                      f"{needs_categorical[nid]}", "remove the ': numerical' annotation")
+        attrs["encoding"] = "categorical" if (declared == "categorical" or nid in needs_categorical) else "numerical"
+
+    for nid in sorted(graph.nodes):
+        attrs = graph.nodes[nid]
+        node = attrs["node"]
+        consumers = list(graph.successors(nid))
+        if attrs["source"] == "const":
+            attrs["realize"] = "const"
+        elif attrs["source"] in ("token", "position"):
+            leaves_source = any(graph.nodes[c]["source"] != attrs["source"] for c in consumers)
+            attrs["realize"] = "embed" if (leaves_source or nid == program.output.id) else "inline"
+        elif isinstance(node, (Aggregate, SelectorWidth)):
+            attrs["realize"] = "attention"
+        elif isinstance(node, Map):
+            attrs["realize"] = "derived" if _derivable(node, attrs, graph) else "mlp"
+    # An MLP value read only by other MLP functions need not be stored: they compute it themselves.
+    for nid in sorted(graph.nodes, reverse=True):
+        attrs = graph.nodes[nid]
+        consumers = list(graph.successors(nid))
+        if attrs.get("realize") == "mlp" and consumers and nid != program.output.id and all(
+                graph.nodes[c]["realize"] in ("mlp", "fused") for c in consumers):
+            attrs["realize"] = "fused"
+    return replace(ir, graph=graph)
+
+
+def _derivable(node: Map, attrs, graph) -> bool:
+    inputs = [a for a in node.args if graph.nodes[a.id]["realize"] != "const"]
+    if any(graph.nodes[a.id]["realize"] not in READABLE for a in inputs):
+        return False
+    if len(inputs) == 1:
+        only = graph.nodes[inputs[0].id]
+        if only["encoding"] == "categorical" or len(only["values"]) <= 2:
+            return True
+    if attrs["encoding"] != "numerical" or any(a.type == "token" for a in inputs):
+        return False
+    constant = lambda a: graph.nodes[a.id]["realize"] == "const"
+    if node.op in ("add", "sub", "neg"):
+        return True
+    if node.op == "mul":
+        return constant(node.args[0]) or constant(node.args[1])
+    if node.op == "div":
+        return constant(node.args[1])
+    return False

@@ -1,0 +1,121 @@
+"""One block of hidden units per MLP node: an exact staircase over a code of its inputs.
+
+The MLP's inputs (its frontier) each have a finite value set. They are folded into one number,
+the code c = sum_i K_i (x_i - min_i), with each K_i large enough that the inputs' combinations
+never collide. A categorical input contributes the rank of its value, read off its one-hot.
+The node's function (with every fused step inside it) is evaluated with sympy at each code, and
+wherever it changes between neighbouring codes c_a < c_b a clamped ramp
+
+    step(c) = relu((c - t)/w + 1/2) - relu((c - t)/w - 1/2),  t = (c_a + c_b)/2,  w = (c_b - c_a)/2
+
+adds the difference. The output is exact at every code and flat within a quarter gap around it,
+so small errors from attention do not grow as they pass through.
+"""
+from __future__ import annotations
+
+import itertools
+
+import sympy
+
+from dsl.errors import AdderError
+from dsl.semantics import EvaluationError, apply_op, num
+from compiler.ir import Affine, CompileIR
+from compiler.reads import Reads
+from compiler.value_sets import MAX_VALUES
+from compiler.weights import MLPBlock
+
+
+def _code_input(reads: Reads, graph, nid):
+    """(values, code of each value, linear read of the code)."""
+    attrs = graph.nodes[nid]
+    values = attrs["values"]
+    if attrs["encoding"] == "categorical":
+        read = Affine()
+        for rank, value in enumerate(values):
+            read = read + reads.categorical(nid)[value].scale(rank)
+        return values, [sympy.Integer(r) for r in range(len(values))], read
+    return values, [num(v) for v in values], reads.numeric(nid)
+
+
+def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
+    graph, base = ir.graph, ir.program.layout.base
+    attrs = graph.nodes[nid]
+    node = attrs["node"]
+    frontier = attrs["frontier"]
+
+    def fail(message, hint=None):
+        raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
+
+    inputs = [_code_input(reads, graph, f) for f in frontier]
+    combos = 1
+    for values, _, _ in inputs:
+        combos *= len(values)
+    if combos > MAX_VALUES:
+        fail(f"'{attrs['label']}' needs a table over {combos} input combinations, too many for one MLP",
+             "store an intermediate value with its own let, or give an input fewer values")
+
+    code_read, multipliers, spread, min_gap = Affine(), [], sympy.Integer(0), None
+    for values, codes, read in inputs:
+        low, high = min(codes), max(codes)
+        gaps = [b - a for a, b in zip(sorted(codes), sorted(codes)[1:])]
+        gap = min(gaps) if gaps else sympy.Integer(1)
+        factor = sympy.Integer(1) if min_gap is None else (spread + min_gap) / gap
+        multipliers.append((factor, low))
+        code_read = code_read + read.scale(factor) + Affine.constant(-factor * low)
+        spread += factor * (high - low)
+        min_gap = gap if min_gap is None else min(min_gap, gap)
+
+    table = {}
+    for combo in itertools.product(*[list(zip(v, c)) for v, c, _ in inputs]):
+        env = {f: value for f, (value, _) in zip(frontier, combo)}
+        code = sum((factor * (c - low) for (factor, low), (_, c) in zip(multipliers, combo)), sympy.Integer(0))
+        try:
+            table[code] = _evaluate(graph, nid, env, base)
+        except EvaluationError as err:
+            fail(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
+                 "value sets are taken over all inputs; guard the operation with a conditional")
+    codes = sorted(table)
+
+    block = MLPBlock(nid, attrs["label"])
+    categorical = attrs["encoding"] == "categorical"
+    out_dims = attrs["dims"]
+
+    def output_vector(value):
+        if categorical:
+            return {out_dims[attrs["values"].index(value)]: sympy.Integer(1)}
+        return {out_dims[0]: num(value)}
+
+    for dim, v in output_vector(table[codes[0]]).items():
+        if v != 0:
+            block.b_out[dim] = v
+    for lower, upper in zip(codes, codes[1:]):
+        if table[lower] == table[upper]:
+            continue
+        before, after = output_vector(table[lower]), output_vector(table[upper])
+        delta = {d: after.get(d, 0) - before.get(d, 0) for d in set(before) | set(after)}
+        delta = {d: v for d, v in delta.items() if v != 0}
+        threshold, half_width = (lower + upper) / 2, (upper - lower) / 2
+        for unit_offset, sign in ((sympy.Rational(1, 2), 1), (sympy.Rational(-1, 2), -1)):
+            unit = block.units
+            block.units += 1
+            for dim, coeff in code_read.coeffs.items():
+                block.W_in[(dim, unit)] = coeff / half_width
+            bias = (code_read.bias - threshold) / half_width + unit_offset
+            if bias != 0:
+                block.b_in[unit] = bias
+            for dim, v in delta.items():
+                block.W_out[(unit, dim)] = sign * v
+    return block
+
+
+def _evaluate(graph, nid, env, base):
+    """The node's value given its frontier's values, computing fused steps on the way."""
+    if nid in env:
+        return env[nid]
+    attrs = graph.nodes[nid]
+    if attrs["realize"] == "const":
+        return attrs["values"][0]
+    node = attrs["node"]
+    args = tuple(_evaluate(graph, a.id, env, base) for a in node.args)
+    env[nid] = apply_op(node.op, args, base)
+    return env[nid]

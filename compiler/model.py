@@ -1,0 +1,110 @@
+"""The emitted model: a plain decoder-only transformer, built from a config and a state dict.
+
+forward(token_ids) -> logits; decoding lives in compiler.generate. No normalisation, causal
+attention without 1/sqrt(d) scaling, and two per-head options compiled programs need: an
+"attend to nothing" sink logit (-inf for heads without one) and an ALiBi slope (score +=
+slope * (key position - query position)). Layers may differ in head count, head width and MLP
+width. Weight names follow TransformerLens (embed.W_E, blocks.0.attn.W_Q [n_heads, d_model,
+d_head], blocks.0.mlp.W_in [d_model, d_mlp], unembed.W_U ...).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Embed(nn.Module):
+    def __init__(self, d_vocab, d_model, dtype):
+        super().__init__()
+        self.W_E = nn.Parameter(torch.zeros(d_vocab, d_model, dtype=dtype), requires_grad=False)
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, n_ctx, d_model, dtype):
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.zeros(n_ctx, d_model, dtype=dtype), requires_grad=False)
+
+
+class Attention(nn.Module):
+    def __init__(self, n_heads, d_model, d_head, dtype):
+        super().__init__()
+        p = lambda *shape: nn.Parameter(torch.zeros(*shape, dtype=dtype), requires_grad=False)
+        self.W_Q, self.W_K, self.W_V = p(n_heads, d_model, d_head), p(n_heads, d_model, d_head), p(n_heads, d_model, d_head)
+        self.b_Q, self.b_K, self.b_V = p(n_heads, d_head), p(n_heads, d_head), p(n_heads, d_head)
+        self.W_O, self.b_O = p(n_heads, d_head, d_model), p(d_model)
+        self.sink = p(n_heads)  # -inf: no sink
+        self.alibi_slope = p(n_heads)
+
+    def forward(self, x):
+        _, T, _ = x.shape
+        q = torch.einsum("btd,hde->bhte", x, self.W_Q) + self.b_Q[None, :, None, :]
+        k = torch.einsum("btd,hde->bhte", x, self.W_K) + self.b_K[None, :, None, :]
+        v = torch.einsum("btd,hde->bhte", x, self.W_V) + self.b_V[None, :, None, :]
+        scores = q @ k.transpose(-1, -2)
+        position = torch.arange(T, device=x.device)
+        distance = (position[None, :] - position[:, None]).to(x.dtype)  # key - query
+        scores = scores + self.alibi_slope[None, :, None, None] * distance
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+        sink = self.sink[None, :, None, None].expand(scores.shape[0], -1, T, 1)
+        weights = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :T]
+        z = weights @ v
+        return torch.einsum("bhte,hed->btd", z, self.W_O) + self.b_O
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model, d_mlp, dtype):
+        super().__init__()
+        p = lambda *shape: nn.Parameter(torch.zeros(*shape, dtype=dtype), requires_grad=False)
+        self.W_in, self.b_in = p(d_model, d_mlp), p(d_mlp)
+        self.W_out, self.b_out = p(d_mlp, d_model), p(d_model)
+
+    def forward(self, x):
+        return torch.relu(x @ self.W_in + self.b_in) @ self.W_out + self.b_out
+
+
+class Block(nn.Module):
+    def __init__(self, d_model, n_heads, d_head, d_mlp, dtype):
+        super().__init__()
+        self.attn = Attention(n_heads, d_model, d_head, dtype) if n_heads else None
+        self.mlp = MLP(d_model, d_mlp, dtype) if d_mlp else None
+
+
+class Unembed(nn.Module):
+    def __init__(self, d_model, d_vocab, dtype):
+        super().__init__()
+        self.W_U = nn.Parameter(torch.zeros(d_model, d_vocab, dtype=dtype), requires_grad=False)
+        self.b_U = nn.Parameter(torch.zeros(d_vocab, dtype=dtype), requires_grad=False)
+
+
+class CompiledTransformer(nn.Module):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        dtype = getattr(torch, config["dtype"])
+        d_model = config["d_model"]
+        self.embed = Embed(config["d_vocab"], d_model, dtype)
+        self.pos_embed = PosEmbed(config["n_ctx"], d_model, dtype)
+        self.blocks = nn.ModuleList(Block(d_model, h, e, m, dtype) for h, e, m in
+                                    zip(config["n_heads"], config["d_head"], config["d_mlp"]))
+        self.unembed = Unembed(d_model, config["d_vocab"], dtype)
+
+    def residuals(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """The residual stream after the embedding and after every sublayer (index = sublayer number)."""
+        T = tokens.shape[1]
+        if T > self.config["n_ctx"]:
+            raise ValueError(f"sequence of {T} tokens is longer than the model's context of {self.config['n_ctx']}")
+        x = self.embed.W_E[tokens] + self.pos_embed.W_pos[:T]
+        states = [x]
+        for block in self.blocks:
+            if block.attn is not None:
+                x = x + block.attn(x)
+            states.append(x)
+            if block.mlp is not None:
+                x = x + block.mlp(x)
+            states.append(x)
+        return states
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.residuals(tokens)[-1]
+        return x @ self.unembed.W_U + self.unembed.b_U

@@ -1,0 +1,34 @@
+"""The whole compiler on one screen: each pass is a plain function from one IR to the next."""
+from __future__ import annotations
+
+import time
+
+from dsl.core import Program
+from compiler.allocate import allocate
+from compiler.build_graph import build_graph
+from compiler.encodings import choose_encodings
+from compiler.ir import CompileIR
+from compiler.lower import lower
+from compiler.prune import prune
+from compiler.schedule import schedule
+from compiler.value_sets import infer_value_sets
+from compiler.weights import build_weights
+
+PASSES = [
+    infer_value_sets,   # 2. every value each node can take (exact, sympy)
+    choose_encodings,   # 3. one-hot or scalar; embedded, derived, attention, MLP or fused
+    schedule,           # 4. attention and MLP sublayers, as shallow as the dependencies allow
+    allocate,           # 5. residual dimensions for the values that must be stored
+    build_weights,      # 6. every weight as an exact sympy value, tagged with its program node
+    prune,              # 7. drop zero weights and dimensions, heads and units that carry nothing
+    lower,              # 8. dense torch tensors
+]
+
+
+def compile_program(program: Program, options: dict | None = None) -> CompileIR:
+    started = time.perf_counter()
+    ir: CompileIR = build_graph(program, options)  # 1. the program graph (networkx DAG)
+    for compiler_pass in PASSES:
+        ir = compiler_pass(ir)
+    ir.options["compile_seconds"] = time.perf_counter() - started
+    return ir

@@ -1,0 +1,124 @@
+"""Pass 7: remove everything that carries nothing.
+
+Drops exactly-zero weights; residual dimensions that are never both written and read (their
+writes or reads are dead); heads that write nothing; hidden units whose output is unused, and
+units whose input is constant (folded into the output bias: relu of a constant is a constant).
+Renumbers dimensions, head dimensions and units compactly and updates the residual map.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy
+
+from compiler.ir import CompileIR
+from compiler.weights import Head, LayerWeights, MLPBlock, Weights
+
+
+def _nonzero(table: dict) -> dict:
+    return {k: v for k, v in table.items() if v != 0}
+
+
+def prune(ir: CompileIR) -> CompileIR:
+    w = ir.weights
+    written, read = set(), set()
+    for (_, d) in list(w.W_E) + list(w.W_pos):
+        written.add(d)
+    for (d, _) in w.W_U:
+        read.add(d)
+    for layer in w.layers:
+        for head in layer.heads:
+            written |= {d for (_, d), v in head.W_O.items() if v != 0}
+            for table in (head.W_Q, head.W_K, head.W_V):
+                read |= {d for (d, _), v in table.items() if v != 0}
+        for mlp in layer.mlps:
+            written |= {d for (_, d), v in mlp.W_out.items() if v != 0} | {d for d, v in mlp.b_out.items() if v != 0}
+            read |= {d for (d, _), v in mlp.W_in.items() if v != 0}
+    live = sorted(written & read)
+    new_index = {d: i for i, d in enumerate(live)}
+
+    def remap_rows(table):  # keys (dim, x)
+        return {(new_index[d], x): v for (d, x), v in table.items() if d in new_index and v != 0}
+
+    def remap_cols(table):  # keys (x, dim)
+        return {(x, new_index[d]): v for (x, d), v in table.items() if d in new_index and v != 0}
+
+    pruned = Weights(W_E=remap_cols(w.W_E), W_pos=remap_cols(w.W_pos), W_U=remap_rows(w.W_U),
+                     b_U=_nonzero(w.b_U), provenance={})
+    for name in ("W_E", "W_pos"):
+        pruned.provenance[name] = {(x, new_index[d]): label for (x, d), label in w.provenance.get(name, {}).items()
+                                   if d in new_index}
+    pruned.provenance["W_U"] = {(new_index[d], x): label for (d, x), label in w.provenance.get("W_U", {}).items()
+                                if d in new_index}
+    for layer in w.layers:
+        out = LayerWeights()
+        for head in layer.heads:
+            h = _prune_head(head, remap_rows, remap_cols)
+            if h is not None:
+                out.heads.append(h)
+        for mlp in layer.mlps:
+            m = _prune_mlp(mlp, new_index, remap_rows, remap_cols)
+            if m is not None:
+                out.mlps.append(m)
+        pruned.layers.append(out)
+
+    residual_map = []
+    for entry in ir.residual_map:
+        entry = dict(entry)
+        kept = [(i, d) for i, d in enumerate(entry["dims"]) if d in new_index]
+        entry["dims"] = [new_index[d] for _, d in kept]
+        if "values" in entry:
+            entry["values"] = [entry["values"][i] for i, _ in kept]
+        if entry["dims"]:
+            residual_map.append(entry)
+    graph = ir.graph.copy()
+    for nid, attrs in graph.nodes(data=True):
+        if "dims" in attrs:
+            attrs["pruned_dims"] = {d: new_index[d] for d in attrs["dims"] if d in new_index}
+    return replace(ir, graph=graph, weights=pruned, d_model=len(live), residual_map=residual_map)
+
+
+def _compact(indices):
+    return {old: new for new, old in enumerate(sorted(indices))}
+
+
+def _prune_head(head: Head, remap_rows, remap_cols) -> Head | None:
+    W_O = remap_cols(head.W_O)
+    if not W_O:
+        return None
+    W_Q, W_K, W_V = remap_rows(head.W_Q), remap_rows(head.W_K), remap_rows(head.W_V)
+    b_Q, b_K, b_V = _nonzero(head.b_Q), _nonzero(head.b_K), _nonzero(head.b_V)
+    # A score dimension matters only when both its query and key sides can be nonzero.
+    q_side = {e for (_, e) in W_Q} | set(b_Q)
+    k_side = {e for (_, e) in W_K} | set(b_K)
+    qk = _compact(q_side & k_side)
+    v = _compact({e for (e, _) in W_O})
+    pick = lambda table, keep, at: {tuple(keep[i] if j == at else i for j, i in enumerate(k)): val
+                                    for k, val in table.items() if k[at] in keep}
+    return Head(head.node, head.label, head.mode,
+                W_Q=pick(W_Q, qk, 1), b_Q={qk[e]: x for e, x in b_Q.items() if e in qk},
+                W_K=pick(W_K, qk, 1), b_K={qk[e]: x for e, x in b_K.items() if e in qk},
+                W_V=pick(W_V, v, 1), b_V={v[e]: x for e, x in b_V.items() if e in v},
+                W_O=pick(W_O, v, 0), sink=head.sink, slope=head.slope, constants=head.constants)
+
+
+def _prune_mlp(mlp: MLPBlock, new_index, remap_rows, remap_cols) -> MLPBlock | None:
+    W_in, W_out = remap_rows(mlp.W_in), remap_cols(mlp.W_out)
+    b_out = {new_index[d]: v for d, v in mlp.b_out.items() if d in new_index and v != 0}
+    used_out = {u for (u, _) in W_out}
+    reads_input = {u for (_, u) in W_in}
+    # A unit reading nothing outputs the constant relu(b_in): fold it into the output bias.
+    for u in used_out - reads_input:
+        activation = sympy.Max(0, mlp.b_in.get(u, 0))
+        for (unit, d), v in W_out.items():
+            if unit == u:
+                b_out[d] = b_out.get(d, 0) + activation * v
+    keep = _compact(used_out & reads_input)
+    b_out = _nonzero(b_out)
+    if not keep and not b_out:
+        return None
+    return MLPBlock(mlp.node, mlp.label, len(keep),
+                    W_in={(d, keep[u]): v for (d, u), v in W_in.items() if u in keep},
+                    b_in={keep[u]: v for u, v in mlp.b_in.items() if u in keep and v != 0},
+                    W_out={(keep[u], d): v for (u, d), v in W_out.items() if u in keep},
+                    b_out=b_out)

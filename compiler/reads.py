@@ -1,0 +1,135 @@
+"""How a sublayer reads a program value out of the residual stream: always a linear map plus bias.
+
+Stored values are read off their dimensions; constants are pure biases; derived values are
+composed from their inputs' reads, which is why they need no dimension of their own.
+"""
+from __future__ import annotations
+
+import sympy
+
+from dsl.semantics import apply_op, num
+from compiler.ir import Affine
+
+
+class Reads:
+    """Memoised reads for one compiled graph."""
+
+    def __init__(self, graph, base: int):
+        self.graph = graph
+        self.base = base
+        self._numeric: dict[int, Affine] = {}
+        self._categorical: dict[int, dict] = {}
+
+    def attrs(self, nid):
+        return self.graph.nodes[nid]
+
+    def numeric(self, nid) -> Affine:
+        if nid not in self._numeric:
+            self._numeric[nid] = self._build_numeric(nid)
+        return self._numeric[nid]
+
+    def categorical(self, nid) -> dict:
+        """value -> Affine that is 1 where the node holds that value and 0 elsewhere."""
+        if nid not in self._categorical:
+            self._categorical[nid] = self._build_categorical(nid)
+        return self._categorical[nid]
+
+    # ----- numeric
+    def _build_numeric(self, nid) -> Affine:
+        a = self.attrs(nid)
+        realize = a["realize"]
+        if realize == "const":
+            return Affine.constant(num(a["values"][0]))
+        if a["encoding"] == "categorical" and realize != "derived":
+            total = Affine()
+            for value, indicator in self.categorical(nid).items():
+                total = total + indicator.scale(num(value))
+            return total
+        if realize in ("embed", "mlp"):
+            return Affine({a["dims"][0]: sympy.Integer(1)})
+        if realize == "attention":
+            return Affine({a["dims"][0]: sympy.Integer(1)}, num(a["node"].default))
+        if realize == "derived":
+            return self._derived_numeric(nid)
+        raise AssertionError(f"{a['label']} ({realize}) has no read")
+
+    def _derived_numeric(self, nid) -> Affine:
+        a = self.attrs(nid)
+        node = a["node"]
+        variable = [arg for arg in node.args if self.attrs(arg.id)["realize"] != "const"]
+        if len(variable) == 1 and self._single_input_table(variable[0].id):
+            x = variable[0].id
+            return self._table_read(nid, x, lambda out: num(out))
+        reads = [self.numeric(arg.id) for arg in node.args]
+        const = lambda i: num(self.attrs(node.args[i].id)["values"][0])
+        if node.op == "add":
+            return reads[0] + reads[1]
+        if node.op == "sub":
+            return reads[0] + reads[1].scale(-1)
+        if node.op == "neg":
+            return reads[0].scale(-1)
+        if node.op == "mul":
+            if self.attrs(node.args[0].id)["realize"] == "const":
+                return reads[1].scale(const(0))
+            return reads[0].scale(const(1))
+        if node.op == "div":
+            return reads[0].scale(1 / const(1))
+        raise AssertionError(f"{a['label']}: op {node.op} is not affine")
+
+    def _single_input_table(self, x) -> bool:
+        ax = self.attrs(x)
+        return ax["encoding"] == "categorical" or len(ax["values"]) <= 2
+
+    def _apply(self, nid, x, value):
+        node = self.attrs(nid)["node"]
+        args = tuple(value if arg.id == x else self.attrs(arg.id)["values"][0] for arg in node.args)
+        return apply_op(node.op, args, self.base)
+
+    def _table_read(self, nid, x, convert) -> Affine:
+        """A function of one value x, read linearly: through x's one-hot, or exactly through a
+        two-valued x (any function of two points is affine)."""
+        ax = self.attrs(x)
+        if ax["encoding"] == "categorical":
+            total = Affine()
+            for value, indicator in self.categorical(x).items():
+                total = total + indicator.scale(convert(self._apply(nid, x, value)))
+            return total
+        values = ax["values"]
+        y0 = convert(self._apply(nid, x, values[0]))
+        if len(values) == 1:
+            return Affine.constant(y0)
+        y1 = convert(self._apply(nid, x, values[1]))
+        slope = (y1 - y0) / (num(values[1]) - num(values[0]))
+        return self.numeric(x).scale(slope) + Affine.constant(y0 - slope * num(values[0]))
+
+    # ----- categorical
+    def _build_categorical(self, nid) -> dict:
+        a = self.attrs(nid)
+        realize = a["realize"]
+        values = a["values"]
+        if realize == "const":
+            return {values[0]: Affine.constant(1)}
+        if a["encoding"] == "categorical" and realize in ("embed", "mlp"):
+            return {v: Affine({d: sympy.Integer(1)}) for v, d in zip(values, a["dims"])}
+        if a["encoding"] == "categorical" and realize == "attention":
+            # Nothing selected leaves the dimensions at zero, which reads as the default.
+            default = a["node"].default
+            reads = {v: Affine({d: sympy.Integer(1)}) for v, d in zip(values, a["dims"]) if v != default}
+            rest = Affine.constant(1)
+            for r in reads.values():
+                rest = rest + r.scale(-1)
+            reads[default] = rest
+            return reads
+        if realize == "derived":
+            node = a["node"]
+            x = next(arg.id for arg in node.args if self.attrs(arg.id)["realize"] != "const")
+            return {v: self._table_read(nid, x, lambda out, v=v: sympy.Integer(int(out == v))) for v in values}
+        # A numerical value with few values, read as indicators of each value.
+        if len(values) <= 2:
+            x = self.numeric(nid)
+            if len(values) == 1:
+                return {values[0]: Affine.constant(1)}
+            v0, v1 = num(values[0]), num(values[1])
+            upper = x.scale(1 / (v1 - v0)) + Affine.constant(-v0 / (v1 - v0))
+            return {values[0]: upper.scale(-1) + Affine.constant(1), values[1]: upper}
+        raise AssertionError(f"{a['label']} is numerical with {len(values)} values; no one-hot read")

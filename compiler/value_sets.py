@@ -1,0 +1,150 @@
+"""Pass 2: value sets, exactly, with sympy.
+
+Adds to every node:
+  values: the sorted tuple of every value the node can take, over every input of the layout;
+  source: "const", "token" (depends on the token alone), "position" (on the position alone) or "mixed";
+  per_position: for "position" nodes, the exact value at each position;
+  max_width (aggregates): the most keys any query can select.
+Value sets over-approximate (inputs are taken as independent), which is sound: a compiled block
+is exact on every value in the set, hence on every value that occurs.
+"""
+from __future__ import annotations
+
+import itertools
+from functools import reduce
+
+import sympy
+
+from dsl.core import Aggregate, Const, Indices, Map, Select, SelectorWidth, Tokens
+from dsl.errors import AdderError
+from dsl.semantics import EvaluationError, _evaluate_node, apply_op, selection_matrix
+from compiler.ir import CompileIR
+
+MAX_VALUES = 100_000
+
+
+def sort_key(value):
+    if isinstance(value, str):
+        return (1, 0, value)
+    return (0, sympy.Rational(int(value)) if isinstance(value, bool) else value, "")
+
+
+def infer_value_sets(ir: CompileIR) -> CompileIR:
+    graph = ir.graph.copy()
+    layout = ir.program.layout
+    n_ctx = layout.n_ctx
+    # Position-only nodes are evaluated exactly at every position (tokens cannot matter to them).
+    position_values: dict[int, list] = {}
+    dummy_tokens = [layout.begin] * n_ctx
+    for nid in sorted(graph.nodes):
+        attrs = graph.nodes[nid]
+        node = attrs["node"]
+        sources = {graph.nodes[p]["source"] for p in graph.predecessors(nid)}
+        attrs["source"] = _source(node, sources)
+        try:
+            if attrs["source"] in ("position", "const"):
+                position_values[nid] = _evaluate_node(node, position_values, dummy_tokens, n_ctx, layout.base,
+                                                      ir.program)
+                attrs["per_position"] = position_values[nid]
+                attrs["values"] = _sorted(set(position_values[nid]))
+            else:
+                attrs["values"] = _infer(node, graph, layout, position_values, ir)
+        except EvaluationError as err:
+            raise AdderError(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
+                             node.span, ir.program.sources.get(node.span.file),
+                             "value sets are taken over all inputs; guard the operation with a conditional") from None
+        if len(attrs["values"]) > MAX_VALUES:
+            raise AdderError(f"'{attrs['label']}' can take more than {MAX_VALUES} values, too many to compile",
+                             node.span, ir.program.sources.get(node.span.file))
+    return _replace(ir, graph)
+
+
+def _replace(ir, graph):
+    from dataclasses import replace
+    return replace(ir, graph=graph)
+
+
+def _source(node, input_sources):
+    if isinstance(node, Tokens):
+        return "token"
+    if isinstance(node, Indices):
+        return "position"
+    if isinstance(node, Const):
+        return "const"
+    kinds = input_sources - {"const"}
+    if not kinds:
+        return "const"
+    if isinstance(node, (Aggregate, SelectorWidth)):
+        return "position" if kinds == {"position"} else "mixed"
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def _sorted(values):
+    return tuple(sorted(values, key=sort_key))
+
+
+def _infer(node, graph, layout, position_values, ir):
+    values_of = lambda n: graph.nodes[n.id]["values"]
+    if isinstance(node, Tokens):
+        return tuple(layout.vocab)
+    if isinstance(node, Const):
+        return (node.value,)
+    if isinstance(node, Map):
+        domains = [values_of(a) for a in node.args]
+        size = reduce(lambda x, y: x * len(y), domains, 1)
+        if size > MAX_VALUES:
+            raise AdderError(f"'{graph.nodes[node.id]['label']}' combines {size} input values, too many to compile",
+                             node.span, ir.program.sources.get(node.span.file))
+        return _sorted({apply_op(node.op, combo, layout.base) for combo in itertools.product(*domains)})
+    width = selector_max_width(node.selector, graph, layout, position_values)
+    graph.nodes[node.id]["max_width"] = width
+    if isinstance(node, SelectorWidth):
+        return _sorted({sympy.Integer(w) for w in range(width + 1)})
+    value_set = set(values_of(node.value))
+    default = node.default
+    if node.mode in ("first", "last") or width <= 1:
+        return _sorted(value_set | {default})
+    if node.mode == "mean":
+        if node.type == "token" or ir.program.encodings.get(node.id) == "categorical":
+            return _sorted(value_set | {default})
+        return _sorted(_means(value_set, width) | {default})
+    return _sorted(_sums(value_set, width, node.decay, layout.n_ctx) | {default})
+
+
+def _means(values, width):
+    nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values}
+    result, sums = set(), {sympy.Integer(0)}
+    for count in range(1, width + 1):
+        sums = {s + v for s in sums for v in nums}
+        if len(sums) > MAX_VALUES:
+            raise EvaluationError(f"a mean over up to {width} keys has too many possible values")
+        result |= {s / count for s in sums}
+    return result
+
+
+def _sums(values, width, decay, n_ctx):
+    nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values} | {sympy.Integer(0)}
+    sums = {sympy.Integer(0)}
+    if decay is None:
+        for _ in range(width):
+            sums = {s + v for s in sums for v in nums}
+            if len(sums) > MAX_VALUES:
+                raise EvaluationError(f"a sum over up to {width} keys has too many possible values")
+        return sums
+    for distance in range(n_ctx):
+        weight = sympy.Integer(1) / sympy.sympify(decay) ** distance
+        sums = {s + v * weight for s in sums for v in nums}
+        if len(sums) > MAX_VALUES:
+            raise EvaluationError("a decayed sum has too many possible values")
+    return sums
+
+
+def selector_max_width(selector, graph, layout, position_values) -> int:
+    """The most keys any query selects: exact when some term is on positions only, else n_ctx."""
+    best = layout.n_ctx
+    for term in selector.terms:
+        if term.keys.id in position_values and term.queries.id in position_values:
+            one = Select(-1, "selector", selector.span, (term,))
+            rows = selection_matrix(one, position_values, layout.base)
+            best = min(best, max((len(r) for r in rows), default=0))
+    return best

@@ -1,0 +1,134 @@
+"""Pass 6: every weight as an exact sympy value, each block tagged with the program node it serves.
+
+Weights are sparse ({index tuple: value}); only the lowering pass makes dense tensors. Adds
+ir.weights: the embeddings, one `LayerWeights` per layer (a head per attention node, a block of
+hidden units per MLP node) and the unembedding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import sympy
+
+from dsl.core import Program
+from dsl.semantics import _evaluate_node, num
+from compiler.ir import Affine, CompileIR
+from compiler.reads import Reads
+
+
+@dataclass
+class Head:
+    node: int
+    label: str
+    mode: str
+    W_Q: dict = field(default_factory=dict)  # (residual dim, head dim) -> value
+    b_Q: dict = field(default_factory=dict)  # head dim -> value
+    W_K: dict = field(default_factory=dict)
+    b_K: dict = field(default_factory=dict)
+    W_V: dict = field(default_factory=dict)
+    b_V: dict = field(default_factory=dict)
+    W_O: dict = field(default_factory=dict)  # (head dim, residual dim) -> value
+    sink: Any = None  # the logit of the "attend to nothing" slot, or None
+    slope: Any = 0  # score += slope * (key position - query position)
+    constants: dict = field(default_factory=dict)  # the margins chosen, for reports
+
+    def add_read(self, side: str, head_dim: int, read: Affine, factor=1):
+        matrix, bias = getattr(self, "W_" + side), getattr(self, "b_" + side)
+        for dim, coeff in read.coeffs.items():
+            matrix[(dim, head_dim)] = matrix.get((dim, head_dim), 0) + coeff * factor
+        if read.bias != 0:
+            bias[head_dim] = bias.get(head_dim, 0) + read.bias * factor
+
+
+@dataclass
+class MLPBlock:
+    node: int
+    label: str
+    units: int = 0
+    W_in: dict = field(default_factory=dict)  # (residual dim, unit) -> value
+    b_in: dict = field(default_factory=dict)
+    W_out: dict = field(default_factory=dict)  # (unit, residual dim) -> value
+    b_out: dict = field(default_factory=dict)  # residual dim -> value
+
+
+@dataclass
+class LayerWeights:
+    heads: list[Head] = field(default_factory=list)
+    mlps: list[MLPBlock] = field(default_factory=list)
+
+
+@dataclass
+class Weights:
+    W_E: dict = field(default_factory=dict)  # (token, dim)
+    W_pos: dict = field(default_factory=dict)  # (position, dim)
+    layers: list[LayerWeights] = field(default_factory=list)
+    W_U: dict = field(default_factory=dict)  # (dim, token)
+    b_U: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)  # "W_E"/"W_pos"/"W_U" -> {index: node label}
+
+
+def build_weights(ir: CompileIR) -> CompileIR:
+    from compiler.attention_weights import build_head
+    from compiler.mlp_weights import build_mlp
+
+    graph, program = ir.graph, ir.program
+    reads = Reads(graph, program.layout.base)
+    weights = Weights(layers=[LayerWeights() for _ in range(ir.n_layers)])
+    _embeddings(ir, weights)
+    for nid in sorted(graph.nodes):
+        attrs = graph.nodes[nid]
+        if "dims" not in attrs:
+            continue
+        if attrs["realize"] == "attention":
+            weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
+        elif attrs["realize"] == "mlp":
+            weights.layers[attrs["layer"]].mlps.append(build_mlp(ir, nid, reads))
+    _unembedding(ir, reads, weights)
+    return replace(ir, weights=weights)
+
+
+def _embeddings(ir: CompileIR, weights: Weights):
+    graph, program, layout = ir.graph, ir.program, ir.program.layout
+    by_token = _values_over(program, graph, layout.vocab, "token")
+    weights.provenance = {"W_E": {}, "W_pos": {}, "W_U": {}}
+    for nid in sorted(graph.nodes):
+        attrs = graph.nodes[nid]
+        if attrs["realize"] != "embed" or "dims" not in attrs:
+            continue
+        if attrs["source"] == "token":
+            table, rows, name = weights.W_E, by_token[nid], "W_E"
+        else:
+            table, rows, name = weights.W_pos, attrs["per_position"], "W_pos"
+        for row, value in enumerate(rows):
+            if attrs["encoding"] == "categorical":
+                index = (row, attrs["dims"][attrs["values"].index(value)])
+                table[index] = sympy.Integer(1)
+            elif num(value) != 0:
+                index = (row, attrs["dims"][0])
+                table[index] = num(value)
+            else:
+                continue
+            weights.provenance[name][index] = attrs["label"]
+
+
+def _values_over(program: Program, graph, tokens: list[str], source: str) -> dict[int, list]:
+    """Evaluate every token-only node on each vocabulary token (position cannot matter to them)."""
+    values: dict[int, list] = {}
+    for nid in sorted(graph.nodes):
+        attrs = graph.nodes[nid]
+        if attrs["source"] in (source, "const"):
+            values[nid] = _evaluate_node(attrs["node"], values, tokens, len(tokens), program.layout.base, program)
+    return values
+
+
+def _unembedding(ir: CompileIR, reads: Reads, weights: Weights):
+    vocab = ir.program.layout.vocab
+    output = ir.program.output.id
+    for token, indicator in reads.categorical(output).items():
+        column = vocab.index(token)
+        for dim, coeff in indicator.coeffs.items():
+            weights.W_U[(dim, column)] = coeff
+            weights.provenance["W_U"][(dim, column)] = ir.graph.nodes[output]["label"]
+        if indicator.bias != 0:
+            weights.b_U[column] = indicator.bias

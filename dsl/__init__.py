@@ -1,0 +1,1 @@
+"""The adderc program language: grammar, parser, typed syntax tree, and sympy semantics."""

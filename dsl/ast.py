@@ -1,0 +1,138 @@
+"""Typed syntax tree. Every node carries the span of the text it came from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dsl.errors import Span
+
+
+@dataclass(frozen=True)
+class Expr:
+    span: Span
+
+
+@dataclass(frozen=True)
+class Number(Expr):
+    value: int
+
+
+@dataclass(frozen=True)
+class String(Expr):
+    value: str
+
+
+@dataclass(frozen=True)
+class Boolean(Expr):
+    value: bool
+
+
+@dataclass(frozen=True)
+class Name(Expr):
+    name: str
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    function: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[tuple[str, Expr], ...] = ()
+
+
+@dataclass(frozen=True)
+class BinOp(Expr):
+    op: str  # + - * / // % ** & and or
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class UnaryOp(Expr):
+    op: str  # neg, not
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Compare(Expr):
+    """A chain `a < b <= c`, meaning `a < b and b <= c`, as in Python."""
+
+    operands: tuple[Expr, ...]
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IfElse(Expr):
+    condition: Expr
+    then: Expr
+    otherwise: Expr
+
+
+@dataclass(frozen=True)
+class Statement:
+    span: Span
+
+
+@dataclass(frozen=True)
+class ConstDecl(Statement):
+    name: str
+    value: Expr
+
+
+@dataclass(frozen=True)
+class LetDecl(Statement):
+    name: str
+    encoding: str | None  # "categorical", "numerical" or None: let the compiler choose
+    value: Expr
+
+
+@dataclass(frozen=True)
+class DefDecl(Statement):
+    name: str
+    params: tuple[str, ...]
+    lets: tuple[LetDecl, ...]
+    body: Expr
+
+
+@dataclass(frozen=True)
+class ImportDecl(Statement):
+    path: str
+
+
+@dataclass(frozen=True)
+class OutputDecl(Statement):
+    value: Expr
+
+
+@dataclass(frozen=True)
+class MeaningDecl(Statement):
+    field: str
+    value: Expr
+
+
+@dataclass(frozen=True)
+class LayoutLiteral:
+    span: Span
+    token: str
+
+
+@dataclass(frozen=True)
+class LayoutField:
+    span: Span
+    name: str
+    width: Expr
+
+
+@dataclass(frozen=True)
+class LayoutDecl(Statement):
+    base: Expr | None
+    order: str | None
+    prompt: tuple[LayoutLiteral | LayoutField, ...]
+    answer: tuple[LayoutLiteral | LayoutField, ...]
+
+
+@dataclass(frozen=True)
+class Module:
+    """One parsed file."""
+
+    path: str
+    source: str
+    statements: tuple[Statement, ...] = field(default_factory=tuple)

@@ -1,0 +1,65 @@
+"""Source spans and the one error type every user-facing failure is reported through."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a piece of program text sits: 1-based line and column, as editors count."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int | None = None
+    end_column: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class AdderError(Exception):
+    """A problem in the user's input, reported as `file:line:col: message` plus the line and a caret.
+
+    `source` is the text of the file the span points into, when known, so the message can quote
+    the offending line without reading the file again.
+    """
+
+    def __init__(self, message: str, span: Span | None = None, source: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.source = source
+        self.hint = hint
+
+    def render(self) -> str:
+        if self.span is None:
+            text = f"error: {self.message}"
+        else:
+            text = f"{self.span}: error: {self.message}"
+            line_text = self._line_text()
+            if line_text is not None:
+                caret_width = 1
+                if self.span.end_line == self.span.line and self.span.end_column:
+                    caret_width = max(1, self.span.end_column - self.span.column)
+                text += f"\n    {line_text}\n    {' ' * (self.span.column - 1)}{'^' * caret_width}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def _line_text(self) -> str | None:
+        source = self.source
+        if source is None:
+            try:
+                source = Path(self.span.file).read_text()
+            except OSError:
+                return None
+        lines = source.splitlines()
+        if 1 <= self.span.line <= len(lines):
+            return lines[self.span.line - 1].expandtabs(1)
+        return None
+
+    def __str__(self) -> str:
+        return self.render()

@@ -1,0 +1,203 @@
+"""The sequence layout: vocabulary, where each operand sits, and how answers are written.
+
+A layout is plain data once built, so a model file can carry it and the command line, the
+verifier and the exports can all speak of "a + b" rather than raw token lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dsl.errors import AdderError, Span
+
+DIGIT_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    width: int
+    start: int  # position of its first token
+    is_answer: bool = False
+
+    @property
+    def end(self) -> int:
+        """Position of its last token."""
+        return self.start + self.width - 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    base: int
+    order: str  # "msb_first" or "lsb_first"
+    items: tuple[tuple[str, Any], ...]  # ("literal", token) or ("field", name, width), in sequence order
+    answer_index: int  # index into items where the answer part begins
+
+    # ----- derived facts
+    @property
+    def digits(self) -> list[str]:
+        return list(DIGIT_ALPHABET[: self.base])
+
+    @property
+    def literals(self) -> list[str]:
+        seen = []
+        for item in self.items:
+            if item[0] == "literal" and item[1] not in seen:
+                seen.append(item[1])
+        return seen
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.digits + self.literals
+
+    @property
+    def begin(self) -> str:
+        return self.items[0][1]
+
+    @property
+    def end_token(self) -> str:
+        return self.items[-1][1]
+
+    @property
+    def fields(self) -> dict[str, Field]:
+        result, position = {}, 0
+        for index, item in enumerate(self.items):
+            if item[0] == "literal":
+                position += 1
+            else:
+                result[item[1]] = Field(item[1], item[2], position, index >= self.answer_index)
+                position += item[2]
+        return result
+
+    @property
+    def operands(self) -> list[Field]:
+        return [f for f in self.fields.values() if not f.is_answer]
+
+    @property
+    def answer(self) -> Field:
+        return next(f for f in self.fields.values() if f.is_answer)
+
+    @property
+    def sequence_length(self) -> int:
+        """Tokens in a whole sequence, end token included."""
+        return sum(1 if item[0] == "literal" else item[2] for item in self.items)
+
+    @property
+    def prompt_length(self) -> int:
+        return self.answer.start
+
+    @property
+    def n_ctx(self) -> int:
+        """Longest input a model sees: the end token is produced but never fed back."""
+        return self.sequence_length - 1
+
+    # ----- conversions
+    def digits_of(self, value: int, width: int) -> list[str]:
+        if value < 0 or value >= self.base ** width:
+            raise ValueError(f"{value} does not fit in {width} base-{self.base} digits")
+        out = []
+        for _ in range(width):
+            out.append(DIGIT_ALPHABET[value % self.base])
+            value //= self.base
+        return out if self.order == "lsb_first" else out[::-1]
+
+    def value_of(self, digits: list[str]) -> int:
+        ordered = digits if self.order == "msb_first" else digits[::-1]
+        value = 0
+        for token in ordered:
+            value = value * self.base + DIGIT_ALPHABET.index(token)
+        return value
+
+    def prompt_tokens(self, operands: dict[str, int]) -> list[str]:
+        tokens = []
+        for item in self.items[: self.answer_index]:
+            if item[0] == "literal":
+                tokens.append(item[1])
+            else:
+                tokens.extend(self.digits_of(operands[item[1]], item[2]))
+        return tokens
+
+    def answer_tokens(self, value: int) -> list[str]:
+        """What follows the prompt: the answer's digits and the end token."""
+        tokens = []
+        for item in self.items[self.answer_index:]:
+            tokens.extend([item[1]] if item[0] == "literal" else self.digits_of(value, item[2]))
+        return tokens
+
+    def tokenize(self, text: str) -> list[str]:
+        """Split user text into vocabulary tokens, longest match first; the begin token is added."""
+        vocab = sorted(self.vocab, key=len, reverse=True)
+        tokens, i = [], 0
+        text = text.strip()
+        while i < len(text):
+            if text[i].isspace():
+                i += 1
+                continue
+            match = next((t for t in vocab if text.startswith(t, i)), None)
+            if match is None:
+                raise ValueError(f"{text!r}: character {text[i]!r} at column {i + 1} is not in the vocabulary")
+            tokens.append(match)
+            i += len(match)
+        if not tokens or tokens[0] != self.begin:
+            tokens.insert(0, self.begin)
+        return tokens
+
+    def to_dict(self) -> dict:
+        return {"base": self.base, "order": self.order, "answer_index": self.answer_index,
+                "items": [list(item) for item in self.items]}
+
+    @staticmethod
+    def from_dict(data: dict) -> "Layout":
+        return Layout(int(data["base"]), str(data["order"]),
+                      tuple(tuple(item) for item in data["items"]), int(data["answer_index"]))
+
+
+def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, source: str | None) -> Layout:
+    """Check a layout declaration; `prompt` and `answer` hold (kind, span, ...) entries."""
+    def fail(message, where=span, hint=None):
+        raise AdderError(message, where, source, hint)
+
+    if not 2 <= base <= len(DIGIT_ALPHABET):
+        fail(f"base must be between 2 and {len(DIGIT_ALPHABET)}, got {base}")
+    digits = set(DIGIT_ALPHABET[:base])
+    items, names = [], set()
+    for kind, where, *rest in prompt + answer:
+        if kind == "literal":
+            token = rest[0]
+            if not token:
+                fail("a layout token cannot be empty", where)
+            if token in digits:
+                fail(f"layout token {token!r} is also a base-{base} digit", where,
+                     "separators must differ from digits")
+            items.append(("literal", token))
+        else:
+            name, width = rest
+            if name in names:
+                fail(f"field '{name}' appears twice in the layout", where)
+            if not isinstance(width, int) or width < 1:
+                fail(f"field '{name}' must have a positive whole width, got {width}", where)
+            names.add(name)
+            items.append(("field", name, width))
+    if not prompt or prompt[0][0] != "literal":
+        fail("a layout starts with its begin token, e.g. \"<bos>\"")
+    answer_fields = [a for a in answer if a[0] == "field"]
+    if len(answer_fields) != 1 or answer[0][0] != "field":
+        fail("the answer part (after '=>') must be exactly one field followed by the end token",
+             hint='for example: => sum[N + 1] "<eos>"')
+    if len(answer) != 2 or answer[-1][0] != "literal":
+        fail("the answer field must be followed by exactly one end token, e.g. \"<eos>\"")
+    if not any(p[0] == "field" for p in prompt):
+        fail("the prompt part of a layout needs at least one operand field")
+    return Layout(base, order, tuple(items), len(prompt))
+
+
+@dataclass(frozen=True)
+class Meaning:
+    """`meaning sum = a + b`: what the answer field should hold, as an expression over operand values."""
+
+    field: str
+    text: str  # the expression as written, for reports
+    function: Any  # callable(dict[str, int]) -> sympy Integer
+
+    def expected(self, operands: dict[str, int]) -> int:
+        return int(self.function(operands))
