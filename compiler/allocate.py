@@ -44,6 +44,9 @@ def allocate(ir: CompileIR) -> CompileIR:
                  "line": attrs["span"].line, "column": attrs["span"].column}
         if attrs["encoding"] == "categorical":
             entry["values"] = [str(v) for v in attrs["values"]]
+        if attrs["realize"] == "attention":
+            # An attention value is stored relative to its default, which "nothing selected" yields.
+            entry["default"] = str(attrs["node"].default)
         residual_map.append(entry)
     return replace(ir, graph=graph, d_model=next_dim, residual_map=residual_map)
 

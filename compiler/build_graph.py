@@ -18,7 +18,7 @@ def build_graph(program: Program, options: dict | None = None) -> CompileIR:
     for node in program.nodes:
         if node.id not in needed:
             continue
-        graph.add_node(node.id, node=node, label=node.label, span=node.span)
+        graph.add_node(node.id, node=node, label=_label(node, program), span=node.span)
         for source, role in _uses(node):
             if graph.has_edge(source.id, node.id):
                 graph.edges[source.id, node.id]["roles"].add(role)
@@ -26,6 +26,20 @@ def build_graph(program: Program, options: dict | None = None) -> CompileIR:
                 graph.add_edge(source.id, node.id, roles={role})
     assert nx.is_directed_acyclic_graph(graph)
     return CompileIR(program, graph, dict(options or {}))
+
+
+def _label(node, program) -> str:
+    """A let's name, or else the expression as written (what a reader recognises in a report)."""
+    if node.names:
+        return node.names[0]
+    if node.kind in ("tokens", "indices"):
+        return node.kind
+    span = node.span
+    lines = program.sources.get(span.file, "").splitlines()
+    if span.end_line == span.line and 1 <= span.line <= len(lines):
+        text = lines[span.line - 1][span.column - 1:span.end_column - 1]
+        return text if len(text) <= 48 else text[:45] + "..."
+    return node.label
 
 
 def _uses(node):

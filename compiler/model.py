@@ -35,11 +35,16 @@ class Attention(nn.Module):
         self.sink = p(n_heads)  # -inf: no sink
         self.alibi_slope = p(n_heads)
 
+    def _project(self, x, W, b):
+        # One matmul for all heads: [B, T, d_model] @ [d_model, H*d_head] -> [B, H, T, d_head].
+        H, d_model, d_head = W.shape
+        flat = x @ W.permute(1, 0, 2).reshape(d_model, H * d_head) + b.reshape(H * d_head)
+        return flat.view(x.shape[0], x.shape[1], H, d_head).transpose(1, 2)
+
     def forward(self, x):
         _, T, _ = x.shape
-        q = torch.einsum("btd,hde->bhte", x, self.W_Q) + self.b_Q[None, :, None, :]
-        k = torch.einsum("btd,hde->bhte", x, self.W_K) + self.b_K[None, :, None, :]
-        v = torch.einsum("btd,hde->bhte", x, self.W_V) + self.b_V[None, :, None, :]
+        q, k, v = self._project(x, self.W_Q, self.b_Q), self._project(x, self.W_K, self.b_K), \
+            self._project(x, self.W_V, self.b_V)
         scores = q @ k.transpose(-1, -2)
         position = torch.arange(T, device=x.device)
         distance = (position[None, :] - position[:, None]).to(x.dtype)  # key - query

@@ -23,6 +23,10 @@ from compiler.ir import CompileIR
 MAX_VALUES = 100_000
 
 
+class TooManyValues(EvaluationError):
+    pass
+
+
 def sort_key(value):
     if isinstance(value, str):
         return (1, 0, value)
@@ -49,6 +53,11 @@ def infer_value_sets(ir: CompileIR) -> CompileIR:
                 attrs["values"] = _sorted(set(position_values[nid]))
             else:
                 attrs["values"] = _infer(node, graph, layout, position_values, ir)
+        except TooManyValues as err:
+            raise AdderError(f"cannot compile '{attrs['label']}': {err}", node.span,
+                             ir.program.sources.get(node.span.file),
+                             "select fewer keys (a window on indices), or aggregate values with fewer "
+                             "possible values") from None
         except EvaluationError as err:
             raise AdderError(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
                              node.span, ir.program.sources.get(node.span.file),
@@ -96,7 +105,7 @@ def _infer(node, graph, layout, position_values, ir):
             raise AdderError(f"'{graph.nodes[node.id]['label']}' combines {size} input values, too many to compile",
                              node.span, ir.program.sources.get(node.span.file))
         return _sorted({apply_op(node.op, combo, layout.base) for combo in itertools.product(*domains)})
-    width = selector_max_width(node.selector, graph, layout, position_values)
+    width, distances = selector_reach(node.selector, layout, position_values)
     graph.nodes[node.id]["max_width"] = width
     if isinstance(node, SelectorWidth):
         return _sorted({sympy.Integer(w) for w in range(width + 1)})
@@ -108,7 +117,7 @@ def _infer(node, graph, layout, position_values, ir):
         if node.type == "token" or ir.program.encodings.get(node.id) == "categorical":
             return _sorted(value_set | {default})
         return _sorted(_means(value_set, width) | {default})
-    return _sorted(_sums(value_set, width, node.decay, layout.n_ctx) | {default})
+    return _sorted(_sums(value_set, width, node.decay, distances) | {default})
 
 
 def _means(values, width):
@@ -117,34 +126,39 @@ def _means(values, width):
     for count in range(1, width + 1):
         sums = {s + v for s in sums for v in nums}
         if len(sums) > MAX_VALUES:
-            raise EvaluationError(f"a mean over up to {width} keys has too many possible values")
+            raise TooManyValues(f"a mean over up to {width} keys has more than {MAX_VALUES} possible values")
         result |= {s / count for s in sums}
     return result
 
 
-def _sums(values, width, decay, n_ctx):
+def _sums(values, width, decay, distances):
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values} | {sympy.Integer(0)}
     sums = {sympy.Integer(0)}
     if decay is None:
         for _ in range(width):
             sums = {s + v for s in sums for v in nums}
             if len(sums) > MAX_VALUES:
-                raise EvaluationError(f"a sum over up to {width} keys has too many possible values")
+                raise TooManyValues(f"a sum over up to {width} keys has more than {MAX_VALUES} possible values")
         return sums
-    for distance in range(n_ctx):
+    for distance in distances:
         weight = sympy.Integer(1) / sympy.sympify(decay) ** distance
         sums = {s + v * weight for s in sums for v in nums}
         if len(sums) > MAX_VALUES:
-            raise EvaluationError("a decayed sum has too many possible values")
+            raise TooManyValues(f"a decayed sum has more than {MAX_VALUES} possible values")
     return sums
 
 
-def selector_max_width(selector, graph, layout, position_values) -> int:
-    """The most keys any query selects: exact when some term is on positions only, else n_ctx."""
-    best = layout.n_ctx
+def selector_reach(selector, layout, position_values) -> tuple[int, list[int]]:
+    """The most keys any query selects, and the query-to-key distances it can select at.
+
+    Exact for a term on positions alone (its selection is known for every query); otherwise
+    any key at or before the query may be selected.
+    """
+    width, distances = layout.n_ctx, set(range(layout.n_ctx))
     for term in selector.terms:
         if term.keys.id in position_values and term.queries.id in position_values:
             one = Select(-1, "selector", selector.span, (term,))
             rows = selection_matrix(one, position_values, layout.base)
-            best = min(best, max((len(r) for r in rows), default=0))
-    return best
+            width = min(width, max((len(r) for r in rows), default=0))
+            distances &= {q - k for q, row in enumerate(rows) for k in row}
+    return width, sorted(distances)

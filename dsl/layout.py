@@ -135,7 +135,7 @@ class Layout:
                 continue
             match = next((t for t in vocab if text.startswith(t, i)), None)
             if match is None:
-                raise ValueError(f"{text!r}: character {text[i]!r} at column {i + 1} is not in the vocabulary")
+                raise ValueError(f"character {text[i]!r} at column {i + 1} is not in the vocabulary")
             tokens.append(match)
             i += len(match)
         if not tokens or tokens[0] != self.begin:

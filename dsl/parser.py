@@ -206,6 +206,13 @@ class _ToAst(Transformer):
         return ast.IfElse(self._span(meta), condition, then, otherwise)
 
 
+def _after_last_token(source: str, path: str) -> Span:
+    """Where an unfinished program stops: just after its last non-blank character."""
+    text = source.rstrip()
+    lines = text.splitlines() or [""]
+    return Span(path, len(lines), len(lines[-1]) + 1)
+
+
 def parse(source: str, path: str = "<string>") -> ast.Module:
     """Parse program text; every syntax error becomes an AdderError with line and column."""
     try:
@@ -215,16 +222,13 @@ def parse(source: str, path: str = "<string>") -> ast.Module:
         raise AdderError(f"unexpected character {char!r}", Span(path, err.line, err.column), source,
                          hint=_expected_words(err.allowed or set()) or None) from None
     except UnexpectedEOF as err:
-        lines = source.splitlines() or [""]
-        raise AdderError("the program ends in the middle of a statement",
-                         Span(path, len(lines), len(lines[-1]) + 1), source,
+        raise AdderError("the program ends in the middle of a statement", _after_last_token(source, path), source,
                          hint=_expected_words(set(err.expected)) or None) from None
     except UnexpectedToken as err:
         tok = err.token
         if tok.type == "$END":
-            lines = source.splitlines() or [""]
-            raise AdderError("the program ends in the middle of a statement",
-                             Span(path, len(lines), len(lines[-1]) + 1), source,
+            raise AdderError("the program ends in the middle of a statement", _after_last_token(source, path),
+                             source,
                              hint=_expected_words(set(err.expected)) or None) from None
         raise AdderError(f"unexpected {tok.value!r}",
                          Span(path, tok.line, tok.column, tok.end_line, tok.end_column), source,

@@ -106,7 +106,7 @@ class _Resolver:
         self.output: tuple[Node, Span] | None = None
         self.import_stack: list[str] = []
         self.def_stack: list[str] = []
-        self.current_source: str | None = None
+        self.token_literals: list[tuple[str, Span]] = []
 
     # ----- errors
     def error(self, message, span, hint=None):
@@ -277,10 +277,14 @@ class _Resolver:
         return self.builder.const(sympy.Integer(e.value), e.span)
 
     def expr_String(self, e, scope):
-        if self.layout is not None and e.value not in self.layout.vocab:
-            raise self.error(f"token {e.value!r} is not in the vocabulary", e.span,
-                             f"the vocabulary is {self.layout.vocab}")
+        self.token_literals.append((e.value, e.span))
         return self.builder.const(e.value, e.span)
+
+    def check_token_literals(self):
+        for token, span in self.token_literals:
+            if token not in self.layout.vocab:
+                raise self.error(f"token {token!r} is not in the vocabulary", span,
+                                 f"the vocabulary is {self.layout.vocab}")
 
     def expr_Boolean(self, e, scope):
         return self.builder.const(e.value, e.span)
@@ -303,9 +307,13 @@ class _Resolver:
         close = difflib.get_close_matches(e.name, known, n=1)
         raise self.error(f"unknown name '{e.name}'", e.span, f"did you mean '{close[0]}'?" if close else None)
 
-    def elementwise(self, op, args, span):
-        """Type-check and build an elementwise op, folding it when every argument is constant."""
-        type_name = self.result_type(op, args, span)
+    def elementwise(self, op, args, span, arg_spans=None):
+        """Type-check and build an elementwise op, folding it when every argument is constant.
+
+        Errors point at `arg_spans` (where each argument is written here): shared nodes keep the
+        span of their first use, which may be elsewhere.
+        """
+        type_name = self.result_type(op, args, span, arg_spans or tuple(span for _ in args))
         if all(isinstance(a, Const) for a in args):
             try:
                 value = apply_op(op, tuple(a.value for a in args), self.layout.base if self.layout else 10)
@@ -314,8 +322,9 @@ class _Resolver:
             return self.builder.const(value, span)
         return self.builder.map(op, args, type_name, span)
 
-    def result_type(self, op, args, span):
+    def result_type(self, op, args, span, arg_spans):
         types = [a.type for a in args]
+        args = [_At(a, where) for a, where in zip(args, arg_spans)]
         if "selector" in types:
             raise self.error("a selector cannot be used as a value here", span,
                              "aggregate it first, e.g. mean(sel, values) or first(sel, values)")
@@ -369,22 +378,23 @@ class _Resolver:
                                      node.span if node.span.file == e.span.file else e.span,
                                      "use 'and' for booleans")
             return self.builder.select(left.terms + right.terms, e.span)
-        return self.elementwise(BINARY_OPS[e.op], (left, right), e.span)
+        return self.elementwise(BINARY_OPS[e.op], (left, right), e.span, (e.left.span, e.right.span))
 
     def expr_UnaryOp(self, e, scope):
-        return self.elementwise(e.op, (self.expr(e.operand, scope),), e.span)
+        return self.elementwise(e.op, (self.expr(e.operand, scope),), e.span, (e.operand.span,))
 
     def expr_Compare(self, e, scope):
         operands = [self.expr(x, scope) for x in e.operands]
         result = None
         for i, op in enumerate(e.ops):
-            part = self.elementwise(COMPARE_OPS[op], (operands[i], operands[i + 1]), e.span)
+            part = self.elementwise(COMPARE_OPS[op], (operands[i], operands[i + 1]), e.span,
+                                    (e.operands[i].span, e.operands[i + 1].span))
             result = part if result is None else self.elementwise("and", (result, part), e.span)
         return result
 
     def expr_IfElse(self, e, scope):
         args = (self.expr(e.condition, scope), self.expr(e.then, scope), self.expr(e.otherwise, scope))
-        return self.elementwise("if_else", args, e.span)
+        return self.elementwise("if_else", args, e.span, (e.condition.span, e.then.span, e.otherwise.span))
 
     def expr_Call(self, e, scope):
         name = e.function
@@ -401,7 +411,8 @@ class _Resolver:
             return self.call_select(e, scope)
         if name in ELEMENTWISE_BUILTINS:
             self.check_arity(e, ELEMENTWISE_BUILTINS[name], ())
-            return self.elementwise(name, tuple(self.expr(a, scope) for a in e.args), e.span)
+            return self.elementwise(name, tuple(self.expr(a, scope) for a in e.args), e.span,
+                                    tuple(a.span for a in e.args))
         if name == "selector_width":
             self.check_arity(e, 1, ())
             return self.builder.selector_width(self.selector_arg(e.args[0], scope), e.span)
@@ -437,43 +448,43 @@ class _Resolver:
         queries = self.sequence_arg(e.args[1], scope, "the queries")
         pred_scope = {"k": self.builder.var("k", keys.type, e.args[0].span),
                       "q": self.builder.var("q", queries.type, e.args[1].span)}
-        predicate = self.predicate(e.args[2], pred_scope)
+        predicate = self.predicate(e.args[2], pred_scope, scope)
         if predicate.type != "bool":
             raise self.error(f"a select predicate must be a boolean, but this is {describe(predicate.type)}",
                              e.args[2].span)
         return self.builder.select((SelectTerm(keys, queries, predicate),), e.span)
 
-    def predicate(self, e, pred_scope):
+    def predicate(self, e, pred_scope, scope):
         """A predicate sees only k, q and constants: it is compiled to a table, not evaluated per position."""
         if isinstance(e, ast.Name) and e.name in pred_scope:
             return pred_scope[e.name]
         if isinstance(e, ast.Name):
-            node = self.expr(e, {})
+            node = self.expr(e, scope)
             if not isinstance(node, Const):
                 raise self.error(f"a select predicate may only use k, q and constants; '{e.name}' is a sequence",
                                  e.span, "select on that sequence instead: select(keys, queries, ...)")
             return node
         if isinstance(e, (ast.Number, ast.String, ast.Boolean)):
-            return self.expr(e, {})
+            return self.expr(e, scope)
         if isinstance(e, ast.BinOp) and e.op != "&":
-            return self.elementwise(BINARY_OPS[e.op], (self.predicate(e.left, pred_scope),
-                                                       self.predicate(e.right, pred_scope)), e.span)
+            return self.elementwise(BINARY_OPS[e.op], (self.predicate(e.left, pred_scope, scope),
+                                                       self.predicate(e.right, pred_scope, scope)), e.span)
         if isinstance(e, ast.UnaryOp):
-            return self.elementwise(e.op, (self.predicate(e.operand, pred_scope),), e.span)
+            return self.elementwise(e.op, (self.predicate(e.operand, pred_scope, scope),), e.span)
         if isinstance(e, ast.Compare):
-            operands = [self.predicate(x, pred_scope) for x in e.operands]
+            operands = [self.predicate(x, pred_scope, scope) for x in e.operands]
             result = None
             for i, op in enumerate(e.ops):
                 part = self.elementwise(COMPARE_OPS[op], (operands[i], operands[i + 1]), e.span)
                 result = part if result is None else self.elementwise("and", (result, part), e.span)
             return result
         if isinstance(e, ast.IfElse):
-            return self.elementwise("if_else", (self.predicate(e.condition, pred_scope),
-                                                self.predicate(e.then, pred_scope),
-                                                self.predicate(e.otherwise, pred_scope)), e.span)
+            return self.elementwise("if_else", (self.predicate(e.condition, pred_scope, scope),
+                                                self.predicate(e.then, pred_scope, scope),
+                                                self.predicate(e.otherwise, pred_scope, scope)), e.span)
         if isinstance(e, ast.Call) and e.function in ELEMENTWISE_BUILTINS:
             self.check_arity(e, ELEMENTWISE_BUILTINS[e.function], ())
-            return self.elementwise(e.function, tuple(self.predicate(a, pred_scope) for a in e.args), e.span)
+            return self.elementwise(e.function, tuple(self.predicate(a, pred_scope, scope) for a in e.args), e.span)
         if isinstance(e, ast.Call) and e.function in LAYOUT_BUILTINS:
             return self.layout_fact(e)
         raise self.error("this is not allowed in a select predicate", e.span,
@@ -491,21 +502,21 @@ class _Resolver:
         result_type = value.type
         if mode in ("mean", "sum") and value.type == "bool":
             result_type = "num"
-        default = self.default_value(kwargs.get("default"), result_type, e)
+        default = self.default_value(kwargs.get("default"), result_type, e, scope)
         decay = None
         if "decay" in kwargs:
-            decay = self.constant(kwargs["decay"], {}, "decay")
+            decay = self.constant(kwargs["decay"], scope, "decay")
             if type_of_value(decay) != "num" or decay <= 0:
                 raise self.error(f"decay must be a positive number, got {decay}", kwargs["decay"].span)
         return self.builder.aggregate(mode, selector, value, default, decay, result_type, e.span)
 
-    def default_value(self, expr, result_type, e):
+    def default_value(self, expr, result_type, e, scope):
         if expr is None:
             if result_type == "token":
                 raise self.error(f"{e.function}(...) over tokens needs default=\"...\" for when nothing is selected",
                                  e.span)
             return False if result_type == "bool" else sympy.Integer(0)
-        value = self.constant(expr, {}, "default")
+        value = self.constant(expr, scope, "default")
         kind = type_of_value(value)
         if kind != result_type and not (kind in ("num", "bool") and result_type in ("num", "bool")):
             raise self.error(f"the default is {describe(kind)}, but the values are {describe(result_type)}",
@@ -527,7 +538,7 @@ class _Resolver:
         predicate = self.elementwise("eq", (pred_scope["k"], self.elementwise("sub", (pred_scope["q"], offset),
                                                                               e.span)), e.span)
         selector = self.builder.select((SelectTerm(indices, indices, predicate),), e.span)
-        default = self.default_value(dict(e.kwargs).get("default"), value.type, e)
+        default = self.default_value(dict(e.kwargs).get("default"), value.type, e, scope)
         return self.builder.aggregate("first", selector, value, default, None, value.type, e.span)
 
     def layout_fact(self, e):
@@ -561,6 +572,13 @@ class _Resolver:
         return result
 
 
+class _At:
+    """A node seen at one particular use, so type errors point where the user wrote it."""
+
+    def __init__(self, node, span):
+        self.node, self.span, self.type = node, span, node.type
+
+
 def _children(e):
     if isinstance(e, ast.BinOp):
         return (e.left, e.right)
@@ -589,6 +607,7 @@ def load_program(path: str | Path, overrides: dict[str, int] | None = None, text
     if resolver.layout is None:
         raise AdderError("the program has no layout declaration", end, resolver.sources[main],
                          'add one, e.g. layout base 10, msb_first: "<bos>" a[N] "+" b[N] "=" => sum[N + 1] "<eos>"')
+    resolver.check_token_literals()
     if resolver.output is None:
         raise AdderError("the program has no output statement", end, resolver.sources[main],
                          "end it with: output <an expression giving the next token>")

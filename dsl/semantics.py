@@ -99,11 +99,25 @@ def _equal(a, b):
     return bool(num(a) == num(b))
 
 
-@lru_cache(maxsize=1 << 20)
+def _tagged(values: tuple) -> tuple:
+    # True == 1 and hash(True) == hash(1), so a cache keyed on bare values would hand a boolean
+    # result to a numeric call (or back). The type goes into the key.
+    return tuple((type(v).__name__, v) for v in values)
+
+
 def apply_op(op: str, args: tuple, base: int) -> Any:
     """Apply an elementwise op to concrete values; numeric results are normalised to sympy."""
+    return _apply_cached(op, _tagged(args), base)
+
+
+@lru_cache(maxsize=1 << 20)
+def _apply_cached(op: str, tagged: tuple, base: int) -> Any:
+    args = tuple(v for _, v in tagged)
     result = OPS[op][1](args, base)
     if op == "if_else":
+        branches = args[1:]
+        if any(isinstance(b, bool) for b in branches) and not all(isinstance(b, bool) for b in branches):
+            return num(result)  # a conditional mixing booleans and numbers is numeric
         return result
     if isinstance(result, bool) or isinstance(result, str):
         return result
@@ -135,11 +149,12 @@ def selection_matrix(select: Select, values: dict[int, list], base: int) -> list
 
 @lru_cache(maxsize=1 << 20)
 def _cached_predicate(predicate: Node, key, query, base):
-    return bool(eval_predicate(predicate, key, query, base))
+    return bool(eval_predicate(predicate, key[1], query[1], base))
 
 
 def _term_holds(term, values, k, q, base):
-    return _cached_predicate(term.predicate, values[term.keys.id][k], values[term.queries.id][q], base)
+    key, query = values[term.keys.id][k], values[term.queries.id][q]
+    return _cached_predicate(term.predicate, (type(key).__name__, key), (type(query).__name__, query), base)
 
 
 def aggregate_values(node: Aggregate, selected: list[int], values: list, query: int, categorical: bool):

@@ -1,0 +1,40 @@
+"""What the command line, the tests and the benchmarks share: compile a file, run prompts."""
+from __future__ import annotations
+
+import torch
+
+from dsl.resolve import load_program, source_digest
+from compiler.generate import greedy, trim
+from compiler.pipeline import compile_program
+from compiler.stats import model_stats
+
+
+def compile_file(path, overrides=None, dtype="float64", text=None):
+    """(ir, stats, sha256 of the sources) for a program file."""
+    program = load_program(path, overrides, text)
+    ir = compile_program(program, {"dtype": dtype})
+    config, state = ir.lowered
+    return ir, model_stats(config, state, ir.options["compile_seconds"]), source_digest(program)
+
+
+def load_compiled(ir):
+    """The torch module for a compiled IR."""
+    from compiler.model import CompiledTransformer
+    config, state = ir.lowered
+    model = CompiledTransformer(config)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def run_prompts(model, layout, prompts: list[list[str]], batch_size: int = 4096) -> list[str]:
+    """Greedy continuations (without the end token) for prompts given as token lists."""
+    vocab = layout.vocab
+    end_id = vocab.index(layout.end_token)
+    max_new = layout.sequence_length - layout.prompt_length
+    results = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        ids = torch.tensor([[vocab.index(t) for t in p] for p in chunk], dtype=torch.long)
+        generated = greedy(model, ids, max_new, end_id).tolist()
+        results.extend("".join(vocab[i] for i in trim(row, end_id)) for row in generated)
+    return results

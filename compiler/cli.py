@@ -1,0 +1,161 @@
+"""The `adderc` command line: compile, run, stats, check.
+
+Every failure caused by the input (a program, a prompt, a model file) prints a message naming
+where it is and exits 2; nothing the user does should show a Python traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from dsl.errors import AdderError
+
+COMMANDS = ("compile", "run", "stats", "check")
+RUN_BATCH = 4096
+
+
+def _defines(values: list[str]) -> dict[str, int]:
+    overrides = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise AdderError(f"-D {item}: write -D NAME=VALUE, e.g. -D N=20")
+        try:
+            overrides[name] = int(value)
+        except ValueError:
+            raise AdderError(f"-D {item}: the value must be a whole number") from None
+    return overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adderc", description="Compile arithmetic programs into transformers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("compile", help="compile a program into a model file")
+    p.add_argument("program")
+    p.add_argument("-o", "--output", default="model.pt", help="model file to write (default model.pt)")
+    p.add_argument("-D", dest="defines", action="append", metavar="NAME=VALUE", help="override a const")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p = sub.add_parser("run", help="let a compiled model write its answers, token by token")
+    p.add_argument("model")
+    p.add_argument("prompts", nargs="*", help="prompts as a user writes them, e.g. 12+34= (else read stdin)")
+    p.add_argument("--operands", nargs="+", metavar="N", help="operand values, formatted through the layout")
+    p = sub.add_parser("stats", help="print a model's size figures")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("check", help="parse and type-check a program")
+    p.add_argument("program")
+    p.add_argument("-D", dest="defines", action="append", metavar="NAME=VALUE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "compile")
+    args = _parser().parse_args(argv)
+    try:
+        return {"compile": cmd_compile, "run": cmd_run, "stats": cmd_stats, "check": cmd_check}[args.command](args)
+    except AdderError as err:
+        print(err.render(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a compiler bug: say so plainly; ADDERC_DEBUG=1 shows the traceback
+        if os.environ.get("ADDERC_DEBUG"):
+            raise
+        print(f"adderc: internal error: {type(err).__name__}: {err}\n"
+              f"  this is a bug in adderc, not in your input; rerun with ADDERC_DEBUG=1 for details",
+              file=sys.stderr)
+        return 3
+
+
+def cmd_check(args) -> int:
+    from dsl.resolve import load_program
+    program = load_program(args.program, _defines(args.defines))
+    layout = program.layout
+    print(f"{args.program}: ok ({len(program.nodes)} operations, vocabulary of {len(layout.vocab)}, "
+          f"context {layout.n_ctx})")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from compiler.api import compile_file
+    from compiler.model_file import save_model
+    from compiler.stats import format_stats
+    ir, stats, digest = compile_file(args.program, _defines(args.defines), args.dtype)
+    output = Path(args.output)
+    try:
+        save_model(output, ir, stats, digest)
+    except OSError as err:
+        raise AdderError(f"cannot write {output}: {err.strerror}") from None
+    print(format_stats(stats))
+    print(f"wrote {output}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from compiler.model_file import load_model
+    from compiler.stats import format_stats, model_stats
+    model, payload = load_model(args.model)
+    stats = model_stats(payload["config"], payload["state_dict"], payload.get("stats", {}).get("compile_seconds"))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(format_stats(stats))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from compiler.api import run_prompts
+    from compiler.model_file import load_model
+    from dsl.layout import Layout
+    model, payload = load_model(args.model)
+    layout = Layout.from_dict(payload["layout"])
+    if args.operands:
+        operands = layout.operands
+        if len(args.operands) % len(operands):
+            raise AdderError(f"--operands takes {len(operands)} value(s) per prompt "
+                             f"({', '.join(f.name for f in operands)}), got {len(args.operands)}")
+        prompts = []
+        for start in range(0, len(args.operands), len(operands)):
+            values = {}
+            for field, text in zip(operands, args.operands[start:start + len(operands)]):
+                try:
+                    values[field.name] = int(text)
+                    layout.digits_of(values[field.name], field.width)
+                except ValueError:
+                    raise AdderError(f"--operands: {text!r} is not a whole number from 0 to "
+                                     f"{layout.base ** field.width - 1} for field '{field.name}'") from None
+            prompts.append(layout.prompt_tokens(values))
+    else:
+        texts = args.prompts or [line for line in sys.stdin.read().splitlines() if line.strip()]
+        prompts = [_prompt_tokens(layout, text, i + 1) for i, text in enumerate(texts)]
+    for line in run_prompts(model, layout, prompts, RUN_BATCH):
+        print(line)
+    return 0
+
+
+def _prompt_tokens(layout, text: str, number: int) -> list[str]:
+    """A prompt as the user writes it, checked against the layout so the model only sees what it expects."""
+    where = f"prompt {number} ({text!r})"
+    try:
+        tokens = layout.tokenize(text)
+    except ValueError as err:
+        raise AdderError(f"{where}: {err}") from None
+    example = "".join(layout.prompt_tokens({f.name: 0 for f in layout.operands})[1:])
+    if len(tokens) != layout.prompt_length:
+        raise AdderError(f"{where}: expected {layout.prompt_length - 1} tokens after the begin token, "
+                         f"like {example!r}, got {len(tokens) - 1}")
+    position = 0
+    for item in layout.items[: layout.answer_index]:
+        span = 1 if item[0] == "literal" else item[2]
+        chunk = tokens[position: position + span]
+        if item[0] == "literal" and chunk != [item[1]]:
+            raise AdderError(f"{where}: expected {item[1]!r} at token {position}, like {example!r}")
+        if item[0] == "field" and any(t not in layout.digits for t in chunk):
+            raise AdderError(f"{where}: field '{item[1]}' needs {item[2]} base-{layout.base} digits, like {example!r}")
+        position += span
+    return tokens

@@ -1,0 +1,31 @@
+"""Reading program values back out of a model's residual stream, through the residual map."""
+from __future__ import annotations
+
+import sympy
+import torch
+
+
+def decode(entry: dict, state: torch.Tensor) -> list:
+    """One stored value at every position of one sequence (state: [positions, d_model]).
+
+    Numerical values come back as floats; categorical ones as the value (a string) whose
+    dimension is largest, or the default when an aggregate selected nothing (all near zero).
+    """
+    dims = entry["dims"]
+    if entry["encoding"] == "numerical":
+        offset = float(sympy.Rational(entry["default"])) if entry.get("default") not in (None, "False", "True") \
+            else float(entry.get("default") == "True")
+        return [float(x) + offset for x in state[:, dims[0]]]
+    block = state[:, dims]
+    out = []
+    for row in block:
+        if "default" in entry and float(row.max()) < 0.5:
+            out.append(entry["default"])
+        else:
+            out.append(entry["values"][int(row.argmax())])
+    return out
+
+
+def stored_values(residual_map: list[dict], states: list[torch.Tensor], batch_index: int = 0) -> dict[int, list]:
+    """Every stored value, read right after the sublayer that writes it. Keyed by program node id."""
+    return {entry["id"]: decode(entry, states[entry["sublayer"]][batch_index]) for entry in residual_map}

@@ -1,0 +1,56 @@
+"""Size figures for a compiled model: per layer, and dense versus nonzero parameter counts."""
+from __future__ import annotations
+
+import torch
+
+
+def _nonzero(tensor: torch.Tensor) -> int:
+    # A -inf sink logit means "this head has no sink": it is a flag, not a weight.
+    return int(((tensor != 0) & torch.isfinite(tensor)).sum())
+
+
+def model_stats(config: dict, state: dict, compile_seconds: float | None = None) -> dict:
+    groups: dict[str, dict] = {}
+    for name, tensor in state.items():
+        group = "embed" if name.startswith(("embed.", "pos_embed.")) else \
+                "unembed" if name.startswith("unembed.") else ".".join(name.split(".")[:3])
+        entry = groups.setdefault(group, {"dense": 0, "nonzero": 0})
+        entry["dense"] += tensor.numel()
+        entry["nonzero"] += _nonzero(tensor)
+    layers = []
+    for l in range(config["n_layers"]):
+        layers.append({
+            "layer": l, "heads": config["n_heads"][l], "d_head": config["d_head"][l], "d_mlp": config["d_mlp"][l],
+            "attn_nonzero": groups.get(f"blocks.{l}.attn", {}).get("nonzero", 0),
+            "mlp_nonzero": groups.get(f"blocks.{l}.mlp", {}).get("nonzero", 0),
+        })
+    positional = int(((state["pos_embed.W_pos"] != 0)).sum())
+    nonzero = sum(g["nonzero"] for g in groups.values())
+    stats = {
+        "layers": config["n_layers"], "d_model": config["d_model"], "d_vocab": config["d_vocab"],
+        "n_ctx": config["n_ctx"], "dtype": config["dtype"],
+        "dense_params": sum(g["dense"] for g in groups.values()),
+        "nonzero_params": nonzero,
+        "nonzero_params_leaderboard": nonzero - positional,
+        "embed_nonzero": groups.get("embed", {}).get("nonzero", 0),
+        "unembed_nonzero": groups.get("unembed", {}).get("nonzero", 0),
+        "per_layer": layers,
+    }
+    if compile_seconds is not None:
+        stats["compile_seconds"] = round(compile_seconds, 3)
+    return stats
+
+
+def format_stats(stats: dict) -> str:
+    lines = [f"layers {stats['layers']}, d_model {stats['d_model']}, vocab {stats['d_vocab']}, "
+             f"context {stats['n_ctx']}, {stats['dtype']}"]
+    lines.append(f"{'layer':>5} {'heads':>5} {'d_head':>6} {'d_mlp':>5} {'attn nz':>8} {'mlp nz':>7}")
+    for layer in stats["per_layer"]:
+        lines.append(f"{layer['layer']:>5} {layer['heads']:>5} {layer['d_head']:>6} {layer['d_mlp']:>5} "
+                     f"{layer['attn_nonzero']:>8} {layer['mlp_nonzero']:>7}")
+    lines.append(f"embeddings {stats['embed_nonzero']} nonzero, unembedding {stats['unembed_nonzero']} nonzero")
+    lines.append(f"parameters: {stats['dense_params']} dense, {stats['nonzero_params']} nonzero "
+                 f"({stats['nonzero_params_leaderboard']} without the positional table)")
+    if "compile_seconds" in stats:
+        lines.append(f"compiled in {stats['compile_seconds']:.2f} s")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+import random
+from pathlib import Path
+
+import pytest
+
+from compiler.api import compile_file, load_compiled
+
+ROOT = Path(__file__).resolve().parent.parent
+ADD10 = ROOT / "examples" / "add10.rasp"
+SEED = 20261122  # fixed so every run checks the same random sums
+
+
+@pytest.fixture(scope="session")
+def add10_ir():
+    ir, stats, _ = compile_file(ADD10)
+    return ir
+
+
+@pytest.fixture(scope="session", params=["float64", "float32"])
+def add10_model(request):
+    ir, stats, _ = compile_file(ADD10, dtype=request.param)
+    return ir, load_compiled(ir)
+
+
+def edge_pairs(n_digits: int) -> list[tuple[int, int]]:
+    """Sums a carry can go wrong on: zeros, all nines, carries through long runs of 9s."""
+    top = 10 ** n_digits - 1
+    pairs = [(0, 0), (top, 1), (top, top), (int("1" * n_digits), int("8" * (n_digits - 1) + "9")),
+             (5 * 10 ** (n_digits - 1), 5 * 10 ** (n_digits - 1)), (top, 0), (0, top)]
+    rng = random.Random(SEED)
+    for run in range(1, n_digits + 1):  # a carry born below a run of pair-sums equal to 9
+        for _ in range(3):
+            a = rng.randrange(10 ** n_digits)
+            b = (10 ** run - 1 - a % 10 ** run) + (rng.randrange(10 ** n_digits) // 10 ** run) * 10 ** run
+            low = rng.randrange(1, 10)
+            pairs.append((a, (b + low) % 10 ** n_digits))
+            pairs.append((a, b % 10 ** n_digits))
+    return pairs
+
+
+def random_pairs(n_digits: int, count: int, seed: int = SEED) -> list[tuple[int, int]]:
+    rng = random.Random(seed)
+    return [(rng.randrange(10 ** n_digits), rng.randrange(10 ** n_digits)) for _ in range(count)]

@@ -1,0 +1,87 @@
+"""Each pass on add10: the attributes it promises are there and right."""
+import sympy
+import torch
+
+from compiler.build_graph import build_graph
+from compiler.encodings import choose_encodings
+from compiler.value_sets import infer_value_sets
+from dsl.resolve import load_program
+from tests.conftest import ADD10
+
+
+def _by_label(ir, label):
+    return next(a for _, a in ir.graph.nodes(data=True) if a["label"] == label)
+
+
+def test_build_graph_is_a_dag_of_the_nodes_the_output_needs(add10_ir):
+    program = load_program(ADD10)
+    ir = build_graph(program)
+    assert program.output.id in ir.graph
+    labels = {a["label"] for _, a in ir.graph.nodes(data=True)}
+    assert {"value", "pair", "generates", "propagates", "carry", "total"} <= labels
+    assert all(a["span"].line > 0 for _, a in ir.graph.nodes(data=True))
+    roles = set().union(*(d["roles"] for _, _, d in ir.graph.edges(data=True)))
+    assert roles == {"arg", "key", "query", "value"}
+
+
+def test_value_sets_are_exact():
+    ir = infer_value_sets(build_graph(load_program(ADD10)))
+    assert _by_label(ir, "pair")["values"] == tuple(sympy.Integer(i) for i in range(19))
+    assert _by_label(ir, "carry")["values"] == (False, True)
+    assert _by_label(ir, "total")["values"] == tuple(sympy.Integer(i) for i in range(20))
+    assert _by_label(ir, "value")["source"] == "token"
+    assert _by_label(ir, "carry")["max_width"] == 11  # the window of places below p, at most 10 + 1
+    indices = next(a for _, a in ir.graph.nodes(data=True) if a["node"].kind == "indices")
+    assert indices["per_position"] == [sympy.Integer(i) for i in range(34)]
+
+
+def test_encodings_choose_scalars_and_free_derived_values():
+    ir = choose_encodings(infer_value_sets(build_graph(load_program(ADD10))))
+    assert _by_label(ir, "pair")["realize"] == "derived"  # a sum: read through its inputs' weights
+    assert _by_label(ir, "total")["realize"] == "derived"
+    assert _by_label(ir, "generates")["encoding"] == "numerical"
+    assert _by_label(ir, "carry")["realize"] == "attention"
+    output = ir.graph.nodes[ir.program.output.id]
+    assert (output["encoding"], output["realize"]) == ("categorical", "mlp")
+    fused = [a for _, a in ir.graph.nodes(data=True) if a["realize"] == "fused"]
+    assert {a["node"].op for a in fused} == {"mod", "digit_token"}
+
+
+def test_schedule_is_as_shallow_as_the_dependencies(add10_ir):
+    assert add10_ir.n_layers == 2
+    assert _by_label(add10_ir, "generates")["slot"] == 2
+    assert _by_label(add10_ir, "carry")["slot"] == 3
+    output = add10_ir.graph.nodes[add10_ir.program.output.id]
+    assert output["slot"] == 4 and output["last_read"] == 5
+
+
+def test_allocation_gives_disjoint_dimensions(add10_ir):
+    dims = [d for entry in add10_ir.residual_map for d in entry["dims"]]
+    assert len(dims) == len(set(dims)) == add10_ir.d_model
+    assert set(dims) == set(range(add10_ir.d_model))
+    assert not any(e["node"] in ("pair", "total") for e in add10_ir.residual_map)
+
+
+def test_weights_are_exact_and_traceable(add10_ir):
+    w = add10_ir.weights
+    carry = next(h for layer in w.layers for h in layer.heads if h.label == "carry")
+    assert carry.mode == "first" and carry.slope == -carry.constants["G"] and carry.sink is not None
+    for layer in w.layers:
+        for head in layer.heads:
+            for table in (head.W_Q, head.W_K, head.W_V, head.W_O):
+                assert all(isinstance(v, sympy.Basic) and v != 0 for v in table.values())
+    assert set(w.provenance["W_E"].values()) <= {e["node"] for e in add10_ir.residual_map}
+
+
+def test_lowering_uses_transformerlens_names_and_shapes(add10_ir):
+    config, state = add10_ir.lowered
+    d = config["d_model"]
+    assert state["embed.W_E"].shape == (14, d)
+    assert state["pos_embed.W_pos"].shape == (34, d)
+    for l in range(config["n_layers"]):
+        H, e = config["n_heads"][l], config["d_head"][l]
+        assert state[f"blocks.{l}.attn.W_Q"].shape == (H, d, e)
+        assert state[f"blocks.{l}.attn.W_O"].shape == (H, e, d)
+        assert state[f"blocks.{l}.mlp.W_in"].shape == (d, config["d_mlp"][l])
+    assert state["unembed.W_U"].shape == (d, 14)
+    assert all(t.dtype == torch.float64 for t in state.values())
