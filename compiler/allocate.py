@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from compiler.ir import CompileIR
 
-STORED = ("embed", "attention", "mlp")
+STORED = ("embed", "attention", "mlp", "width")
 
 
 def width_of(attrs) -> int:
@@ -48,6 +48,12 @@ def allocate(ir: CompileIR) -> CompileIR:
             # An attention value is stored relative to its default, which "nothing selected" yields.
             entry["default"] = str(attrs["node"].default)
         residual_map.append(entry)
+        if attrs["realize"] == "width":
+            attrs["helper_dim"] = next_dim
+            residual_map.append({"node": f"{attrs['label']} (as w/(w+1))", "id": nid, "helper": True,
+                                 "encoding": "numerical", "dims": [next_dim], "written_by": "attention",
+                                 "sublayer": attrs["slot"], "line": entry["line"], "column": entry["column"]})
+            next_dim += 1
     return replace(ir, graph=graph, d_model=next_dim, residual_map=residual_map)
 
 

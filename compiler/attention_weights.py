@@ -48,16 +48,17 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
 
     if isinstance(node, SelectorWidth):
-        fail("selector_width is not compiled yet", "count with sum(selector, 1) instead")
-    mode = node.mode
-    width = attrs["max_width"]
+        # The sink scores like a selected key and each key carries 1: the output is w/(w+1).
+        mode, width = "width", attrs["max_width"]
+    else:
+        mode, width = node.mode, attrs["max_width"]
     if mode in ("first", "last") and width <= 1:
         mode = "mean"  # at most one key: nothing to break ties between
     head = Head(nid, attrs["label"], mode)
 
-    value_attrs = graph.nodes[node.value.id]
     categorical = attrs["encoding"] == "categorical"
-    magnitude = 1 if categorical else max(abs(num(v) - num(node.default)) for v in attrs["values"])
+    magnitude = 1 if categorical or mode == "width" else \
+        max(abs(num(v) - num(node.default)) for v in attrs["values"])
     G = _gap(n_ctx, magnitude)
 
     # ----- score terms
@@ -79,6 +80,9 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     elif mode == "mean":
         M = 2 * G
         head.sink = T * M - G
+    elif mode == "width":
+        M = G + sympy.Integer(math.ceil(math.log(n_ctx + 1)))  # a whole sink's weight over n keys
+        head.sink = T * M
     else:  # sum
         if num(node.default) != 0:
             fail("sum(...) compiles only with default 0", "add the default afterwards with a conditional")
@@ -117,6 +121,10 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
             qk_dim += 1
 
     # ----- values
+    if mode == "width":
+        head.b_V[0] = sympy.Integer(1)
+        head.W_O[(0, attrs["helper_dim"])] = sympy.Integer(1)
+        return head
     scale = sympy.exp(head.constants["anchor"]) if mode == "sum" else sympy.Integer(1)
     if categorical:
         value_reads = reads.categorical(node.value.id)
@@ -131,7 +139,6 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         value_read = reads.numeric(node.value.id) + Affine.constant(-num(node.default))
         head.add_read("V", 0, value_read)
         head.W_O[(0, attrs["dims"][0])] = scale
-    del value_attrs
     return head
 
 

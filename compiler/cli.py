@@ -14,7 +14,7 @@ from pathlib import Path
 from dsl.errors import AdderError
 
 COMMANDS = ("compile", "run", "stats", "check")
-RUN_BATCH = 4096
+RUN_BATCH = 1024
 
 
 def _defines(values: list[str]) -> dict[str, int]:

@@ -10,8 +10,12 @@ Adds to every node:
                 of one categorical value, any function of a two-valued one): no dimension, no sublayer,
                 its readers read it through their own weights;
     "attention" an aggregate: one attention head;
+    "width"     selector_width: a head writes w/(w+1) to a helper dimension, an MLP in the same
+                layer turns it into w;
     "mlp"       any other elementwise function: hidden units of an MLP;
-    "fused"     an elementwise function used only by other MLP functions: computed inside them.
+    "fused"     an elementwise function used only by other MLP functions: computed inside them;
+    "readout"   the output `nearest(x, candidates)` of a readable number x: the unembedding scores
+                each candidate c as 2*c*x - c*c, the nearest wins, and no sublayer is needed.
 Numerical is the default because it costs one dimension; categorical is chosen where the value is
 a token, a program annotates it, or a select compares keys with queries (a table needs one-hots).
 """
@@ -26,7 +30,7 @@ from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
 from compiler.ir import CompileIR
 
-READABLE = {"const", "embed", "derived", "mlp", "attention"}
+READABLE = {"const", "embed", "derived", "mlp", "attention", "width"}
 
 
 def predicate_roles(predicate) -> set[str]:
@@ -95,8 +99,13 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
         elif attrs["source"] in ("token", "position"):
             leaves_source = any(graph.nodes[c]["source"] != attrs["source"] for c in consumers)
             attrs["realize"] = "embed" if (leaves_source or nid == program.output.id) else "inline"
-        elif isinstance(node, (Aggregate, SelectorWidth)):
+        elif isinstance(node, Aggregate):
             attrs["realize"] = "attention"
+        elif isinstance(node, SelectorWidth):
+            attrs["realize"] = "width"
+        elif isinstance(node, Map) and node.op == "nearest" and nid == program.output.id and \
+                graph.nodes[node.args[0].id]["realize"] in READABLE:
+            attrs["realize"] = "readout"
         elif isinstance(node, Map):
             attrs["realize"] = "derived" if _derivable(node, attrs, graph) else "mlp"
     # An MLP value read only by other MLP functions need not be stored: they compute it themselves.

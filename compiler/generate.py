@@ -11,13 +11,17 @@ def greedy(model, prompts: torch.Tensor, max_new_tokens: int, end_id: int | None
     Generation stops early once every row has produced the end token; tokens after a row's end
     token are whatever the model wrote and should be cut by the caller (see `trim`).
     """
-    sequence = prompts
+    from compiler.model import KVCache
+    cache = KVCache()
+    feed = prompts
     generated = []
     for _ in range(max_new_tokens):
-        logits = model(sequence)[:, -1, :]
+        if cache.length + feed.shape[1] > model.config["n_ctx"]:
+            break
+        logits = model(feed, cache)[:, -1, :]
         next_token = logits.argmax(dim=-1, keepdim=True)
         generated.append(next_token)
-        sequence = torch.cat([sequence, next_token], dim=1)
+        feed = next_token
         if end_id is not None and bool((torch.cat(generated, dim=1) == end_id).any(dim=1).all()):
             break
     if not generated:

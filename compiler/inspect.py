@@ -28,4 +28,5 @@ def decode(entry: dict, state: torch.Tensor) -> list:
 
 def stored_values(residual_map: list[dict], states: list[torch.Tensor], batch_index: int = 0) -> dict[int, list]:
     """Every stored value, read right after the sublayer that writes it. Keyed by program node id."""
-    return {entry["id"]: decode(entry, states[entry["sublayer"]][batch_index]) for entry in residual_map}
+    return {entry["id"]: decode(entry, states[entry["sublayer"]][batch_index])
+            for entry in residual_map if not entry.get("helper")}

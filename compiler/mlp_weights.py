@@ -74,9 +74,20 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         except EvaluationError as err:
             fail(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
                  "value sets are taken over all inputs; guard the operation with a conditional")
-    codes = sorted(table)
+    return staircase(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
 
-    block = MLPBlock(nid, attrs["label"])
+
+def build_width_mlp(ir: CompileIR, nid: int) -> MLPBlock:
+    """selector_width's second half: the head left f = w/(w+1) in a helper dimension; map it to w."""
+    attrs = ir.graph.nodes[nid]
+    table = {sympy.Integer(w) / (w + 1): sympy.Integer(w) for w in (int(v) for v in attrs["values"])}
+    code_read = Affine({attrs["helper_dim"]: sympy.Integer(1)})
+    return staircase(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
+
+
+def staircase(block: MLPBlock, code_read: Affine, table: dict, attrs) -> MLPBlock:
+    """Hidden units computing table[code] exactly at every code, via clamped ramps between codes."""
+    codes = sorted(table)
     categorical = attrs["encoding"] == "categorical"
     out_dims = attrs["dims"]
 

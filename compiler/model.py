@@ -41,20 +41,23 @@ class Attention(nn.Module):
         flat = x @ W.permute(1, 0, 2).reshape(d_model, H * d_head) + b.reshape(H * d_head)
         return flat.view(x.shape[0], x.shape[1], H, d_head).transpose(1, 2)
 
-    def forward(self, x):
-        _, T, _ = x.shape
+    def forward(self, x, past=None):
+        """x: [batch, new positions, d_model]; past: keys and values of earlier positions, if any.
+        Returns the output and the keys and values up to now (what incremental decoding keeps)."""
         q, k, v = self._project(x, self.W_Q, self.b_Q), self._project(x, self.W_K, self.b_K), \
             self._project(x, self.W_V, self.b_V)
-        scores = q @ k.transpose(-1, -2)
-        position = torch.arange(T, device=x.device)
-        distance = (position[None, :] - position[:, None]).to(x.dtype)  # key - query
-        scores = scores + self.alibi_slope[None, :, None, None] * distance
-        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
-        sink = self.sink[None, :, None, None].expand(scores.shape[0], -1, T, 1)
-        weights = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :T]
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        T_q, T_k = q.shape[2], k.shape[2]
+        query_position = torch.arange(T_k - T_q, T_k, device=x.device)
+        key_position = torch.arange(T_k, device=x.device)
+        distance = (key_position[None, :] - query_position[:, None]).to(x.dtype)
+        scores = q @ k.transpose(-1, -2) + self.alibi_slope[None, :, None, None] * distance
+        scores = scores.masked_fill(distance > 0, float("-inf"))  # causal
+        sink = self.sink[None, :, None, None].expand(scores.shape[0], -1, T_q, 1)
+        weights = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :T_k]
         z = weights @ v
-        return torch.einsum("bhte,hed->btd", z, self.W_O) + self.b_O
+        return torch.einsum("bhte,hed->btd", z, self.W_O) + self.b_O, (k, v)
 
 
 class MLP(nn.Module):
@@ -82,6 +85,14 @@ class Unembed(nn.Module):
         self.b_U = nn.Parameter(torch.zeros(d_vocab, dtype=dtype), requires_grad=False)
 
 
+class KVCache:
+    """Keys and values of the positions seen so far, per layer, for incremental decoding."""
+
+    def __init__(self):
+        self.length = 0
+        self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 class CompiledTransformer(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
@@ -94,22 +105,32 @@ class CompiledTransformer(nn.Module):
                                     zip(config["n_heads"], config["d_head"], config["d_mlp"]))
         self.unembed = Unembed(d_model, config["d_vocab"], dtype)
 
-    def residuals(self, tokens: torch.Tensor) -> list[torch.Tensor]:
-        """The residual stream after the embedding and after every sublayer (index = sublayer number)."""
-        T = tokens.shape[1]
+    def residuals(self, tokens: torch.Tensor, cache: "KVCache | None" = None) -> list[torch.Tensor]:
+        """The residual stream after the embedding and after every sublayer (index = sublayer number).
+
+        With a `cache`, `tokens` continue the sequence the cache has seen, and the cache keeps each
+        layer's keys and values, so decoding need not recompute earlier positions.
+        """
+        start = cache.length if cache is not None else 0
+        T = start + tokens.shape[1]
         if T > self.config["n_ctx"]:
             raise ValueError(f"sequence of {T} tokens is longer than the model's context of {self.config['n_ctx']}")
-        x = self.embed.W_E[tokens] + self.pos_embed.W_pos[:T]
+        x = self.embed.W_E[tokens] + self.pos_embed.W_pos[start:T]
         states = [x]
-        for block in self.blocks:
+        for layer, block in enumerate(self.blocks):
             if block.attn is not None:
-                x = x + block.attn(x)
+                out, present = block.attn(x, cache.layers.get(layer) if cache is not None else None)
+                x = x + out
+                if cache is not None:
+                    cache.layers[layer] = present
             states.append(x)
             if block.mlp is not None:
                 x = x + block.mlp(x)
             states.append(x)
+        if cache is not None:
+            cache.length = T
         return states
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.residuals(tokens)[-1]
+    def forward(self, tokens: torch.Tensor, cache: "KVCache | None" = None) -> torch.Tensor:
+        x = self.residuals(tokens, cache)[-1]
         return x @ self.unembed.W_U + self.unembed.b_U

@@ -45,7 +45,7 @@ class Reads:
             for value, indicator in self.categorical(nid).items():
                 total = total + indicator.scale(num(value))
             return total
-        if realize in ("embed", "mlp"):
+        if realize in ("embed", "mlp", "width"):
             return Affine({a["dims"][0]: sympy.Integer(1)})
         if realize == "attention":
             return Affine({a["dims"][0]: sympy.Integer(1)}, num(a["node"].default))

@@ -41,13 +41,13 @@ def schedule(ir: CompileIR) -> CompileIR:
             attrs["ready"] = -1
         elif realize in ("embed", "inline"):
             attrs["ready"] = 0
-        elif realize == "derived":
+        elif realize in ("derived", "readout"):
             attrs["ready"] = max(graph.nodes[p]["ready"] for p in graph.predecessors(nid))
-        elif realize == "attention":
+        elif realize in ("attention", "width"):
             inputs = list(graph.predecessors(nid))
             earliest = max([graph.nodes[p]["ready"] for p in inputs] + [0])
             attrs["slot"] = earliest + 1 if earliest % 2 == 0 else earliest + 2
-            attrs["ready"] = attrs["slot"]
+            attrs["ready"] = attrs["slot"] + (1 if realize == "width" else 0)
             for p in inputs:
                 readers[p].append(nid)
         elif realize in ("mlp", "fused"):
@@ -72,6 +72,8 @@ def schedule(ir: CompileIR) -> CompileIR:
         for consumer in graph.successors(nid):
             if graph.nodes[consumer]["realize"] == "derived":
                 slots.append(graph.nodes[consumer]["last_read"])
+            elif graph.nodes[consumer]["realize"] == "readout":
+                slots.append(unembed_slot)
         if nid == output:
             slots.append(unembed_slot)
         attrs["last_read"] = max(slots) if slots else None

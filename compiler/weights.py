@@ -82,6 +82,10 @@ def build_weights(ir: CompileIR) -> CompileIR:
             continue
         if attrs["realize"] == "attention":
             weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
+        elif attrs["realize"] == "width":
+            from compiler.mlp_weights import build_width_mlp
+            weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
+            weights.layers[attrs["layer"]].mlps.append(build_width_mlp(ir, nid))
         elif attrs["realize"] == "mlp":
             weights.layers[attrs["layer"]].mlps.append(build_mlp(ir, nid, reads))
     _unembedding(ir, reads, weights)
@@ -112,6 +116,30 @@ def _embeddings(ir: CompileIR, weights: Weights):
             weights.provenance[name][index] = attrs["label"]
 
 
+def _readout(ir: CompileIR, reads: Reads, weights: Weights):
+    """logit(c) = 2*c*x - c*c = x*x - (x - c)**2: the nearest candidate scores highest. Tokens that
+    are not candidates get a constant logit below every winning score."""
+    vocab = ir.program.layout.vocab
+    attrs = ir.graph.nodes[ir.program.output.id]
+    node = attrs["node"]
+    x = reads.numeric(node.args[0].id)
+    candidates = node.args[1].value
+    label = attrs["label"]
+    for token, c in candidates:
+        column = vocab.index(token)
+        for dim, coeff in x.coeffs.items():
+            weights.W_U[(dim, column)] = 2 * c * coeff
+            weights.provenance["W_U"][(dim, column)] = label
+        bias = 2 * c * x.bias - c * c
+        if bias != 0:
+            weights.b_U[column] = bias
+    xs = [num(v) for v in ir.graph.nodes[node.args[0].id]["values"]]
+    worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
+    for token in vocab:
+        if token not in dict(candidates):
+            weights.b_U[vocab.index(token)] = worst_winner - 1
+
+
 def _values_over(program: Program, graph, tokens: list[str], source: str) -> dict[int, list]:
     """Evaluate every token-only node on each vocabulary token (position cannot matter to them)."""
     values: dict[int, list] = {}
@@ -125,6 +153,8 @@ def _values_over(program: Program, graph, tokens: list[str], source: str) -> dic
 def _unembedding(ir: CompileIR, reads: Reads, weights: Weights):
     vocab = ir.program.layout.vocab
     output = ir.program.output.id
+    if ir.graph.nodes[output]["realize"] == "readout":
+        return _readout(ir, reads, weights)
     for token, indicator in reads.categorical(output).items():
         column = vocab.index(token)
         for dim, coeff in indicator.coeffs.items():

@@ -39,6 +39,13 @@ class Call(Expr):
 
 
 @dataclass(frozen=True)
+class Mapping(Expr):
+    """{"token": value, ...}: the candidates of a readout."""
+
+    items: tuple[tuple[str, Expr], ...]
+
+
+@dataclass(frozen=True)
 class BinOp(Expr):
     op: str  # + - * / // % ** & and or
     left: Expr

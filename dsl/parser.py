@@ -157,6 +157,19 @@ class _ToAst(Transformer):
                 positional.append(arg)
         return ast.Call(self._span(meta), str(name), tuple(positional), tuple(keywords))
 
+    @v_args(meta=True)
+    def mapping(self, meta, items):
+        pairs = tuple(p for p in items if p is not None)
+        seen = set()
+        for key, value in pairs:
+            if key in seen:
+                raise AdderError(f"token {key!r} appears twice in this map", value.span)
+            seen.add(key)
+        return ast.Mapping(self._span(meta), pairs)
+
+    def map_item(self, items):
+        return (str(items[0])[1:-1], items[1])
+
     def args(self, items):
         return tuple(items)
 

@@ -27,11 +27,13 @@ AGGREGATES = {"mean": "mean", "aggregate": "mean", "sum": "sum", "first": "first
 ELEMENTWISE_BUILTINS = {"digit": 1, "digit_token": 1, "is_digit": 1, "min": 2, "max": 2, "abs": 1}
 LAYOUT_BUILTINS = {"start", "end", "width"}
 BUILTIN_FUNCTIONS = (set(AGGREGATES) | set(ELEMENTWISE_BUILTINS) | LAYOUT_BUILTINS
-                     | {"select", "selector_width", "shift"})
+                     | {"select", "selector_width", "shift", "nearest", "nearest_digit"})
 MAX_DEF_DEPTH = 64
 
 
 def type_of_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "candidates"
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, str):
@@ -40,7 +42,8 @@ def type_of_value(value: Any) -> str:
 
 
 def describe(type_name: str) -> str:
-    return {"num": "a number", "bool": "a boolean", "token": "a token", "selector": "a selector"}[type_name]
+    return {"num": "a number", "bool": "a boolean", "token": "a token", "selector": "a selector",
+            "candidates": "a candidate map"}[type_name]
 
 
 class _Builder:
@@ -363,6 +366,8 @@ class _Resolver:
             if types[0] != "token":
                 raise self.error(f"{op}(...) takes a token, but got {describe(types[0])}", args[0].span)
             return "num" if op == "digit" else "bool"
+        if op == "nearest":
+            return "token"
         if op == "digit_token":
             if types[0] not in numeric:
                 raise self.error(f"digit_token(...) takes a number, but got {describe(types[0])}", args[0].span)
@@ -418,6 +423,8 @@ class _Resolver:
             return self.builder.selector_width(self.selector_arg(e.args[0], scope), e.span)
         if name == "shift":
             return self.call_shift(e, scope)
+        if name in ("nearest", "nearest_digit"):
+            return self.call_nearest(e, scope)
         return self.call_aggregate(e, scope)
 
     def check_arity(self, e, count, keywords, optional=0):
@@ -524,6 +531,35 @@ class _Resolver:
         if result_type == "num" and kind == "bool":
             value = sympy.Integer(int(value))
         return value
+
+    def call_nearest(self, e, scope):
+        """nearest(x, {"tok": value, ...}): the token whose value is closest to x (a readout)."""
+        if e.function == "nearest_digit":
+            self.check_arity(e, 1, ())
+            layout = self.require_layout(e.span)
+            candidates = tuple((d, sympy.Integer(i)) for i, d in enumerate(layout.digits))
+        else:
+            self.check_arity(e, 2, ())
+            table = e.args[1]
+            if not isinstance(table, ast.Mapping) or not table.items:
+                raise self.error("nearest(...) takes its candidates as a map, e.g. {\"0\": 0, \"1\": 1}",
+                                 table.span)
+            candidates = []
+            for token, value_expr in table.items:
+                self.token_literals.append((token, table.span))
+                value = self.constant(value_expr, scope, "a candidate's value")
+                if type_of_value(value) != "num":
+                    raise self.error(f"a candidate's value must be a number, got {value!r}", value_expr.span)
+                candidates.append((token, value))
+            candidates = tuple(candidates)
+        x = self.sequence_arg(e.args[0], scope, "the value")
+        if x.type not in ("num", "bool"):
+            raise self.error(f"nearest(...) reads a number, but got {describe(x.type)}", e.args[0].span)
+        return self.elementwise("nearest", (x, self.builder.const(candidates, e.span)), e.span,
+                                (e.args[0].span, e.span))
+
+    def expr_Mapping(self, e, scope):
+        raise self.error("a map of candidates only goes in nearest(value, {...})", e.span)
 
     def call_shift(self, e, scope):
         """shift(values, by): the value `by` positions earlier; a select on indices at a fixed offset."""

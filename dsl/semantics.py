@@ -88,7 +88,17 @@ OPS: dict[str, tuple[int, Callable]] = {
     "digit": (1, lambda a, base: _digit(a[0], base)),
     "is_digit": (1, lambda a, base: a[0] in DIGIT_ALPHABET[:base]),
     "digit_token": (1, lambda a, base: _digit_token(a[0], base)),
+    "nearest": (2, lambda a, base: _nearest(a[0], a[1])),
 }
+
+
+def _nearest(value, candidates):
+    """The candidate token whose value is closest to `value`; an exact tie is an error."""
+    value = num(value)
+    ranked = sorted(((abs(value - num(c)), token) for token, c in candidates), key=lambda p: p[0])
+    if len(ranked) > 1 and ranked[0][0] == ranked[1][0]:
+        raise EvaluationError(f"nearest({value}): {ranked[0][1]!r} and {ranked[1][1]!r} are equally near")
+    return ranked[0][1]
 
 AFFINE_OPS = {"add", "sub", "neg"}  # plus mul/div by a constant: see compiler.encodings
 

@@ -56,3 +56,46 @@ def test_program_matches_interpreter_everywhere(name, dtype, tmp_path):
     for row, tokens in enumerate(sequences):
         want = evaluate(ir.program, tokens).output
         assert [layout.vocab[i] for i in predicted[row].tolist()] == want, (name, tokens)
+
+
+def test_selector_width_counts_digits_so_far(tmp_path):
+    path = tmp_path / "w.rasp"
+    path.write_text(LAYOUT + """
+        let digits_so_far = selector_width(select(tokens, indices, k != "+" and k != "=" and k != "<bos>"))
+        output digit_token(digits_so_far % 10)""")
+    for dtype in ("float64", "float32"):
+        ir, _, _ = compile_file(path, dtype=dtype)
+        model = load_compiled(ir)
+        layout = ir.program.layout
+        for tokens in _random_sequences(layout, 60, seed=3):
+            ids = torch.tensor([[layout.vocab.index(t) for t in tokens]])
+            with torch.no_grad():
+                got = [layout.vocab[i] for i in model(ids).argmax(-1)[0].tolist()]
+            assert got == evaluate(ir.program, tokens).output, tokens
+
+
+def test_nearest_readout_needs_no_mlp(tmp_path):
+    path = tmp_path / "r.rasp"
+    digits = ", ".join(f'"{d}": {d}' for d in range(10))
+    path.write_text(LAYOUT + f"""
+        let pair_mean = mean(select(indices, indices, k <= q and q - 1 <= k), digit(tokens))
+        output nearest(pair_mean + 1/4, {{{digits}, "=": 100}})""")
+    for dtype in ("float64", "float32"):
+        ir, stats, _ = compile_file(path, dtype=dtype)
+        assert stats["per_layer"][-1]["d_mlp"] == 0  # the readout lives in the unembedding
+        model = load_compiled(ir)
+        layout = ir.program.layout
+        for tokens in _random_sequences(layout, 60, seed=5):
+            ids = torch.tensor([[layout.vocab.index(t) for t in tokens]])
+            with torch.no_grad():
+                got = [layout.vocab[i] for i in model(ids).argmax(-1)[0].tolist()]
+            assert got == evaluate(ir.program, tokens).output, tokens
+
+
+def test_nearest_tie_is_a_compile_error(tmp_path):
+    from dsl.errors import AdderError
+    path = tmp_path / "tie.rasp"
+    path.write_text(LAYOUT + 'let m = mean(select(indices, indices, q - 1 <= k), digit(tokens))\n'
+                    'output nearest_digit(m)\n')
+    with pytest.raises(AdderError, match="equally near"):
+        compile_file(path)
