@@ -1,10 +1,11 @@
 """The compiled add10 against the interpreter: every position, every stored value, both dtypes."""
+import pytest
 import torch
 
 from dsl.semantics import evaluate
 from compiler.api import run_prompts
 from compiler.inspect import stored_values
-from tests.conftest import edge_pairs, random_pairs
+from tests.conftest import ADD10, edge_pairs, random_pairs
 
 
 def _sequences(layout, pairs):
@@ -55,3 +56,17 @@ def test_the_cases_named_in_the_issue(add10_model):
              (5193798811, 1806201129): "06999999940", (4713690728, 286309271): "04999999999"}
     prompts = [layout.prompt_tokens({"a": a, "b": b}) for a, b in cases]
     assert run_prompts(model, layout, prompts) == list(cases.values())
+
+
+@pytest.mark.parametrize("n_digits", [1, 2, 3, 5])
+def test_other_widths_through_minus_D(n_digits):
+    from compiler.api import compile_file, load_compiled
+    ir, stats, _ = compile_file(ADD10, {"N": n_digits}, "float32")
+    model, layout = load_compiled(ir), ir.program.layout
+    if n_digits <= 2:
+        pairs = [(a, b) for a in range(10 ** n_digits) for b in range(10 ** n_digits)]
+    else:
+        pairs = edge_pairs(n_digits) + random_pairs(n_digits, 500)
+    answers = run_prompts(model, layout, [layout.prompt_tokens({"a": a, "b": b}) for a, b in pairs])
+    assert answers == ["".join(layout.digits_of(a + b, n_digits + 1)) for a, b in pairs]
+    assert stats["layers"] == 2

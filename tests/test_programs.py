@@ -47,15 +47,20 @@ def test_program_matches_interpreter_everywhere(name, dtype, tmp_path):
     path = tmp_path / "p.rasp"
     path.write_text(LAYOUT + PROGRAMS[name])
     ir, stats, _ = compile_file(path, dtype=dtype)
+    _assert_matches_interpreter(ir, seed=len(name))
+
+
+def _assert_matches_interpreter(ir, seed, count=60):
+    """The model's next-token choice equals the program's output at every position."""
     model = load_compiled(ir)
     layout = ir.program.layout
-    sequences = _random_sequences(layout, 60, seed=len(name))
+    sequences = _random_sequences(layout, count, seed)
     ids = torch.tensor([[layout.vocab.index(t) for t in s] for s in sequences])
     with torch.no_grad():
         predicted = model(ids).argmax(-1)
     for row, tokens in enumerate(sequences):
         want = evaluate(ir.program, tokens).output
-        assert [layout.vocab[i] for i in predicted[row].tolist()] == want, (name, tokens)
+        assert [layout.vocab[i] for i in predicted[row].tolist()] == want, tokens
 
 
 def test_selector_width_counts_digits_so_far(tmp_path):
@@ -65,13 +70,7 @@ def test_selector_width_counts_digits_so_far(tmp_path):
         output digit_token(digits_so_far % 10)""")
     for dtype in ("float64", "float32"):
         ir, _, _ = compile_file(path, dtype=dtype)
-        model = load_compiled(ir)
-        layout = ir.program.layout
-        for tokens in _random_sequences(layout, 60, seed=3):
-            ids = torch.tensor([[layout.vocab.index(t) for t in tokens]])
-            with torch.no_grad():
-                got = [layout.vocab[i] for i in model(ids).argmax(-1)[0].tolist()]
-            assert got == evaluate(ir.program, tokens).output, tokens
+        _assert_matches_interpreter(ir, seed=3)
 
 
 def test_nearest_readout_needs_no_mlp(tmp_path):
@@ -83,13 +82,7 @@ def test_nearest_readout_needs_no_mlp(tmp_path):
     for dtype in ("float64", "float32"):
         ir, stats, _ = compile_file(path, dtype=dtype)
         assert stats["per_layer"][-1]["d_mlp"] == 0  # the readout lives in the unembedding
-        model = load_compiled(ir)
-        layout = ir.program.layout
-        for tokens in _random_sequences(layout, 60, seed=5):
-            ids = torch.tensor([[layout.vocab.index(t) for t in tokens]])
-            with torch.no_grad():
-                got = [layout.vocab[i] for i in model(ids).argmax(-1)[0].tolist()]
-            assert got == evaluate(ir.program, tokens).output, tokens
+        _assert_matches_interpreter(ir, seed=5)
 
 
 def test_nearest_tie_is_a_compile_error(tmp_path):
