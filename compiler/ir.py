@@ -48,6 +48,7 @@ class CompileIR:
     residual_map: list[dict] = field(default_factory=list)  # one entry per stored node: dims and encoding
     weights: Any = None  # compiler.weights.Weights once built
     lowered: Any = None  # (config, state_dict) once lowered
+    weight_map: list[dict] = field(default_factory=list)  # which heads and units serve which node
     notes: list[str] = field(default_factory=list)
 
     def nodes_with(self, **attrs):

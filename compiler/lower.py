@@ -1,7 +1,8 @@
 """Pass 8: exact sympy weights become dense torch tensors (float64 unless asked otherwise).
 
 Sets ir.lowered = (config, state_dict): the config is plain data (layer shapes, dtype), the
-state dict maps TransformerLens-style names to tensors.
+state dict maps TransformerLens-style names to tensors. Sets ir.weight_map: which head and which
+hidden units serve which program node (with its source line), so every weight can be traced.
 """
 from __future__ import annotations
 
@@ -34,8 +35,17 @@ def lower(ir: CompileIR) -> CompileIR:
               "n_heads": [], "d_head": [], "d_mlp": [], "act_fn": "relu", "dtype": dtype_name}
     state = {"embed.W_E": _dense((d_vocab, d_model), w.W_E, dtype),
              "pos_embed.W_pos": _dense((n_ctx, d_model), w.W_pos, dtype)}
+    weight_map = []
+
+    def serves(node_id):
+        attrs = ir.graph.nodes[node_id]
+        return {"node": attrs["label"], "line": attrs["span"].line, "column": attrs["span"].column}
+
     for l, layer in enumerate(w.layers):
         heads = layer.heads
+        for index, head in enumerate(heads):
+            weight_map.append({"block": f"blocks.{l}.attn", "head": index, "mode": head.mode,
+                               **serves(head.node)})
         d_head = max([1] + [1 + max([k[1] for k in list(h.W_Q) + list(h.W_K) + list(h.W_V)] +
                                     list(h.b_Q) + list(h.b_K) + list(h.b_V) + [k[0] for k in h.W_O])
                             for h in heads])
@@ -63,6 +73,8 @@ def lower(ir: CompileIR) -> CompileIR:
             W_in, b_in, W_out, b_out = {}, {}, {}, {}
             offset = 0
             for m in layer.mlps:
+                weight_map.append({"block": f"blocks.{l}.mlp", "units": [offset, offset + m.units],
+                                   **serves(m.node)})
                 W_in.update({(d, u + offset): v for (d, u), v in m.W_in.items()})
                 b_in.update({(u + offset,): v for u, v in m.b_in.items()})
                 W_out.update({(u + offset, d): v for (u, d), v in m.W_out.items()})
@@ -76,4 +88,4 @@ def lower(ir: CompileIR) -> CompileIR:
             state[prefix + "b_out"] = _dense((d_model,), b_out, dtype)
     state["unembed.W_U"] = _dense((d_model, d_vocab), w.W_U, dtype)
     state["unembed.b_U"] = _dense((d_vocab,), w.b_U, dtype, lambda k: (k,))
-    return replace(ir, lowered=(config, state))
+    return replace(ir, lowered=(config, state), weight_map=weight_map)

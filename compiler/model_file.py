@@ -26,7 +26,7 @@ def save_model(path: str | Path, ir, stats: dict, digest: str) -> None:
         "format": FORMAT, "format_version": FORMAT_VERSION, "compiler_version": __version__,
         "config": config, "state_dict": {k: v.contiguous() for k, v in state.items()},
         "vocab": list(program.layout.vocab), "layout": program.layout.to_dict(),
-        "residual_map": ir.residual_map,
+        "residual_map": ir.residual_map, "weight_map": ir.weight_map,
         "program": {"path": Path(program.path).name, "source": program.source, "sha256": digest,
                     "sources": {Path(p).name: text for p, text in program.sources.items()},
                     "constants": {k: (int(v) if getattr(v, "is_integer", False) else str(v))

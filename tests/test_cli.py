@@ -93,3 +93,16 @@ def test_program_error_names_file_line_and_column(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{program}:2:25: error: unknown name 'undefined_thing'" in err
     assert "^" in err and not (tmp_path / "m.pt").exists()
+
+
+def test_every_head_and_unit_is_traced_to_a_program_node(model_path):
+    payload = torch.load(model_path, weights_only=True)
+    config = payload["config"]
+    heads = [e for e in payload["weight_map"] if "head" in e]
+    assert len(heads) == sum(config["n_heads"])
+    assert {e["node"] for e in heads} == {"shift(value, ALIGN)", "carry", "shift(pair, LOOKBACK)"}
+    for layer in range(config["n_layers"]):
+        spans = sorted(e["units"] for e in payload["weight_map"] if e["block"] == f"blocks.{layer}.mlp")
+        covered = [u for start, end in spans for u in range(start, end)]
+        assert covered == list(range(config["d_mlp"][layer]))
+    assert all(e["line"] > 0 for e in payload["weight_map"])
