@@ -15,7 +15,7 @@ def compile_file(path, overrides=None, dtype="float64", text=None):
     """(ir, stats, sha256 of the sources) for a program file."""
     started = time.perf_counter()
     program = load_program(path, overrides, text)
-    ir = compile_program(program, {"dtype": dtype})
+    ir = compile_program(program, {"dtype": dtype, "overrides": dict(overrides or {})})
     seconds = time.perf_counter() - started  # parsing and every pass, as a user waits for them
     config, state = ir.lowered
     return ir, model_stats(config, state, seconds), source_digest(program)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dsl.errors import AdderError
 
-COMMANDS = ("compile", "run", "stats", "check")
+COMMANDS = ("compile", "run", "stats", "check", "verify")
 RUN_BATCH = 1024
 
 
@@ -45,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="print a model's size figures")
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("verify", help="check a model against its program (exit 0: holds, 1: mismatch)")
+    p.add_argument("model", help="a model file, or with --callable a layout program")
+    p.add_argument("program", nargs="?", help="program to check against (default: the one in the model file)")
+    p.add_argument("--samples", type=int, default=1_000_000, help="random inputs (default 1,000,000)")
+    p.add_argument("--seed", type=int, default=20261122)
+    p.add_argument("--per-stratum", type=int, default=20, help="inputs per carry-structure stratum")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--json", dest="json_path", metavar="PATH", help="write the full report as JSON")
+    p.add_argument("--callable", dest="callable_spec", metavar="SPEC",
+                   help="verify an outside adder instead: file.py with build_model() and add(model, a, b), "
+                        "or module:function; MODEL is then the program whose layout and meaning it must meet")
     p = sub.add_parser("check", help="parse and type-check a program")
     p.add_argument("program")
     p.add_argument("-D", dest="defines", action="append", metavar="NAME=VALUE")
@@ -57,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "compile")
     args = _parser().parse_args(argv)
     try:
-        return {"compile": cmd_compile, "run": cmd_run, "stats": cmd_stats, "check": cmd_check}[args.command](args)
+        return {"compile": cmd_compile, "run": cmd_run, "stats": cmd_stats, "check": cmd_check,
+                "verify": cmd_verify}[args.command](args)
     except AdderError as err:
         print(err.render(), file=sys.stderr)
         return 2
@@ -70,6 +82,50 @@ def main(argv: list[str] | None = None) -> int:
               f"  this is a bug in adderc, not in your input; rerun with ADDERC_DEBUG=1 for details",
               file=sys.stderr)
         return 3
+
+
+def cmd_verify(args) -> int:
+    if args.callable_spec:
+        return _verify_callable(args)
+    from compiler.model_file import load_model
+    from compiler.verify import program_from_payload, summary, verify
+    if args.device != "cpu" and not __import__("torch").cuda.is_available():
+        raise AdderError(f"--device {args.device}: no such device here")
+    _, payload = load_model(args.model)
+    program = program_from_payload(payload, args.program)
+    report = verify(payload, program, samples=args.samples, seed=args.seed, per_stratum=args.per_stratum,
+                    device=args.device)
+    print(summary(report, args.program or f"{args.model} (embedded {payload['program']['path']})"))
+    _write_json(args.json_path, report.to_dict())
+    return 0 if report.ok else 1
+
+
+def _verify_callable(args) -> int:
+    from compiler.adapter import load_callable, stress
+    from dsl.resolve import load_program
+    program = load_program(args.model)
+    if program.meaning is None:
+        raise AdderError(f"{args.model}: the program states no meaning to check the adder against",
+                         hint="add one, e.g. meaning sum = a + b")
+    add = load_callable(args.callable_spec)
+    report = stress(add, program.layout, program.meaning.expected, seed=args.seed,
+                    random_count=args.samples, per_stratum=args.per_stratum)
+    print(f"verify {args.callable_spec} against {args.model} (seed {report['seed']})")
+    for source, entry in report["by_source"].items():
+        print(f"  {source:<12} {entry['checked'] - entry['wrong']:>9,}/{entry['checked']:,} right")
+    for c in report["counterexamples"][:5]:
+        print(f"  counterexample: {c}")
+    print("  result: " + ("every check holds" if report["wrong"] == 0 else "MISMATCH"))
+    _write_json(args.json_path, report)
+    return 0 if report["wrong"] == 0 else 1
+
+
+def _write_json(path, data):
+    if path:
+        try:
+            Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+        except OSError as err:
+            raise AdderError(f"cannot write {path}: {err.strerror}") from None
 
 
 def cmd_check(args) -> int:

@@ -29,6 +29,7 @@ def save_model(path: str | Path, ir, stats: dict, digest: str) -> None:
         "residual_map": ir.residual_map, "weight_map": ir.weight_map,
         "program": {"path": Path(program.path).name, "source": program.source, "sha256": digest,
                     "sources": {Path(p).name: text for p, text in program.sources.items()},
+                    "overrides": dict(ir.options.get("overrides", {})),
                     "constants": {k: (int(v) if getattr(v, "is_integer", False) else str(v))
                                   for k, v in program.constants.items()}},
         "meaning": ({"field": program.meaning.field, "expression": program.meaning.text}

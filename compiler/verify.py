@@ -1,0 +1,321 @@
+"""Check a compiled model against its program: outputs, values inside, and margins.
+
+Evidence, all in one report:
+  outputs   every answer position, teacher-forced (one pass checks every position: if every earlier
+            token is right, the next argmax is what greedy decoding writes) and by real greedy
+            generation on a subset; inputs are exhaustive when the layout's input space is small,
+            else edge cases, carry-structure strata and seeded random samples;
+  inside    on a subset, every stored program value decoded from the residual stream right after
+            the sublayer that writes it, against the sympy interpreter; the first divergence is
+            named by program node, source line, layer, position and input;
+  margins   the smallest gap between the right token's logit and the runner-up, and the largest
+            error of a decoded value, in float64 and float32.
+The program's own meaning (`meaning sum = a + b`) is checked against its semantics on the subset.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dsl.resolve import load_program, source_digest
+from dsl.semantics import EvaluationError, evaluate
+from compiler import verify_inputs as inputs
+from compiler.inspect import stored_values
+from compiler.model import CompiledTransformer
+
+EXHAUSTIVE_LIMIT = 200_000
+
+
+@dataclass
+class Report:
+    seed: int
+    checks: dict = field(default_factory=dict)  # name -> {"checked", "wrong", ...}
+    counterexamples: list = field(default_factory=list)
+    inside: dict = field(default_factory=dict)
+    margins: dict = field(default_factory=dict)
+    meaning: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return (all(c["wrong"] == 0 for c in self.checks.values()) and not self.inside.get("divergence")
+                and self.meaning.get("wrong", 0) == 0)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "seed": self.seed, "checks": self.checks, "counterexamples": self.counterexamples,
+                "inside": self.inside, "margins": self.margins, "meaning": self.meaning, "timings": self.timings}
+
+
+def program_from_payload(payload: dict, program_path: str | None):
+    """The program to check against: the given file, or the source embedded in the model file."""
+    overrides = payload["program"].get("overrides") or {}
+    if program_path:
+        return load_program(program_path, overrides)
+    sources = payload["program"].get("sources") or {payload["program"]["path"]: payload["program"]["source"]}
+    folder = Path(tempfile.mkdtemp(prefix="adderc-"))
+    for name, text in sources.items():
+        (folder / name).write_text(text)
+    return load_program(folder / payload["program"]["path"], overrides)
+
+
+def _model_in(payload, dtype: str, device: str) -> CompiledTransformer:
+    config = dict(payload["config"], dtype=dtype)
+    model = CompiledTransformer(config)
+    model.load_state_dict({k: v.to(getattr(torch, dtype)) for k, v in payload["state_dict"].items()})
+    return model.eval().to(device)
+
+
+class _Progress:
+    def __init__(self, total, label, enabled):
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def advance(self, n):
+        self.done += n
+        if self.enabled:
+            print(f"\r{self.label}: {self.done:,}/{self.total:,}", end="", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def _sequences(layout, operand_batch, expected_fn):
+    rows, answers = [], []
+    for operands in operand_batch:
+        answer = expected_fn(operands)
+        rows.append(layout.prompt_tokens(operands) + layout.answer_tokens(answer))
+        answers.append(answer)
+    return rows, answers
+
+
+def _teacher_forced(model, layout, rows, device):
+    """(wrong per row, smallest logit gap per row) over every answer position."""
+    index = {t: i for i, t in enumerate(layout.vocab)}
+    ids = torch.tensor([[index[t] for t in row] for row in rows], device=device)
+    start = layout.prompt_length - 1
+    with torch.no_grad():
+        logits = model(ids[:, :-1])[:, start:, :]
+    target = ids[:, start + 1:]
+    right = logits.gather(-1, target[..., None])[..., 0]
+    others = logits.scatter(-1, target[..., None], float("-inf")).max(-1).values
+    gap = (right - others).min(dim=1).values
+    wrong = (logits.argmax(-1) != target).any(dim=1)
+    return wrong.cpu(), gap.cpu()
+
+
+def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int = 20261122,
+           per_stratum: int = 20, inside_count: int = 300, greedy_count: int = 2000,
+           device: str = "cpu", progress: bool = True) -> Report:
+    program = program or program_from_payload(payload, None)
+    # Stored values are matched to program nodes by id, which only holds for the compiled program.
+    same_program = source_digest(program) == payload["program"].get("sha256")
+    layout = program.layout
+    report = Report(seed)
+    expected_fn = _expected_function(program, layout)
+    size = inputs.input_space_size(layout)
+    sets = []
+    if size <= EXHAUSTIVE_LIMIT:
+        sets.append(("exhaustive", lambda: iter([list(inputs.exhaustive(layout))])))
+    else:
+        sets.append(("edge cases", lambda: iter([inputs.edge_cases(layout)])))
+        if len(layout.operands) >= 2:
+            sets.append(("carry strata", lambda: iter([inputs.stratified(layout, per_stratum, seed)])))
+        if samples:
+            sets.append((f"random (seed {seed})", lambda: inputs.random_batches(layout, samples, seed, 8192)))
+    _check_meaning(program, layout, report, seed)
+
+    for dtype in ("float64", "float32"):
+        model = _model_in(payload, dtype, device)
+        started = time.perf_counter()
+        smallest_gap = float("inf")
+        for name, make in sets:
+            key = f"{dtype} {name}"
+            entry = report.checks.setdefault(key, {"checked": 0, "wrong": 0})
+            total = size if name == "exhaustive" else (samples if name.startswith("random") else None)
+            bar = _Progress(total or 0, key, progress and bool(total))
+            for batch in make():
+                for start in range(0, len(batch), 8192):
+                    chunk = batch[start:start + 8192]
+                    rows, answers = _sequences(layout, chunk, expected_fn)
+                    wrong, gap = _teacher_forced(model, layout, rows, device)
+                    smallest_gap = min(smallest_gap, float(gap.min()))
+                    entry["checked"] += len(chunk)
+                    entry["wrong"] += int(wrong.sum())
+                    for i in wrong.nonzero()[:, 0].tolist():
+                        if len(report.counterexamples) < 20:
+                            report.counterexamples.append(_counterexample(model, layout, chunk[i], answers[i],
+                                                                          dtype, name, device))
+                    bar.advance(len(chunk))
+            bar.close()
+        report.margins[f"{dtype} smallest logit gap"] = smallest_gap
+        _greedy(model, layout, expected_fn, report, dtype, seed, greedy_count, device)
+        if same_program:
+            _inside(model, payload, program, report, dtype, seed, inside_count, expected_fn, device)
+        else:
+            report.inside["skipped"] = "the program differs from the one this model was compiled from"
+        report.timings[f"{dtype} seconds"] = round(time.perf_counter() - started, 2)
+        checked = sum(c["checked"] for k, c in report.checks.items() if k.startswith(dtype) and "greedy" not in k)
+        report.timings[f"{dtype} sums per second"] = round(checked / max(report.timings[f"{dtype} seconds"], 1e-9))
+    report.margins["float32 safe"] = (all(c["wrong"] == 0 for k, c in report.checks.items() if k.startswith("float32"))
+                                      and report.margins.get("float32 smallest logit gap", 0) > 0
+                                      and not report.inside.get("divergence"))
+    return report
+
+
+def _expected_function(program, layout):
+    if program.meaning is not None:
+        return program.meaning.expected
+    # Without a stated meaning the program itself is the reference: run the interpreter.
+    def by_interpreter(operands):
+        tokens = layout.prompt_tokens(operands)
+        for _ in range(layout.answer.width):
+            tokens.append(evaluate(program, tokens).output[-1])
+        return layout.value_of(tokens[layout.prompt_length:])
+    return by_interpreter
+
+
+def _check_meaning(program, layout, report, seed):
+    """The program's semantics against its stated meaning, on edge cases, strata and a sample."""
+    if program.meaning is None:
+        report.meaning = {"stated": False}
+        return
+    candidates = inputs.edge_cases(layout)
+    if len(layout.operands) >= 2:
+        candidates += inputs.stratified(layout, 2, seed)
+    candidates += next(inputs.random_batches(layout, 200, seed + 1, 200))
+    wrong, first = 0, None
+    for operands in candidates:
+        expected = program.meaning.expected(operands)
+        tokens = layout.prompt_tokens(operands)
+        try:
+            full = tokens + layout.answer_tokens(expected)
+        except ValueError:
+            wrong += 1
+            first = first or {"operands": operands, "why": f"meaning gives {expected}, which does not fit the answer"}
+            continue
+        try:
+            got = evaluate(program, full[:-1]).output[layout.prompt_length - 1:]
+        except EvaluationError as err:
+            wrong += 1
+            first = first or {"operands": operands, "why": str(err)}
+            continue
+        if got != full[layout.prompt_length:]:
+            wrong += 1
+            first = first or {"operands": operands, "why": f"program writes {''.join(got)}, meaning says "
+                                                          f"{''.join(full[layout.prompt_length:])}"}
+    report.meaning = {"stated": True, "expression": f"{program.meaning.field} = {program.meaning.text}",
+                      "checked": len(candidates), "wrong": wrong, "first": first}
+
+
+def _counterexample(model, layout, operands, answer, dtype, source, device):
+    index = {t: i for i, t in enumerate(layout.vocab)}
+    prompt = layout.prompt_tokens(operands)
+    from compiler.generate import greedy, trim
+    ids = torch.tensor([[index[t] for t in prompt]], device=device)
+    row = greedy(model, ids, layout.sequence_length - layout.prompt_length, index[layout.end_token])[0].tolist()
+    got = "".join(layout.vocab[i] for i in trim(row, index[layout.end_token]))
+    return {"dtype": dtype, "source": source, "operands": operands,
+            "expected": "".join(layout.answer_tokens(answer)[:-1]), "got": got,
+            "carry_pattern": inputs.carry_pattern(layout, operands) if len(layout.operands) >= 2 else None}
+
+
+def _greedy(model, layout, expected_fn, report, dtype, seed, count, device):
+    from compiler.api import run_prompts
+    batch = inputs.edge_cases(layout)[:count]
+    if count > len(batch):
+        batch += next(inputs.random_batches(layout, count - len(batch), seed + 2, count))
+    prompts = [layout.prompt_tokens(o) for o in batch]
+    answers = run_prompts(model, layout, prompts)
+    entry = {"checked": len(batch), "wrong": 0}
+    for operands, got in zip(batch, answers):
+        want = "".join(layout.answer_tokens(expected_fn(operands))[:-1])
+        if got != want:
+            entry["wrong"] += 1
+            if len(report.counterexamples) < 20:
+                report.counterexamples.append({"dtype": dtype, "source": "greedy", "operands": operands,
+                                               "expected": want, "got": got})
+    report.checks[f"{dtype} greedy generation"] = entry
+
+
+def _inside(model, payload, program, report, dtype, seed, count, expected_fn, device):
+    """Every stored value at every position, decoded, against the interpreter."""
+    layout = program.layout
+    residual_map = payload["residual_map"]
+    batch = inputs.edge_cases(layout)
+    if len(layout.operands) >= 2:
+        batch += inputs.stratified(layout, 1, seed)
+    batch = batch[:count]
+    if len(batch) < count:
+        batch += next(inputs.random_batches(layout, count - len(batch), seed + 3, count))
+    rows, _ = _sequences(layout, batch, expected_fn)
+    rows = [r[:-1] for r in rows]
+    index = {t: i for i, t in enumerate(layout.vocab)}
+    ids = torch.tensor([[index[t] for t in r] for r in rows], device=device)
+    with torch.no_grad():
+        states = [s.cpu() for s in model.residuals(ids)]
+    largest_error, smallest_categorical = 0.0, float("inf")
+    divergence = report.inside.get("divergence")
+    order = sorted((e for e in residual_map if not e.get("helper")), key=lambda e: (e["sublayer"], e["dims"][0]))
+    for row, (operands, tokens) in enumerate(zip(batch, rows)):
+        reference = evaluate(program, tokens)
+        decoded = stored_values(residual_map, states, row)
+        for entry in order:
+            want, got = reference.values.get(entry["id"]), decoded[entry["id"]]
+            if want is None:
+                continue
+            for position, (w, g) in enumerate(zip(want, got)):
+                if entry["encoding"] == "numerical":
+                    error = abs(g - float(w))
+                    largest_error = max(largest_error, error)
+                    bad = error > 0.25  # decisions downstream tolerate a quarter of the smallest gap
+                else:
+                    block = states[entry["sublayer"]][row, position, entry["dims"]]
+                    top = torch.topk(block, min(2, len(entry["dims"]))).values
+                    if len(top) > 1:
+                        smallest_categorical = min(smallest_categorical, float(top[0] - top[1]))
+                    bad = g != str(w)
+                if bad and divergence is None:
+                    divergence = {"dtype": dtype, "node": entry["node"], "line": entry["line"],
+                                  "column": entry["column"], "sublayer": entry["sublayer"],
+                                  "layer": (entry["sublayer"] - 1) // 2 if entry["sublayer"] else "embedding",
+                                  "position": position, "operands": operands, "expected": str(w), "got": str(g)}
+    report.inside.setdefault("checked_inputs", 0)
+    report.inside["checked_inputs"] += len(batch)
+    report.inside["divergence"] = divergence
+    report.margins[f"{dtype} largest value error"] = largest_error
+    if smallest_categorical != float("inf"):
+        report.margins[f"{dtype} smallest one-hot margin"] = smallest_categorical
+
+
+def summary(report: Report, program_path: str) -> str:
+    lines = [f"verify {program_path} (seed {report.seed})"]
+    if report.meaning.get("stated"):
+        m = report.meaning
+        lines.append(f"  program vs its meaning {m['expression']}: {m['checked'] - m['wrong']}/{m['checked']} agree"
+                     + (f"; first disagreement {m['first']}" if m["first"] else ""))
+    for name, c in report.checks.items():
+        lines.append(f"  {name:<34} {c['checked'] - c['wrong']:>9,}/{c['checked']:,} right")
+    inside = report.inside
+    if inside.get("skipped"):
+        lines.append(f"  inside: skipped, {inside['skipped']}")
+    elif inside.get("divergence"):
+        d = inside["divergence"]
+        lines.append(f"  inside: first divergence at '{d['node']}' (line {d['line']}, layer {d['layer']}, "
+                     f"position {d['position']}) on {d['operands']} [{d['dtype']}]: expected {d['expected']}, "
+                     f"got {d['got']}")
+    else:
+        lines.append(f"  inside: every stored value matches the interpreter on {inside.get('checked_inputs', 0)} "
+                     f"inputs (both dtypes)")
+    for name, value in report.margins.items():
+        lines.append(f"  {name:<34} {value:.6g}" if isinstance(value, float) else f"  {name:<34} {value}")
+    for c in report.counterexamples[:5]:
+        lines.append(f"  counterexample [{c['dtype']}, {c['source']}]: {c['operands']} -> {c['got']}, "
+                     f"expected {c['expected']}" + (f", carries {c['carry_pattern']}" if c.get("carry_pattern") else ""))
+    lines.append("  result: " + ("every check holds" if report.ok else "MISMATCH"))
+    return "\n".join(lines)
