@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20261122)
     p.add_argument("--per-stratum", type=int, default=20, help="inputs per carry-structure stratum")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--prove", action="store_true",
+                   help="also prove the model equal to the program on every input of the layout")
     p.add_argument("--json", dest="json_path", metavar="PATH", help="write the full report as JSON")
     p.add_argument("--callable", dest="callable_spec", metavar="SPEC",
                    help="verify an outside adder instead: file.py with build_model() and add(model, a, b), "
@@ -94,7 +96,7 @@ def cmd_verify(args) -> int:
     _, payload = load_model(args.model)
     program = program_from_payload(payload, args.program)
     report = verify(payload, program, samples=args.samples, seed=args.seed, per_stratum=args.per_stratum,
-                    device=args.device)
+                    device=args.device, prove=args.prove)
     print(summary(report, args.program or f"{args.model} (embedded {payload['program']['path']})"))
     _write_json(args.json_path, report.to_dict())
     return 0 if report.ok else 1

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from dsl.resolve import load_program, source_digest
+from dsl.resolve import load_program
 from dsl.semantics import EvaluationError, evaluate
 from compiler import verify_inputs as inputs
 from compiler.inspect import stored_values
@@ -40,15 +40,18 @@ class Report:
     margins: dict = field(default_factory=dict)
     meaning: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    proof: dict = field(default_factory=dict)  # dtype -> Proof.to_dict(), with --prove
 
     @property
     def ok(self) -> bool:
         return (all(c["wrong"] == 0 for c in self.checks.values()) and not self.inside.get("divergence")
-                and self.meaning.get("wrong", 0) == 0)
+                and self.meaning.get("wrong", 0) == 0
+                and all(p["status"] == "proved" for p in self.proof.values()))
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "seed": self.seed, "checks": self.checks, "counterexamples": self.counterexamples,
-                "inside": self.inside, "margins": self.margins, "meaning": self.meaning, "timings": self.timings}
+                "inside": self.inside, "margins": self.margins, "meaning": self.meaning, "timings": self.timings,
+                "proof": self.proof}
 
 
 def program_from_payload(payload: dict, program_path: str | None):
@@ -61,6 +64,14 @@ def program_from_payload(payload: dict, program_path: str | None):
     for name, text in sources.items():
         (folder / name).write_text(text)
     return load_program(folder / payload["program"]["path"], overrides)
+
+
+def same_program(program, payload) -> bool:
+    """Whether `program` (sources and constants) is the one the model file was compiled from."""
+    from dsl.resolve import source_digest
+    constants = {k: int(v) for k, v in program.constants.items() if getattr(v, "is_integer", False)}
+    embedded = {k: v for k, v in payload["program"].get("constants", {}).items() if isinstance(v, int)}
+    return source_digest(program) == payload["program"].get("sha256") and constants == embedded
 
 
 def _model_in(payload, dtype: str, device: str) -> CompiledTransformer:
@@ -111,10 +122,10 @@ def _teacher_forced(model, layout, rows, device):
 
 def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int = 20261122,
            per_stratum: int = 20, inside_count: int = 300, greedy_count: int = 2000,
-           device: str = "cpu", progress: bool = True) -> Report:
+           device: str = "cpu", progress: bool = True, prove: bool = False) -> Report:
     program = program or program_from_payload(payload, None)
     # Stored values are matched to program nodes by id, which only holds for the compiled program.
-    same_program = source_digest(program) == payload["program"].get("sha256")
+    compiled_from_it = same_program(program, payload)
     layout = program.layout
     report = Report(seed)
     expected_fn = _expected_function(program, layout)
@@ -155,13 +166,17 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
             bar.close()
         report.margins[f"{dtype} smallest logit gap"] = smallest_gap
         _greedy(model, layout, expected_fn, report, dtype, seed, greedy_count, device)
-        if same_program:
+        if compiled_from_it:
             _inside(model, payload, program, report, dtype, seed, inside_count, expected_fn, device)
         else:
             report.inside["skipped"] = "the program differs from the one this model was compiled from"
         report.timings[f"{dtype} seconds"] = round(time.perf_counter() - started, 2)
         checked = sum(c["checked"] for k, c in report.checks.items() if k.startswith(dtype) and "greedy" not in k)
         report.timings[f"{dtype} sums per second"] = round(checked / max(report.timings[f"{dtype} seconds"], 1e-9))
+    if prove:
+        from compiler.prove import prove as prove_model
+        for dtype in ("float64", "float32"):
+            report.proof[dtype] = prove_model(payload, program, dtype).to_dict()
     report.margins["float32 safe"] = (all(c["wrong"] == 0 for k, c in report.checks.items() if k.startswith("float32"))
                                       and report.margins.get("float32 smallest logit gap", 0) > 0
                                       and not report.inside.get("divergence"))
@@ -317,5 +332,12 @@ def summary(report: Report, program_path: str) -> str:
     for c in report.counterexamples[:5]:
         lines.append(f"  counterexample [{c['dtype']}, {c['source']}]: {c['operands']} -> {c['got']}, "
                      f"expected {c['expected']}" + (f", carries {c['carry_pattern']}" if c.get("carry_pattern") else ""))
+    for dtype, proof in report.proof.items():
+        status = proof["status"] + (f": {proof['reason']}" if proof["reason"] else "")
+        if proof["status"] == "proved":
+            status += (f" for every input of the layout ({proof['seconds']:.1f} s; largest proven value error "
+                       f"{max(proof['errors'].values(), default=0):.3g}, logit margin "
+                       f"{proof['margins'].get('smallest logit margin after errors', float('nan')):.3g})")
+        lines.append(f"  proof ({dtype} weights): {status}")
     lines.append("  result: " + ("every check holds" if report.ok else "MISMATCH"))
     return "\n".join(lines)

@@ -1,0 +1,526 @@
+"""A proof that a compiled model equals its program on every input of the layout.
+
+The argument runs sublayer by sublayer over the model's own weights. Each stored program value
+lives in known residual dimensions, and every value set is finite (the compiler computed it
+exactly). So each sublayer can be checked on every combination of the values it reads.
+Positional values are fixed by the position; every other value ranges over its whole set, and
+tokens range over the whole vocabulary at every position.
+
+Each check also carries an error bound forward:
+
+- embeddings must write each value exactly;
+- an attention head's realised scores must separate the selected keys from the others (and
+  from the sink), which bounds the weight it leaks, and so the error of its output;
+- an MLP must give the exact value at every input combination, and its ReLUs must not change
+  state under the input error bound, so its output error is the Jacobian times that bound
+  (zero for the flat staircases the compiler builds);
+- the unembedding must give the right token a logit margin larger than the error can erase.
+
+Because the checks cover every token sequence, not only correct ones, greedy generation is
+covered by induction: if every earlier answer token is right, the next one is too.
+
+Arithmetic is treated as exact over the stored weights. Float rounding inside the forward pass is
+not modelled; the report gives the smallest margin so it can be weighed against rounding.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+import sympy
+import torch
+
+from dsl.semantics import apply_op, eval_predicate, num
+from compiler.encodings import predicate_roles
+
+MAX_COMBINATIONS = 200_000
+
+
+class CannotProve(Exception):
+    pass
+
+
+@dataclass
+class Proof:
+    status: str  # "proved", "counterexample", "could not prove"
+    reason: str = ""
+    dtype: str = "float64"
+    errors: dict = field(default_factory=dict)  # node label -> proven bound on its stored error
+    margins: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self):
+        return {"status": self.status, "reason": self.reason, "dtype": self.dtype, "errors": self.errors,
+                "margins": self.margins, "seconds": round(self.seconds, 2)}
+
+
+def prove(payload: dict, program, dtype: str = "float64") -> Proof:
+    from compiler.api import compile_file  # noqa: F401  (the pipeline, for the compiler's knowledge)
+    from compiler.pipeline import compile_program
+    from compiler.verify import same_program
+    started = time.perf_counter()
+    if not same_program(program, payload):
+        return Proof("could not prove", "the model was compiled from a different program, so its residual map "
+                                        "does not describe this program's values", dtype)
+    # The compiler's knowledge (value sets, what each value is computed by) comes from compiling the
+    # program again; every check below runs on the model file's own weights.
+    ir = compile_program(program, {"dtype": "float64", "overrides": payload["program"].get("overrides", {})})
+    weights = {k: v.to(getattr(torch, dtype)).to(torch.float64) for k, v in payload["state_dict"].items()}
+    try:
+        checker = _Checker(ir, payload["residual_map"], weights, payload["config"])
+        checker.run()
+    except CannotProve as err:
+        return Proof("could not prove", str(err), dtype, seconds=time.perf_counter() - started)
+    except _Counterexample as err:
+        return Proof("counterexample", str(err), dtype, seconds=time.perf_counter() - started)
+    return Proof("proved", "", dtype, {k: float(v) for k, v in checker.error_by_label().items()},
+                 checker.margins, time.perf_counter() - started)
+
+
+class _Counterexample(Exception):
+    pass
+
+
+class _Checker:
+    def __init__(self, ir, residual_map, weights, config):
+        self.ir, self.graph, self.weights, self.config = ir, ir.graph, weights, config
+        self.layout = ir.program.layout
+        self.base = self.layout.base
+        self.n = self.layout.n_ctx
+        self.d_model = config["d_model"]
+        self.entries = {e["id"]: e for e in residual_map if not e.get("helper")}
+        self.helpers = {e["id"]: e for e in residual_map if e.get("helper")}
+        self.dim_owner = {}
+        for e in residual_map:
+            for d in e["dims"]:
+                self.dim_owner[d] = (e["id"], bool(e.get("helper")))
+        self.error: dict[int, float] = {}  # node id -> bound on |stored - exact| per dimension
+        self.helper_error: dict[int, float] = {}
+        self.margins: dict[str, float] = {}
+
+    def error_by_label(self):
+        return {self.graph.nodes[n]["label"]: e for n, e in self.error.items()}
+
+    # ----- values and their encodings
+    def values(self, nid):
+        return self.graph.nodes[nid]["values"]
+
+    def at_position(self, nid, position):
+        attrs = self.graph.nodes[nid]
+        if attrs["source"] in ("position", "const"):
+            return [attrs["per_position"][position]]
+        return list(attrs["values"])
+
+    def encode(self, nid, value, vector):
+        """Write the exact encoding of `value` for stored node `nid` into a residual vector."""
+        entry = self.entries[nid]
+        if entry["encoding"] == "numerical":
+            offset = num(self.graph.nodes[nid]["node"].default) if entry["written_by"] == "attention" else 0
+            vector[entry["dims"][0]] = float(num(value) - offset)
+        else:
+            text = str(value)
+            if text in entry["values"]:
+                vector[entry["dims"][entry["values"].index(text)]] = 1.0
+
+    def value_of(self, nid, assignment):
+        """A node's value from the values of the stored nodes it depends on."""
+        if nid in assignment:
+            return assignment[nid]
+        attrs = self.graph.nodes[nid]
+        if attrs["realize"] == "const":
+            return attrs["values"][0]
+        node = attrs["node"]
+        args = tuple(self.value_of(a.id, assignment) for a in node.args)
+        return apply_op(node.op, args, self.base)
+
+    def owners(self, dims):
+        owners = set()
+        for d in dims:
+            if d not in self.dim_owner:
+                raise CannotProve(f"dimension {d} is read but belongs to no program value")
+            owners.add(self.dim_owner[d])
+        return owners
+
+    def combos(self, stored, position):
+        lists = [self.at_position(s, position) for s in stored]
+        count = math.prod(len(x) for x in lists)
+        if count > MAX_COMBINATIONS:
+            raise CannotProve(f"a sublayer reads {count} value combinations at position {position}, too many")
+        return [dict(zip(stored, c)) for c in itertools.product(*lists)]
+
+    def vector(self, assignment, helper_values=None):
+        x = torch.zeros(self.d_model, dtype=torch.float64)
+        for nid, value in assignment.items():
+            self.encode(nid, value, x)
+        for nid, value in (helper_values or {}).items():
+            x[self.helpers[nid]["dims"][0]] = value
+        return x
+
+    def input_error(self, dims_weights):
+        """sum over read dims of |weight| * error bound of the value in that dim."""
+        total = torch.zeros(dims_weights.shape[1:], dtype=torch.float64)
+        for d in range(dims_weights.shape[0]):
+            row = dims_weights[d].abs()
+            if float(row.max()) == 0:
+                continue
+            nid, helper = self.dim_owner[d]
+            bound = self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)
+            total = total + row * bound
+        return total
+
+    # ----- the proof
+    def run(self):
+        self.check_write_hygiene()
+        self.check_embeddings()
+        order = sorted(self.entries.values(), key=lambda e: e["sublayer"])
+        for entry in order:
+            nid = entry["id"]
+            realize = self.graph.nodes[nid]["realize"]
+            if realize == "attention":
+                self.check_head(nid)
+            elif realize == "mlp":
+                self.check_mlp(nid)
+            elif realize == "width":
+                self.check_head(nid)
+                self.check_width_mlp(nid)
+        self.check_unembedding()
+
+    def check_write_hygiene(self):
+        """Biases and embedding columns may touch only the dimensions of the values they write."""
+        def owned(kinds, layer=None):
+            dims = set()
+            for nid, entry in list(self.entries.items()) + list(self.helpers.items()):
+                attrs = self.graph.nodes[nid]
+                if attrs["realize"] in kinds and (layer is None or attrs.get("layer") == layer):
+                    dims |= set(entry["dims"])
+            return dims
+        embedded = owned({"embed"})
+        for name in ("embed.W_E", "pos_embed.W_pos"):
+            used = set((self.weights[name].abs().sum(0) > 0).nonzero()[:, 0].tolist())
+            if used - embedded:
+                raise _Counterexample(f"{name} writes into dimensions of values that are not embedded")
+        for layer in range(self.config["n_layers"]):
+            for name, kinds in ((f"blocks.{layer}.attn.b_O", {"attention", "width"}),
+                                (f"blocks.{layer}.mlp.b_out", {"mlp", "width"})):
+                if name in self.weights:
+                    used = set((self.weights[name] != 0).nonzero()[:, 0].tolist())
+                    if used - owned(kinds, layer):
+                        raise _Counterexample(f"{name} writes into dimensions of values other sublayers own")
+
+    def check_embeddings(self):
+        W_E, W_pos = self.weights["embed.W_E"], self.weights["pos_embed.W_pos"]
+        for nid, entry in self.entries.items():
+            attrs = self.graph.nodes[nid]
+            if attrs["realize"] != "embed":
+                continue
+            dims = entry["dims"]
+            rows = range(self.n) if attrs["source"] == "position" else range(len(self.layout.vocab))
+            table = W_pos if attrs["source"] == "position" else W_E
+            other = W_E if attrs["source"] == "position" else W_pos
+            if float(other[:, dims].abs().max()) != 0:
+                raise _Counterexample(f"'{attrs['label']}' is embedded by both token and position tables")
+            for row in rows:
+                if attrs["source"] == "position":
+                    value = attrs["per_position"][row]
+                else:
+                    value = self._token_value(nid, self.layout.vocab[row])
+                want = torch.zeros(self.d_model, dtype=torch.float64)
+                self.encode(nid, value, want)
+                if not torch.allclose(table[row, dims], want[dims], atol=0, rtol=1e-12):
+                    raise _Counterexample(f"embedding of '{attrs['label']}' is wrong for "
+                                          f"{'position' if attrs['source'] == 'position' else 'token'} {row}")
+            self.error[nid] = 0.0
+
+    def _token_value(self, nid, token):
+        node = self.graph.nodes[nid]["node"]
+        return _evaluate_token_only(self.graph, node, token, self.base)
+
+    # ----- attention
+    def _head(self, nid):
+        for layer in range(self.config["n_layers"]):
+            if not self.config["n_heads"][layer]:
+                continue
+            prefix = f"blocks.{layer}.attn."
+            W_O = self.weights[prefix + "W_O"]
+            entry = self.helpers.get(nid) or self.entries[nid]
+            for h in range(W_O.shape[0]):
+                if float(W_O[h][:, entry["dims"]].abs().max()) > 0:
+                    return layer, h, {name: self.weights[prefix + name][h] for name in
+                                      ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O")} | {
+                        "sink": float(self.weights[prefix + "sink"][h]),
+                        "slope": float(self.weights[prefix + "alibi_slope"][h])}
+        raise CannotProve(f"no head writes '{self.graph.nodes[nid]['label']}'")
+
+    def check_head(self, nid):
+        attrs = self.graph.nodes[nid]
+        node = attrs["node"]
+        label = attrs["label"]
+        layer, h, w = self._head(nid)
+        mode = "width" if attrs["realize"] == "width" else node.mode
+        if mode in ("first", "last") and attrs["max_width"] <= 1:
+            mode = "mean"
+        target = self.helpers[nid] if attrs["realize"] == "width" else self.entries[nid]
+        # The head may write only its own dimensions.
+        writes = (w["W_O"].abs().sum(0) > 0).nonzero()[:, 0].tolist()
+        if set(writes) - set(target["dims"]):
+            raise _Counterexample(f"the head for '{label}' also writes dimensions of other values")
+        read_q = (w["W_Q"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
+        read_k = (w["W_K"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
+        read_v = (w["W_V"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
+        q_nodes = sorted(n for n, helper in self.owners(read_q) if not helper)
+        k_nodes = sorted({n for n, helper in self.owners(read_k + read_v) if not helper})
+        for n in q_nodes + k_nodes:
+            if n not in self.error:
+                raise CannotProve(f"the head for '{label}' reads '{self.graph.nodes[n]['label']}' before it is proved")
+        dq = self.input_error(w["W_Q"])
+        dk = self.input_error(w["W_K"])
+        dv = self.input_error(w["W_V"])
+        W_O_abs = w["W_O"].abs()
+        value_dims_out = W_O_abs.sum(1)  # per head value dim: total write magnitude
+        worst_output = 0.0
+        smallest_gap = float("inf")
+        sink = w["sink"]
+        for q in range(self.n):
+            for q_assign in self.combos(q_nodes, q):
+                qv = self.vector(q_assign) @ w["W_Q"] + w["b_Q"]
+                # per key position: (selected?, score, value vector, exact value vector) per combo
+                keys = []
+                for k in range(q + 1):
+                    options = []
+                    for k_assign in self.combos(k_nodes, k):
+                        x = self.vector(k_assign)
+                        kv = x @ w["W_K"] + w["b_K"]
+                        score = float(qv @ kv) + w["slope"] * (k - q)
+                        score_error = float((qv.abs() * dk).sum() + (kv.abs() * dq).sum() + (dq * dk).sum())
+                        selected = all(self._term(t, k_assign, q_assign) for t in node.selector.terms)
+                        value = x @ w["W_V"] + w["b_V"]
+                        exact = self._exact_value(node, mode, k_assign, w, value)
+                        options.append((selected, score, score_error, value, exact))
+                    keys.append(options)
+                bound, gap = self._head_bound(mode, keys, sink, q, node, dv, value_dims_out, label)
+                worst_output = max(worst_output, bound)
+                smallest_gap = min(smallest_gap, gap)
+        if worst_output >= 0.25:
+            raise CannotProve(f"the head for '{label}' (layer {layer}) may leak an error of {worst_output:.3g}")
+        if attrs["realize"] == "width":
+            self.helper_error[nid] = worst_output
+        else:
+            self.error[nid] = worst_output
+        self.margins[f"head '{label}' score gap"] = smallest_gap
+
+    def _term(self, term, k_assign, q_assign):
+        roles = predicate_roles(term.predicate)
+        key = self.value_of(term.keys.id, k_assign) if "k" in roles else None
+        query = self.value_of(term.queries.id, q_assign) if "q" in roles else None
+        return bool(eval_predicate(term.predicate, key, query, self.base))
+
+    def _exact_value(self, node, mode, k_assign, w, value):
+        """The value vector a selected key should carry (what the compiler meant V to read)."""
+        if mode == "width":
+            return torch.ones_like(value)
+        exact_value = self.value_of(node.value.id, k_assign)
+        out = torch.zeros_like(value)
+        entry = self.entries[node.id]
+        if entry["encoding"] == "numerical":
+            out[0] = float(num(exact_value) - num(node.default))
+            if (w["W_V"][:, 1:].abs().sum() > 0) or (w["b_V"][1:].abs().sum() > 0):
+                raise CannotProve(f"numerical head for '{entry['node']}' uses more than one value dimension")
+        else:
+            # value dim j carries the indicator of the j-th written value
+            order = [i for i, (v) in enumerate(entry["values"])]
+            for j in range(value.shape[0]):
+                column = w["W_O"][j]
+                if float(column.abs().max()) == 0:
+                    continue
+                written = int(column.abs().argmax())
+                text = entry["values"][entry["dims"].index(written)]
+                out[j] = 1.0 if text == str(exact_value) else 0.0
+            del order
+        if not torch.allclose(value, out, atol=1e-9):
+            raise _Counterexample(f"the head for '{entry['node']}' reads a wrong value for a selected key")
+        return out
+
+    def _head_bound(self, mode, keys, sink, q, node, dv, out_scale, label):
+        """Worst output error (in residual units) over every choice of key values at each position."""
+        V = max(float(o[3].abs().max()) for opts in keys for o in opts) + float(dv.max())
+        scale = float(out_scale.max())
+        selectable = [[o for o in opts if o[0]] for opts in keys]
+        unselectable = [[o for o in opts if not o[0]] for opts in keys]
+        top_unselected = [max((o[1] + o[2] for o in opts), default=-math.inf) for opts in unselectable]
+        if mode in ("mean", "width"):
+            sel_low = min((o[1] - o[2] for opts in selectable for o in opts), default=math.inf)
+            sel_high = max((o[1] + o[2] for opts in selectable for o in opts), default=-math.inf)
+            u = max(top_unselected, default=-math.inf)
+            # nothing selected: the sink must take the weight (for width, it may share it exactly)
+            empty = len(keys) * math.exp(min(u - sink, 700)) * V if mode == "mean" else \
+                len(keys) * math.exp(min(u - sink, 700))
+            if sel_low == math.inf:
+                return empty * scale + float(dv.max()), sink - u
+            spread = math.exp(min(sel_high - sel_low, 700)) - 1
+            if mode == "width":
+                spread = max(spread, math.exp(min(abs(sink - sel_low), 700)) - 1,
+                             math.exp(min(abs(sel_high - sink), 700)) - 1)
+                leak = len(keys) * math.exp(min(u - sel_low, 700))
+            else:
+                leak = len(keys) * math.exp(min(u - sel_low, 700)) + math.exp(min(sink - sel_low, 700))
+            bound = (2 * spread + 2 * leak) * V + max(empty, 0)
+            return bound * scale + float(dv.max()) * scale, min(sel_low - u, sel_low - sink if mode == "mean" else math.inf)
+        if mode in ("first", "last"):
+            worst, gap = 0.0, math.inf
+            positions = range(len(keys)) if mode == "first" else range(len(keys) - 1, -1, -1)
+            positions = list(positions)
+            u_all = max(top_unselected, default=-math.inf)
+            worst = len(keys) * math.exp(min(u_all - sink, 700)) * V  # nothing selected
+            for rank, winner in enumerate(positions):
+                if not selectable[winner]:
+                    continue
+                low = min(o[1] - o[2] for o in selectable[winner])
+                before = positions[:rank]  # keys that would win if selected: must be unselected
+                after = positions[rank + 1:]
+                rivals = sum(math.exp(min(top_unselected[k] - low, 700)) for k in before)
+                rivals += sum(math.exp(min(max(top_unselected[k],
+                                                   max((o[1] + o[2] for o in selectable[k]), default=-math.inf))
+                                               - low, 700)) for k in after)
+                rivals += math.exp(min(sink - low, 700))
+                worst = max(worst, 2 * rivals * V)
+                gap = min(gap, low - sink)
+            return worst * scale + float(dv.max()) * scale, gap
+        if mode == "sum":
+            anchor = float(self.graph.nodes[node.id]["node"].default) * 0  # (sum defaults are 0)
+            del anchor
+            total_error = 0.0
+            for k, opts in enumerate(keys):
+                worst_k = 0.0
+                for selected, score, err, value, exact in opts:
+                    weight = math.exp(min(score + err - sink, 700)) * scale
+                    if selected:
+                        decay = node.decay if node.decay is not None else 1
+                        want = float(1 / sympy.sympify(decay) ** (q - k))
+                        low = math.exp(min(score - err - sink, 700)) * scale
+                        deviation = max(abs(weight - want), abs(low - want)) * float(exact.abs().max())
+                        worst_k = max(worst_k, deviation + weight * float(dv.max()))
+                    else:
+                        worst_k = max(worst_k, weight * (float(value.abs().max()) + float(dv.max())))
+                total_error += worst_k
+            mass = sum(max(math.exp(min(o[1] + o[2] - sink, 700)) for o in opts) for opts in keys)
+            total_exact = sum(max(float(o[4].abs().max()) * float(1) for o in opts) for opts in keys)
+            return total_error + mass * total_exact * scale, sink - max(
+                (o[1] for opts in keys for o in opts), default=-math.inf)
+        raise CannotProve(f"no proof rule for {mode} heads")
+
+    # ----- MLPs
+    def _mlp_units(self, nid):
+        attrs = self.graph.nodes[nid]
+        layer = attrs["layer"]
+        prefix = f"blocks.{layer}.mlp."
+        W_in, b_in = self.weights[prefix + "W_in"], self.weights[prefix + "b_in"]
+        W_out, b_out = self.weights[prefix + "W_out"], self.weights[prefix + "b_out"]
+        target = self.entries[nid]["dims"]
+        units = (W_out[:, target].abs().sum(1) > 0).nonzero()[:, 0]
+        # Every unit writing this value must write nothing else.
+        others = [d for d in range(self.d_model) if d not in target]
+        if others and float(W_out[units][:, others].abs().max() if len(units) else 0) > 0:
+            raise _Counterexample(f"the MLP units for '{attrs['label']}' also write other values")
+        return W_in[:, units], b_in[units], W_out[units][:, target], b_out[target], target
+
+    def check_mlp(self, nid):
+        attrs = self.graph.nodes[nid]
+        W_in, b_in, W_out, b_out, target = self._mlp_units(nid)
+        reads = (W_in.abs().sum(1) > 0).nonzero()[:, 0].tolist()
+        stored = sorted(n for n, helper in self.owners(reads) if not helper)
+        for n in stored:
+            if n not in self.error:
+                raise CannotProve(f"the MLP for '{attrs['label']}' reads '{self.graph.nodes[n]['label']}' early")
+        d_pre = self.input_error(W_in)
+        worst, margin = 0.0, math.inf
+        for position in self._positions_for(stored):
+            for assign in self.combos(stored, position):
+                x = self.vector(assign)
+                pre = x @ W_in + b_in
+                out = torch.relu(pre) @ W_out + b_out
+                exact_value = self.value_of(nid, assign)
+                want = torch.zeros(self.d_model, dtype=torch.float64)
+                self.encode(nid, exact_value, want)
+                miss = float((out - want[target]).abs().max())
+                if miss > 1e-6:
+                    raise _Counterexample(f"the MLP for '{attrs['label']}' gives a wrong value on "
+                                          f"{self._describe(assign)}: expected {exact_value}")
+                stable = pre.abs() > d_pre
+                if not bool(stable.all()):
+                    raise CannotProve(f"an MLP unit for '{attrs['label']}' may switch under input errors")
+                margin = min(margin, float((pre.abs() - d_pre).min()) if len(pre) else math.inf)
+                active = (pre > 0).to(torch.float64)
+                jacobian = (W_in * active) @ W_out  # d_model x target
+                propagated = float((jacobian.abs() * self._error_column(len(target))).sum(0).max())
+                worst = max(worst, miss + propagated)
+        self.error[nid] = worst
+        self.margins[f"MLP '{attrs['label']}' ReLU margin"] = margin
+
+    def _error_column(self, width):
+        column = torch.zeros(self.d_model, 1, dtype=torch.float64)
+        for d, (nid, helper) in self.dim_owner.items():
+            column[d, 0] = self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)
+        return column.expand(self.d_model, width)
+
+    def _positions_for(self, stored):
+        if any(self.graph.nodes[s]["source"] in ("position", "const") for s in stored):
+            return range(self.n)
+        return range(1)
+
+    def _describe(self, assign):
+        return ", ".join(f"{self.graph.nodes[n]['label']}={v}" for n, v in assign.items())
+
+    def check_width_mlp(self, nid):
+        attrs = self.graph.nodes[nid]
+        W_in, b_in, W_out, b_out, target = self._mlp_units(nid)
+        d_pre = float(self.input_error(W_in).max())
+        worst = 0.0
+        for w in (int(v) for v in attrs["values"]):
+            x = torch.zeros(self.d_model, dtype=torch.float64)
+            x[self.helpers[nid]["dims"][0]] = w / (w + 1)
+            pre = x @ W_in + b_in
+            out = torch.relu(pre) @ W_out + b_out
+            if abs(float(out[0]) - w) > 1e-6:
+                raise _Counterexample(f"selector_width '{attrs['label']}' maps {w}/{w + 1} to {float(out[0])}")
+            if not bool((pre.abs() > d_pre).all()):
+                raise CannotProve(f"selector_width '{attrs['label']}': a unit may switch under input errors")
+            worst = max(worst, abs(float(out[0]) - w))
+        self.error[nid] = worst
+
+    # ----- output
+    def check_unembedding(self):
+        output = self.ir.program.output.id
+        attrs = self.graph.nodes[output]
+        W_U, b_U = self.weights["unembed.W_U"], self.weights["unembed.b_U"]
+        vocab = self.layout.vocab
+        reads = (W_U.abs().sum(1) > 0).nonzero()[:, 0].tolist()
+        stored = sorted(n for n, helper in self.owners(reads) if not helper)
+        d_logit = self.input_error(W_U)
+        smallest = math.inf
+        for position in self._positions_for(stored):
+            for assign in self.combos(stored, position):
+                logits = self.vector(assign) @ W_U + b_U
+                token = self.value_of(output, assign)
+                right = vocab.index(token)
+                others = torch.cat([logits[:right], logits[right + 1:]])
+                gap = float(logits[right] - others.max()) - float(d_logit[right]) - float(d_logit.max())
+                if float(logits[right] - others.max()) <= 0:
+                    raise _Counterexample(f"the output is not {token!r} on {self._describe(assign)}")
+                smallest = min(smallest, gap)
+        if smallest <= 0:
+            raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g})")
+        self.margins["smallest logit margin after errors"] = smallest
+        del attrs
+
+
+def _evaluate_token_only(graph, node, token, base):
+    """A token-only value for one token (its inputs are tokens and constants)."""
+    from dsl.core import Const, Tokens
+    if isinstance(node, Tokens):
+        return token
+    if isinstance(node, Const):
+        return node.value
+    args = tuple(_evaluate_token_only(graph, a, token, base) for a in node.args)
+    return apply_op(node.op, args, base)

@@ -1,0 +1,51 @@
+"""--prove: proves add10 for all 10^20 inputs, finds a planted error, and says when it cannot."""
+import pytest
+import torch
+
+from compiler.api import compile_file
+from compiler.model_file import load_model, save_model
+from compiler.prove import prove
+from compiler.verify import program_from_payload
+from dsl.resolve import load_program
+from tests.conftest import ADD10
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prove") / "m.pt"
+    ir, stats, digest = compile_file(ADD10)
+    save_model(path, ir, stats, digest)
+    return load_model(path)[1]
+
+
+def test_add10_is_proved_for_every_input(payload):
+    proof = prove(payload, program_from_payload(payload, None), "float32")
+    assert proof.status == "proved", proof.reason
+    assert max(proof.errors.values()) < 1e-5
+    assert proof.margins["smallest logit margin after errors"] > 0.9
+    assert all(gap >= 10 for name, gap in proof.margins.items() if "score gap" in name)
+
+
+def _edited(payload, name, edit):
+    copy = dict(payload, state_dict={k: v.clone() for k, v in payload["state_dict"].items()})
+    edit(copy["state_dict"][name])
+    return copy
+
+
+def test_a_planted_error_is_a_counterexample(payload):
+    dims = next(e for e in payload["residual_map"] if e["node"] == "generates")["dims"]
+    broken = _edited(payload, "blocks.0.mlp.W_out", lambda t: t[:, dims[0]].mul_(2))
+    proof = prove(broken, program_from_payload(payload, None))
+    assert proof.status == "counterexample"
+    assert "'generates'" in proof.reason
+
+
+def test_what_cannot_be_proved_is_said_plainly(payload):
+    # The carry head's sink raised far above its keys: no finite error bound holds any more.
+    heads = [e for e in payload["weight_map"] if e.get("node") == "carry"]
+    layer, head = int(heads[0]["block"].split(".")[1]), heads[0]["head"]
+    drowned = _edited(payload, f"blocks.{layer}.attn.sink", lambda t: t.__setitem__(head, 1e4))
+    proof = prove(drowned, program_from_payload(payload, None))
+    assert proof.status == "could not prove" and "'carry'" in proof.reason
+    other = load_program(ADD10, {"N": 3})
+    assert prove(payload, other).status == "could not prove"
