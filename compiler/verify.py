@@ -108,7 +108,55 @@ def _sequences(layout, operand_batch, expected_fn):
 def _teacher_forced(model, layout, rows, device):
     """(wrong per row, smallest logit gap per row) over every answer position."""
     index = {t: i for i, t in enumerate(layout.vocab)}
-    ids = torch.tensor([[index[t] for t in row] for row in rows], device=device)
+    return _teacher_forced_ids(model, layout, torch.tensor([[index[t] for t in row] for row in rows], device=device))
+
+
+INT64_SAFE = 2 ** 62
+
+
+def tensor_batches(layout, meaning, count: int, seed: int, batch: int, device: str):
+    """Seeded random operands, their expected answers and whole token-id sequences, built with
+    tensor operations on `device`; None when int64 cannot hold the arithmetic exactly."""
+    from dsl.meaning import Unsupported, magnitude_bound
+    if meaning is None:
+        return None
+    bounds = {f.name: layout.base ** f.width - 1 for f in layout.operands}
+    bound = magnitude_bound(meaning.expression, bounds, meaning.constants)
+    if bound is None or bound >= INT64_SAFE or layout.base ** layout.answer.width >= INT64_SAFE:
+        return None
+    try:
+        meaning.expected_tensor({name: torch.zeros(1, dtype=torch.long) for name in bounds})
+    except (Unsupported, TypeError, RuntimeError):
+        return None
+
+    def generate():
+        generator = torch.Generator(device=device).manual_seed(seed)
+        for start in range(0, count, batch):
+            n = min(batch, count - start)
+            operands = {name: torch.randint(0, top + 1, (n,), generator=generator, device=device)
+                        for name, top in bounds.items()}
+            answer = torch.as_tensor(meaning.expected_tensor(operands), device=device).expand(n)
+            yield operands, answer, _assemble(layout, operands, answer, n, device)
+    return generate()
+
+
+def _assemble(layout, operands, answer, n, device):
+    """Token ids for whole sequences; digits are the first tokens of the vocabulary."""
+    columns = []
+    for index, item in enumerate(layout.items):
+        if item[0] == "literal":
+            columns.append(torch.full((n, 1), layout.vocab.index(item[1]), device=device))
+            continue
+        value = answer if index >= layout.answer_index else operands[item[1]]
+        value = value.clamp(min=0)  # answers that do not fit are caught by the range check below
+        digits = [torch.div(value, layout.base ** i, rounding_mode="floor") % layout.base for i in range(item[2])]
+        if layout.order == "msb_first":
+            digits = digits[::-1]
+        columns.append(torch.stack(digits, dim=1))
+    return torch.cat(columns, dim=1)
+
+
+def _teacher_forced_ids(model, layout, ids):
     start = layout.prompt_length - 1
     with torch.no_grad():
         logits = model(ids[:, :-1])[:, start:, :]
@@ -139,6 +187,8 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
             sets.append(("carry strata", lambda: iter([inputs.stratified(layout, per_stratum, seed)])))
         if samples:
             sets.append((f"random (seed {seed})", lambda: inputs.random_batches(layout, samples, seed, 8192)))
+    fast_random = samples and size > EXHAUSTIVE_LIMIT and \
+        tensor_batches(layout, program.meaning, 1, seed, 1, device) is not None
     _check_meaning(program, layout, report, seed)
 
     for dtype in ("float64", "float32"):
@@ -150,6 +200,11 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
             entry = report.checks.setdefault(key, {"checked": 0, "wrong": 0})
             total = size if name == "exhaustive" else (samples if name.startswith("random") else None)
             bar = _Progress(total or 0, key, progress and bool(total))
+            if name.startswith("random") and fast_random:
+                smallest_gap = min(smallest_gap, _random_on_tensors(model, layout, program.meaning, samples, seed,
+                                                                    device, entry, report, dtype, name, bar))
+                bar.close()
+                continue
             for batch in make():
                 for start in range(0, len(batch), 8192):
                     chunk = batch[start:start + 8192]
@@ -181,6 +236,27 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
                                       and report.margins.get("float32 smallest logit gap", 0) > 0
                                       and not report.inside.get("divergence"))
     return report
+
+
+def _random_on_tensors(model, layout, meaning, samples, seed, device, entry, report, dtype, name, bar,
+                       batch=8192):
+    smallest_gap = float("inf")
+    top = layout.base ** layout.answer.width
+    for operands, answer, ids in tensor_batches(layout, meaning, samples, seed, batch, device):
+        fits = (answer >= 0) & (answer < top)
+        wrong, gap = _teacher_forced_ids(model, layout, ids)
+        wrong = wrong | ~fits.cpu()
+        smallest_gap = min(smallest_gap, float(gap.min()))
+        entry["checked"] += len(answer)
+        entry["wrong"] += int(wrong.sum())
+        for i in wrong.nonzero()[:, 0].tolist()[: max(0, 20 - len(report.counterexamples))]:
+            values = {k: int(v[i]) for k, v in operands.items()}
+            report.counterexamples.append(_counterexample(model, layout, values, int(answer[i]), dtype, name, device)
+                                          if bool(fits[i]) else {"dtype": dtype, "source": name, "operands": values,
+                                                                 "expected": f"{int(answer[i])} (does not fit)",
+                                                                 "got": "-"})
+        bar.advance(len(answer))
+    return smallest_gap
 
 
 def _expected_function(program, layout):

@@ -197,7 +197,17 @@ class Meaning:
 
     field: str
     text: str  # the expression as written, for reports
-    function: Any  # callable(dict[str, int]) -> sympy Integer
+    expression: Any  # dsl.ast expression over operand names and constants
+    constants: dict
 
     def expected(self, operands: dict[str, int]) -> int:
-        return int(self.function(operands))
+        from dsl.meaning import evaluate
+        value = evaluate(self.expression, operands, self.constants)
+        if getattr(value, "denominator", 1) != 1:
+            raise ValueError(f"the meaning gives {value}, not a whole number")
+        return int(value)
+
+    def expected_tensor(self, operands: dict):
+        """Expected answers for int64 tensors of operands (dsl.meaning.Unsupported if not exact)."""
+        from dsl.meaning import evaluate
+        return evaluate(self.expression, operands, self.constants, tensors=True)

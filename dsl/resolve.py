@@ -16,6 +16,7 @@ from dsl import ast
 from dsl.core import (Aggregate, Const, Indices, Map, Node, Program, Select, SelectorWidth, SelectTerm,
                       Tokens, Var)
 from dsl.errors import AdderError, Span
+from dsl import meaning as meaning_rules
 from dsl.layout import Layout, Meaning, build_layout
 from dsl.parser import parse
 from dsl.semantics import OPS, EvaluationError, apply_op
@@ -217,11 +218,12 @@ class _Resolver:
         source = self.sources.get(st.span.file, "")
         text = source.splitlines()[expression.span.line - 1][expression.span.column - 1:expression.span.end_column - 1] \
             if source and expression.span.line == expression.span.end_line else "<expression>"
-        resolver = self
-
-        def function(operands: dict[str, int]):
-            return resolver.meaning_value(expression, operands)
-        self.meaning = Meaning(st.field, text, function)
+        problem = meaning_rules.check(expression)
+        if problem:
+            raise self.error(f"a meaning is an integer expression over the operands; it cannot contain {problem}",
+                             expression.span)
+        constants = dict(self.constants)
+        self.meaning = Meaning(st.field, text, expression, constants)
 
     def check_meaning_names(self, e, operand_names):
         if isinstance(e, ast.Name):
@@ -230,26 +232,6 @@ class _Resolver:
                                  f"'{e.name}' is neither", e.span)
         for child in _children(e):
             self.check_meaning_names(child, operand_names)
-
-    def meaning_value(self, e, operands):
-        if isinstance(e, ast.Number):
-            return sympy.Integer(e.value)
-        if isinstance(e, ast.Name):
-            return sympy.Integer(operands[e.name]) if e.name in operands else self.constants[e.name]
-        if isinstance(e, ast.UnaryOp) and e.op == "neg":
-            return -self.meaning_value(e.operand, operands)
-        if isinstance(e, ast.BinOp) and e.op in BINARY_OPS:
-            return apply_op(BINARY_OPS[e.op], (self.meaning_value(e.left, operands),
-                                               self.meaning_value(e.right, operands)), 10)
-        if isinstance(e, ast.Call) and e.function in ("min", "max", "abs"):
-            return apply_op(e.function, tuple(self.meaning_value(a, operands) for a in e.args), 10)
-        if isinstance(e, ast.IfElse):
-            cond = self.meaning_value(e.condition, operands)
-            return self.meaning_value(e.then if cond else e.otherwise, operands)
-        if isinstance(e, ast.Compare):
-            values = [self.meaning_value(x, operands) for x in e.operands]
-            return all(apply_op(COMPARE_OPS[op], (values[i], values[i + 1]), 10) for i, op in enumerate(e.ops))
-        raise self.error("this kind of expression is not allowed in a meaning", e.span)
 
     def require_layout(self, span) -> Layout:
         if self.layout is None:

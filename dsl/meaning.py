@@ -1,0 +1,130 @@
+"""Evaluating a program's `meaning` (an integer expression over its operand fields).
+
+Two backends share one evaluator: exact Python integers, and int64 torch tensors, which let the
+verifier compute millions of expected answers at once (on a GPU too).
+"""
+from __future__ import annotations
+
+import operator
+from fractions import Fraction
+
+from dsl import ast
+
+
+class Unsupported(Exception):
+    """The expression needs something the tensor backend cannot do exactly."""
+
+
+_BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod}
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+            ">=": operator.ge}
+
+
+def evaluate(e, operands: dict, constants: dict, tensors: bool = False):
+    """The value of meaning expression `e`; operands are ints, or int64 tensors when `tensors`."""
+    rec = lambda x: evaluate(x, operands, constants, tensors)
+    if isinstance(e, ast.Number):
+        return e.value
+    if isinstance(e, ast.Name):
+        return operands[e.name] if e.name in operands else int(constants[e.name])
+    if isinstance(e, ast.UnaryOp) and e.op == "neg":
+        return -rec(e.operand)
+    if isinstance(e, ast.UnaryOp) and e.op == "not":
+        value = rec(e.operand)
+        return ~value if tensors else not value
+    if isinstance(e, ast.BinOp):
+        left, right = rec(e.left), rec(e.right)
+        if e.op in _BINARY:
+            return _BINARY[e.op](left, right)
+        if e.op == "**":
+            if tensors and not isinstance(right, int):
+                raise Unsupported("a power with a variable exponent")
+            return left ** right
+        if e.op == "/":
+            if tensors:
+                raise Unsupported("true division")
+            return Fraction(left, 1) / right
+        if e.op in ("and", "or"):
+            if tensors:
+                return (left & right) if e.op == "and" else (left | right)
+            return (left and right) if e.op == "and" else (left or right)
+    if isinstance(e, ast.Compare):
+        values = [rec(x) for x in e.operands]
+        parts = [_COMPARE[op](values[i], values[i + 1]) for i, op in enumerate(e.ops)]
+        result = parts[0]
+        for part in parts[1:]:
+            result = (result & part) if tensors else (result and part)
+        return result
+    if isinstance(e, ast.IfElse):
+        condition = rec(e.condition)
+        if tensors:
+            import torch
+            then, otherwise = rec(e.then), rec(e.otherwise)
+            return torch.where(torch.as_tensor(condition), torch.as_tensor(then), torch.as_tensor(otherwise))
+        return rec(e.then) if condition else rec(e.otherwise)
+    if isinstance(e, ast.Call) and e.function in ("min", "max", "abs"):
+        args = [rec(a) for a in e.args]
+        if tensors:
+            import torch
+            args = [torch.as_tensor(a) for a in args]
+            return {"min": lambda: torch.minimum(*args), "max": lambda: torch.maximum(*args),
+                    "abs": lambda: args[0].abs()}[e.function]()
+        return {"min": min, "max": max, "abs": abs}[e.function](*args)
+    raise Unsupported(type(e).__name__)
+
+
+def check(e) -> str | None:
+    """What in `e` a meaning cannot contain, or None."""
+    if isinstance(e, (ast.Number, ast.Name)):
+        return None
+    if isinstance(e, ast.UnaryOp):
+        return check(e.operand)
+    if isinstance(e, ast.BinOp):
+        if e.op == "&":
+            return "'&' (selectors)"
+        return check(e.left) or check(e.right)
+    if isinstance(e, ast.Compare):
+        return next((r for r in map(check, e.operands) if r), None)
+    if isinstance(e, ast.IfElse):
+        return check(e.condition) or check(e.then) or check(e.otherwise)
+    if isinstance(e, ast.Call) and e.function in ("min", "max", "abs"):
+        return next((r for r in map(check, e.args) if r), None)
+    if isinstance(e, ast.Call):
+        return f"a call to {e.function}(...)"
+    return f"a {type(e).__name__.lower()}"
+
+
+def magnitude_bound(e, bounds: dict, constants: dict) -> int | None:
+    """An upper bound on |value| over operands with |operand| <= bounds[name], or None if unknown.
+    The tensor backend is exact only when every intermediate stays inside int64."""
+    rec = lambda x: magnitude_bound(x, bounds, constants)
+    if isinstance(e, ast.Number):
+        return abs(e.value)
+    if isinstance(e, ast.Name):
+        return bounds[e.name] if e.name in bounds else abs(int(constants[e.name]))
+    if isinstance(e, ast.UnaryOp):
+        return rec(e.operand) if e.op == "neg" else 1
+    if isinstance(e, ast.BinOp):
+        left, right = rec(e.left), rec(e.right)
+        if left is None or right is None:
+            return None
+        if e.op in ("+", "-"):
+            return left + right
+        if e.op == "*":
+            return left * right
+        if e.op in ("//", "%"):
+            return max(left, right)
+        if e.op == "**" and isinstance(e.right, ast.Number):
+            return left ** e.right.value
+        if e.op in ("and", "or"):
+            return 1
+        return None
+    if isinstance(e, ast.Compare):
+        return 1 if all(rec(x) is not None for x in e.operands) else None
+    if isinstance(e, ast.IfElse):
+        parts = [rec(e.condition), rec(e.then), rec(e.otherwise)]
+        return None if None in parts else max(parts[1:])
+    if isinstance(e, ast.Call) and e.function in ("min", "max", "abs"):
+        parts = [rec(a) for a in e.args]
+        return None if None in parts else max(parts)
+    return None
