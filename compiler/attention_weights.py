@@ -23,7 +23,7 @@ import sympy
 from dsl.core import Aggregate, SelectorWidth
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
-from compiler.encodings import predicate_roles
+from compiler.encodings import predicate_roles, relative_term
 from compiler.ir import Affine, CompileIR
 from compiler.reads import Reads
 from compiler.weights import Head
@@ -62,15 +62,21 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     G = _gap(n_ctx, magnitude)
 
     # ----- score terms
-    terms = []
+    terms, relative = [], []
     for term in node.selector.terms:
+        kind = relative_term(term, n_ctx, base)
+        if kind is not None:
+            relative.append(kind)
+            continue
         roles = predicate_roles(term.predicate)
         if not roles:
             if eval_predicate(term.predicate, None, None, base):
                 continue
             fail("this select never selects anything (its predicate is always false)")
         terms.append((term, roles))
-    T = len(terms)
+    offsets = [c for kind, c in relative if kind == "offset"]
+    windows = [w for kind, w in relative if kind == "window"]
+    T = len(terms) + len(offsets)
     span = G * (n_ctx - 1)
     if mode in ("first", "last"):
         M = span + 2 * G
@@ -94,6 +100,15 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
             head.slope = sympy.log(sympy.sympify(node.decay))
         head.constants["anchor"] = anchor
     head.constants.update({"M": M, "G": G, "terms": T})
+    # An offset term "the key c back" scores M - M*(d + c)^2 with d = k - q: M at that key, at most
+    # 0 at any other, as a table would. The model adds slope*d + curvature*d^2, so the constant
+    # M - M*c^2 is taken off the sink instead (only differences with the sink matter).
+    for c in offsets:
+        head.curvature += -M
+        head.slope += -2 * M * c
+        head.sink -= M - M * c * c
+    if windows:
+        head.window = min(windows)
 
     qk_dim = 0
     for term, roles in terms:

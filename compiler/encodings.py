@@ -14,8 +14,10 @@ Adds to every node:
                 layer turns it into w;
     "mlp"       any other elementwise function: hidden units of an MLP;
     "fused"     an elementwise function used only by other MLP functions: computed inside them;
-    "readout"   the output `nearest(x, candidates)` of a readable number x: the unembedding scores
-                each candidate c as 2*c*x - c*c, the nearest wins, and no sublayer is needed.
+    "readout"   the output `nearest(x, candidates)` of a readable number x, optionally as
+                `TOKEN if cond else nearest(...)` with a readable two-valued cond: the unembedding
+                scores each candidate c as 2*c*x - c*c, the nearest wins, cond lifts TOKEN over all,
+                and no sublayer is needed.
 Numerical is the default because it costs one dimension; categorical is chosen where the value is
 a token, a program annotates it, or a select compares keys with queries (a table needs one-hots).
 """
@@ -25,7 +27,9 @@ from dataclasses import replace
 
 import sympy
 
-from dsl.core import Aggregate, Map, SelectorWidth, Var
+from functools import lru_cache
+
+from dsl.core import Aggregate, Indices, Map, SelectorWidth, Var
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
 from compiler.ir import CompileIR
@@ -41,6 +45,29 @@ def predicate_roles(predicate) -> set[str]:
     for arg in getattr(predicate, "args", ()):
         roles |= predicate_roles(arg)
     return roles
+
+
+def relative_term(term, n_ctx: int, base: int):
+    """("offset", c) when a term on indices selects exactly the key c positions back,
+    ("window", w) when it selects the keys at most w positions back, else None. Such terms need no
+    table: a curvature of the ALiBi score or a sliding window expresses them with a constant."""
+    if not (isinstance(term.keys, Indices) and isinstance(term.queries, Indices)):
+        return None
+    return _relative_distances(term.predicate, n_ctx, base)
+
+
+@lru_cache(maxsize=256)
+def _relative_distances(predicate, n_ctx, base):
+    holds = {(q, k): bool(eval_predicate(predicate, sympy.Integer(k), sympy.Integer(q), base))
+             for q in range(n_ctx) for k in range(q + 1)}
+    distances = {q - k for (q, k), h in holds.items() if h}
+    if not distances or any(h != ((q - k) in distances) for (q, k), h in holds.items()):
+        return None
+    if len(distances) == 1:
+        return ("offset", next(iter(distances)))
+    if distances == set(range(max(distances) + 1)):
+        return ("window", max(distances))
+    return None
 
 
 def indicator_is_affine(values, truth) -> bool:
@@ -70,6 +97,8 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
         if isinstance(node, (Aggregate, SelectorWidth)):
             for term in node.selector.terms:
                 roles = predicate_roles(term.predicate)
+                if relative_term(term, program.layout.n_ctx, base):
+                    continue  # a position-relative term reads nothing from the residual stream
                 if roles == {"k", "q"}:
                     for side in (term.keys, term.queries):
                         needs_categorical.setdefault(side.id, "a select compares it with another value")
@@ -103,8 +132,7 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
             attrs["realize"] = "attention"
         elif isinstance(node, SelectorWidth):
             attrs["realize"] = "width"
-        elif isinstance(node, Map) and node.op == "nearest" and nid == program.output.id and \
-                graph.nodes[node.args[0].id]["realize"] in READABLE:
+        elif nid in readout_nodes(graph, program.output.id):
             attrs["realize"] = "readout"
         elif isinstance(node, Map):
             attrs["realize"] = "derived" if _derivable(node, attrs, graph) else "mlp"
@@ -116,6 +144,31 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
                 graph.nodes[c]["realize"] in ("mlp", "fused") for c in consumers):
             attrs["realize"] = "fused"
     return replace(ir, graph=graph)
+
+
+def readout_parts(graph, output_id):
+    """(nearest node, condition node or None, token or None, token when condition is true?) when the
+    output can be read out by the unembedding alone, else None. Decided on realisations so far."""
+    node = graph.nodes[output_id]["node"]
+    readable = lambda n: graph.nodes[n.id].get("realize") in READABLE
+    if isinstance(node, Map) and node.op == "nearest":
+        return (node, None, None, None) if readable(node.args[0]) else None
+    if isinstance(node, Map) and node.op == "if_else":
+        condition, then, otherwise = node.args
+        for token_side, other, when in ((then, otherwise, True), (otherwise, then, False)):
+            if graph.nodes[token_side.id].get("realize") == "const" and isinstance(other, Map) and \
+                    other.op == "nearest" and readable(other.args[0]) and readable(condition) and \
+                    len(graph.nodes[condition.id]["values"]) <= 2 and \
+                    token_side.value not in dict(other.args[1].value):
+                return (other, condition, token_side.value, when)
+    return None
+
+
+def readout_nodes(graph, output_id) -> set:
+    parts = readout_parts(graph, output_id)
+    if parts is None:
+        return set()
+    return {output_id, parts[0].id}
 
 
 def _derivable(node: Map, attrs, graph) -> bool:

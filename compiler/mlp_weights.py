@@ -86,7 +86,14 @@ def build_width_mlp(ir: CompileIR, nid: int) -> MLPBlock:
 
 
 def staircase(block: MLPBlock, code_read: Affine, table: dict, attrs) -> MLPBlock:
-    """Hidden units computing table[code] exactly at every code, via clamped ramps between codes."""
+    """Hidden units computing table[code] exactly at every code, as a piecewise-linear function.
+
+    The codes split into maximal runs of collinear points. The function follows each run's line
+    and crosses each gap between runs on a straight segment from a quarter of the gap past the
+    last code to a quarter before the next. So every kink sits a quarter gap away from any code
+    (a small input error never flips a ReLU), and flat runs pass no error on. Each slope change is
+    one unit relu(code - t); output dimensions that change slope at the same t share it.
+    """
     codes = sorted(table)
     categorical = attrs["encoding"] == "categorical"
     out_dims = attrs["dims"]
@@ -96,27 +103,61 @@ def staircase(block: MLPBlock, code_read: Affine, table: dict, attrs) -> MLPBloc
             return {out_dims[attrs["values"].index(value)]: sympy.Integer(1)}
         return {out_dims[0]: num(value)}
 
-    for dim, v in output_vector(table[codes[0]]).items():
-        if v != 0:
-            block.b_out[dim] = v
-    for lower, upper in zip(codes, codes[1:]):
-        if table[lower] == table[upper]:
+    vectors = [output_vector(table[c]) for c in codes]
+    dims = sorted({d for v in vectors for d in v})
+    gaps = [b - a for a, b in zip(codes, codes[1:])]
+    margin = (min(gaps) if gaps else sympy.Integer(1)) / 4
+    knots: dict = {}  # t -> {dim: slope change}
+    for dim in dims:
+        ys = [v.get(dim, sympy.Integer(0)) for v in vectors]
+        start_slope, bias, changes = _piecewise_linear(codes, ys, margin)
+        block.b_out[dim] = block.b_out.get(dim, 0) + bias
+        for t, change in ([(codes[0] - margin, start_slope)] if start_slope != 0 else []) + changes:
+            knots.setdefault(t, {})
+            knots[t][dim] = knots[t].get(dim, 0) + change
+    block.b_out = {d: v for d, v in block.b_out.items() if v != 0}
+    for t in sorted(knots):
+        changes = {d: v for d, v in knots[t].items() if v != 0}
+        if not changes:
             continue
-        before, after = output_vector(table[lower]), output_vector(table[upper])
-        delta = {d: after.get(d, 0) - before.get(d, 0) for d in set(before) | set(after)}
-        delta = {d: v for d, v in delta.items() if v != 0}
-        threshold, half_width = (lower + upper) / 2, (upper - lower) / 2
-        for unit_offset, sign in ((sympy.Rational(1, 2), 1), (sympy.Rational(-1, 2), -1)):
-            unit = block.units
-            block.units += 1
-            for dim, coeff in code_read.coeffs.items():
-                block.W_in[(dim, unit)] = coeff / half_width
-            bias = (code_read.bias - threshold) / half_width + unit_offset
-            if bias != 0:
-                block.b_in[unit] = bias
-            for dim, v in delta.items():
-                block.W_out[(unit, dim)] = sign * v
+        unit = block.units
+        block.units += 1
+        for dim, coeff in code_read.coeffs.items():
+            block.W_in[(dim, unit)] = coeff
+        if code_read.bias - t != 0:
+            block.b_in[unit] = code_read.bias - t
+        for dim, v in changes.items():
+            block.W_out[(unit, dim)] = v
     return block
+
+
+def _piecewise_linear(codes, ys, margin):
+    """(slope before the first knot, output bias, [(knot, slope change)]) reproducing ys at codes.
+
+    The function is ys[0] + slope0 * (c - codes[0]) near the first code; a unit relu(c - t0) with
+    t0 = codes[0] - margin carries slope0 (hence the bias correction)."""
+    runs, i = [], 0
+    while i < len(codes):
+        j = i
+        slope = (ys[i + 1] - ys[i]) / (codes[i + 1] - codes[i]) if i + 1 < len(codes) else sympy.Integer(0)
+        while j + 1 < len(codes) and (ys[j + 1] - ys[j]) / (codes[j + 1] - codes[j]) == slope:
+            j += 1
+        if j == i:
+            slope = sympy.Integer(0)
+        runs.append((i, j, slope))
+        i = j + 1
+    start_slope = runs[0][2]
+    bias = ys[0] - start_slope * margin if start_slope != 0 else ys[0]
+    changes, current = [], start_slope
+    for (a0, a1, slope_a), (b0, b1, slope_b) in zip(runs, runs[1:]):
+        gap = codes[b0] - codes[a1]
+        t1, t2 = codes[a1] + gap / 4, codes[b0] - gap / 4
+        y1 = ys[a1] + slope_a * (t1 - codes[a1])
+        y2 = ys[b0] - slope_b * (codes[b0] - t2)
+        middle = (y2 - y1) / (t2 - t1)
+        changes += [(t1, middle - current), (t2, slope_b - middle)]
+        current = slope_b
+    return start_slope, bias, [(t, c) for t, c in changes if c != 0]
 
 
 def _evaluate(graph, nid, env, base):

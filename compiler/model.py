@@ -1,9 +1,10 @@
 """The emitted model: a plain decoder-only transformer, built from a config and a state dict.
 
 forward(token_ids) -> logits; decoding lives in compiler.generate. No normalisation, causal
-attention without 1/sqrt(d) scaling, and two per-head options compiled programs need: an
-"attend to nothing" sink logit (-inf for heads without one) and an ALiBi slope (score +=
-slope * (key position - query position)). Layers may differ in head count, head width and MLP
+attention without 1/sqrt(d) scaling, and per-head options compiled programs need, each a formula
+of the distance d = key position - query position: an "attend to nothing" sink logit (-inf for
+heads without one), an ALiBi slope and curvature (score += slope*d + curvature*d*d), and a
+sliding window (keys more than `window` positions back are masked; inf for none). Layers may differ in head count, head width and MLP
 width. Weight names follow TransformerLens (embed.W_E, blocks.0.attn.W_Q [n_heads, d_model,
 d_head], blocks.0.mlp.W_in [d_model, d_mlp], unembed.W_U ...).
 """
@@ -34,6 +35,8 @@ class Attention(nn.Module):
         self.W_O, self.b_O = p(n_heads, d_head, d_model), p(d_model)
         self.sink = p(n_heads)  # -inf: no sink
         self.alibi_slope = p(n_heads)
+        self.alibi_curvature = p(n_heads)
+        self.window = p(n_heads)  # inf: no window
 
     def _project(self, x, W, b):
         # One matmul for all heads: [B, T, d_model] @ [d_model, H*d_head] -> [B, H, T, d_head].
@@ -52,8 +55,10 @@ class Attention(nn.Module):
         query_position = torch.arange(T_k - T_q, T_k, device=x.device)
         key_position = torch.arange(T_k, device=x.device)
         distance = (key_position[None, :] - query_position[:, None]).to(x.dtype)
-        scores = q @ k.transpose(-1, -2) + self.alibi_slope[None, :, None, None] * distance
-        scores = scores.masked_fill(distance > 0, float("-inf"))  # causal
+        scores = q @ k.transpose(-1, -2) + self.alibi_slope[None, :, None, None] * distance \
+            + self.alibi_curvature[None, :, None, None] * distance * distance
+        hidden = (distance > 0) | (-distance > self.window[None, :, None, None])  # causal, and the window
+        scores = scores.masked_fill(hidden, float("-inf"))
         sink = self.sink[None, :, None, None].expand(scores.shape[0], -1, T_q, 1)
         weights = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :T_k]
         z = weights @ v

@@ -124,15 +124,18 @@ class _Checker:
             if text in entry["values"]:
                 vector[entry["dims"][entry["values"].index(text)]] = 1.0
 
-    def value_of(self, nid, assignment):
-        """A node's value from the values of the stored nodes it depends on."""
+    def value_of(self, nid, assignment, position=None):
+        """A node's value from the values of the stored nodes it depends on (and, for values fixed
+        by the position alone, from the position)."""
         if nid in assignment:
             return assignment[nid]
         attrs = self.graph.nodes[nid]
         if attrs["realize"] == "const":
             return attrs["values"][0]
+        if attrs["source"] == "position" and position is not None:
+            return attrs["per_position"][position]
         node = attrs["node"]
-        args = tuple(self.value_of(a.id, assignment) for a in node.args)
+        args = tuple(self.value_of(a.id, assignment, position) for a in node.args)
         return apply_op(node.op, args, self.base)
 
     def owners(self, dims):
@@ -250,7 +253,9 @@ class _Checker:
                     return layer, h, {name: self.weights[prefix + name][h] for name in
                                       ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O")} | {
                         "sink": float(self.weights[prefix + "sink"][h]),
-                        "slope": float(self.weights[prefix + "alibi_slope"][h])}
+                        "slope": float(self.weights[prefix + "alibi_slope"][h]),
+                        "curvature": float(self.weights[prefix + "alibi_curvature"][h]),
+                        "window": float(self.weights[prefix + "window"][h])}
         raise CannotProve(f"no head writes '{self.graph.nodes[nid]['label']}'")
 
     def check_head(self, nid):
@@ -288,15 +293,17 @@ class _Checker:
                 # per key position: (selected?, score, value vector, exact value vector) per combo
                 keys = []
                 for k in range(q + 1):
+                    if q - k > w["window"]:
+                        continue  # masked: the key gets no weight at all
                     options = []
                     for k_assign in self.combos(k_nodes, k):
                         x = self.vector(k_assign)
                         kv = x @ w["W_K"] + w["b_K"]
-                        score = float(qv @ kv) + w["slope"] * (k - q)
+                        score = float(qv @ kv) + w["slope"] * (k - q) + w["curvature"] * (k - q) ** 2
                         score_error = float((qv.abs() * dk).sum() + (kv.abs() * dq).sum() + (dq * dk).sum())
-                        selected = all(self._term(t, k_assign, q_assign) for t in node.selector.terms)
+                        selected = all(self._term(t, k_assign, q_assign, k, q) for t in node.selector.terms)
                         value = x @ w["W_V"] + w["b_V"]
-                        exact = self._exact_value(node, mode, k_assign, w, value)
+                        exact = self._exact_value(node, mode, k_assign, w, value, k)
                         options.append((selected, score, score_error, value, exact))
                     keys.append(options)
                 bound, gap = self._head_bound(mode, keys, sink, q, node, dv, value_dims_out, label)
@@ -310,17 +317,17 @@ class _Checker:
             self.error[nid] = worst_output
         self.margins[f"head '{label}' score gap"] = smallest_gap
 
-    def _term(self, term, k_assign, q_assign):
+    def _term(self, term, k_assign, q_assign, k, q):
         roles = predicate_roles(term.predicate)
-        key = self.value_of(term.keys.id, k_assign) if "k" in roles else None
-        query = self.value_of(term.queries.id, q_assign) if "q" in roles else None
+        key = self.value_of(term.keys.id, k_assign, k) if "k" in roles else None
+        query = self.value_of(term.queries.id, q_assign, q) if "q" in roles else None
         return bool(eval_predicate(term.predicate, key, query, self.base))
 
-    def _exact_value(self, node, mode, k_assign, w, value):
+    def _exact_value(self, node, mode, k_assign, w, value, k):
         """The value vector a selected key should carry (what the compiler meant V to read)."""
         if mode == "width":
             return torch.ones_like(value)
-        exact_value = self.value_of(node.value.id, k_assign)
+        exact_value = self.value_of(node.value.id, k_assign, k)
         out = torch.zeros_like(value)
         entry = self.entries[node.id]
         if entry["encoding"] == "numerical":
@@ -391,7 +398,8 @@ class _Checker:
             anchor = float(self.graph.nodes[node.id]["node"].default) * 0  # (sum defaults are 0)
             del anchor
             total_error = 0.0
-            for k, opts in enumerate(keys):
+            for index, opts in enumerate(keys):
+                k = q - len(keys) + 1 + index  # keys are the contiguous unmasked ones up to q
                 worst_k = 0.0
                 for selected, score, err, value, exact in opts:
                     weight = math.exp(min(score + err - sink, 700)) * scale
@@ -440,7 +448,7 @@ class _Checker:
                 x = self.vector(assign)
                 pre = x @ W_in + b_in
                 out = torch.relu(pre) @ W_out + b_out
-                exact_value = self.value_of(nid, assign)
+                exact_value = self.value_of(nid, assign, position)
                 want = torch.zeros(self.d_model, dtype=torch.float64)
                 self.encode(nid, exact_value, want)
                 miss = float((out - want[target]).abs().max())
@@ -502,7 +510,7 @@ class _Checker:
         for position in self._positions_for(stored):
             for assign in self.combos(stored, position):
                 logits = self.vector(assign) @ W_U + b_U
-                token = self.value_of(output, assign)
+                token = self.value_of(output, assign, position)
                 right = vocab.index(token)
                 others = torch.cat([logits[:right], logits[right + 1:]])
                 gap = float(logits[right] - others.max()) - float(d_logit[right]) - float(d_logit.max())

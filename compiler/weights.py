@@ -30,7 +30,9 @@ class Head:
     b_V: dict = field(default_factory=dict)
     W_O: dict = field(default_factory=dict)  # (head dim, residual dim) -> value
     sink: Any = None  # the logit of the "attend to nothing" slot, or None
-    slope: Any = 0  # score += slope * (key position - query position)
+    slope: Any = 0  # score += slope * d + curvature * d * d, d = key position - query position
+    curvature: Any = 0
+    window: int | None = None  # keys more than this many positions back are masked
     constants: dict = field(default_factory=dict)  # the margins chosen, for reports
 
     def add_read(self, side: str, head_dim: int, read: Affine, factor=1):
@@ -118,15 +120,17 @@ def _embeddings(ir: CompileIR, weights: Weights):
 
 def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     """logit(c) = 2*c*x - c*c = x*x - (x - c)**2: the nearest candidate scores highest. Tokens that
-    are not candidates get a constant logit below every winning score."""
+    are not candidates get a constant logit below every winning score; with a condition, its token
+    gets a logit that beats every candidate exactly when the condition selects it."""
+    from compiler.encodings import readout_parts
     vocab = ir.program.layout.vocab
     attrs = ir.graph.nodes[ir.program.output.id]
-    node = attrs["node"]
+    node, condition, token, when = readout_parts(ir.graph, ir.program.output.id)
     x = reads.numeric(node.args[0].id)
     candidates = node.args[1].value
     label = attrs["label"]
-    for token, c in candidates:
-        column = vocab.index(token)
+    for candidate, c in candidates:
+        column = vocab.index(candidate)
         for dim, coeff in x.coeffs.items():
             weights.W_U[(dim, column)] = 2 * c * coeff
             weights.provenance["W_U"][(dim, column)] = label
@@ -135,9 +139,25 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
             weights.b_U[column] = bias
     xs = [num(v) for v in ir.graph.nodes[node.args[0].id]["values"]]
     worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
-    for token in vocab:
-        if token not in dict(candidates):
-            weights.b_U[vocab.index(token)] = worst_winner - 1
+    best_possible = max(max(2 * c * v - c * c for _, c in candidates) for v in xs)
+    for other in vocab:
+        if other not in dict(candidates):
+            weights.b_U[vocab.index(other)] = worst_winner - 1
+    if condition is not None:
+        # selected = cond (or 1 - cond): an affine read; lift the token by enough to beat every candidate.
+        chosen = reads.numeric(condition.id)
+        values = [num(v) for v in ir.graph.nodes[condition.id]["values"]]
+        if len(values) == 2:
+            low, high = values
+            chosen = chosen.scale(1 / (high - low)) + Affine.constant(-low / (high - low))
+        if not when:
+            chosen = chosen.scale(-1) + Affine.constant(1)
+        lift = best_possible - (worst_winner - 1) + 1
+        column = vocab.index(token)
+        for dim, coeff in chosen.coeffs.items():
+            weights.W_U[(dim, column)] = weights.W_U.get((dim, column), 0) + lift * coeff
+            weights.provenance["W_U"][(dim, column)] = label
+        weights.b_U[column] = worst_winner - 1 + lift * chosen.bias
 
 
 def _values_over(program: Program, graph, tokens: list[str], source: str) -> dict[int, list]:

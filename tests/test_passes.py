@@ -42,17 +42,18 @@ def test_encodings_choose_scalars_and_free_derived_values():
     assert _by_label(ir, "generates")["encoding"] == "numerical"
     assert _by_label(ir, "carry")["realize"] == "attention"
     output = ir.graph.nodes[ir.program.output.id]
-    assert (output["encoding"], output["realize"]) == ("categorical", "mlp")
-    fused = [a for _, a in ir.graph.nodes(data=True) if a["realize"] == "fused"]
-    assert {a["node"].op for a in fused} == {"mod", "digit_token"}
+    assert (output["encoding"], output["realize"]) == ("categorical", "readout")  # in the unembedding
+    assert (_by_label(ir, "total % 10")["encoding"], _by_label(ir, "total % 10")["realize"]) == ("numerical", "mlp")
+    indices = next(a for _, a in ir.graph.nodes(data=True) if a["node"].kind == "indices")
+    assert indices["encoding"] == "numerical"  # every select on positions is relative: no one-hot
 
 
 def test_schedule_is_as_shallow_as_the_dependencies(add10_ir):
     assert add10_ir.n_layers == 2
     assert _by_label(add10_ir, "generates")["slot"] == 2
     assert _by_label(add10_ir, "carry")["slot"] == 3
-    output = add10_ir.graph.nodes[add10_ir.program.output.id]
-    assert output["slot"] == 4 and output["last_read"] == 5
+    digit = _by_label(add10_ir, "total % 10")
+    assert digit["slot"] == 4 and digit["last_read"] == 5  # read by the unembedding
 
 
 def test_allocation_gives_disjoint_dimensions(add10_ir):
@@ -66,6 +67,11 @@ def test_weights_are_exact_and_traceable(add10_ir):
     w = add10_ir.weights
     carry = next(h for layer in w.layers for h in layer.heads if h.label == "carry")
     assert carry.mode == "first" and carry.slope == -carry.constants["G"] and carry.sink is not None
+    assert carry.window == 10  # "q - k < LOOKBACK" is a sliding window, not a table
+    shift = next(h for layer in w.layers for h in layer.heads if h.label == "shift(value, ALIGN)")
+    M = shift.constants["M"]
+    assert (shift.curvature, shift.slope) == (-M, -2 * M * 11)  # -M (d + 11)^2 peaks 11 back
+    assert not shift.W_Q and not shift.W_K
     for layer in w.layers:
         for head in layer.heads:
             for table in (head.W_Q, head.W_K, head.W_V, head.W_O):
