@@ -158,7 +158,9 @@ def cmd_stats(args) -> int:
     from compiler.model_file import load_model
     from compiler.stats import format_stats, model_stats
     model, payload = load_model(args.model)
+    from compiler.stats import breakdown
     stats = model_stats(payload["config"], payload["state_dict"], payload.get("stats", {}).get("compile_seconds"))
+    stats["breakdown"] = breakdown(payload["state_dict"], payload.get("weight_map", []), payload["residual_map"])
     if args.json:
         print(json.dumps(stats, indent=2))
     else:

@@ -9,6 +9,38 @@ def _nonzero(tensor: torch.Tensor) -> int:
     return int(((tensor != 0) & torch.isfinite(tensor)).sum())
 
 
+def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> list[dict]:
+    """Nonzero weights per program node and place: each head, each block of MLP units, and the
+    embedding and unembedding columns of each stored value. Shows where the next cut could come."""
+    rows = []
+    for entry in weight_map:
+        if "head" in entry:
+            h = entry["head"]
+            count = sum(_nonzero(t[h]) for name, t in state.items()
+                        if name.startswith(entry["block"] + ".") and not name.endswith("b_O"))
+        else:
+            start, end = entry["units"]
+            prefix = entry["block"] + "."
+            count = (_nonzero(state[prefix + "W_in"][:, start:end]) + _nonzero(state[prefix + "b_in"][start:end])
+                     + _nonzero(state[prefix + "W_out"][start:end]))
+        rows.append({"where": entry["block"] + (f" head {entry['head']}" if "head" in entry else
+                                                 f" units {entry['units'][0]}-{entry['units'][1] - 1}"),
+                     "node": entry["node"], "line": entry["line"], "nonzero": count})
+    for name, label in (("embed.W_E", "token embedding"), ("pos_embed.W_pos", "positional table"),
+                        ("unembed.W_U", "unembedding")):
+        for entry in residual_map:
+            dims = entry["dims"]
+            tensor = state[name]
+            count = _nonzero(tensor[dims, :] if name == "unembed.W_U" else tensor[:, dims])
+            if count:
+                rows.append({"where": label, "node": entry["node"], "line": entry["line"], "nonzero": count})
+    mlp_biases = sum(_nonzero(t) for n, t in state.items() if n.endswith("mlp.b_out"))
+    other = _nonzero(state["unembed.b_U"]) + mlp_biases
+    if other:
+        rows.append({"where": "output biases (b_U, MLP b_out)", "node": "-", "line": 0, "nonzero": other})
+    return rows
+
+
 def model_stats(config: dict, state: dict, compile_seconds: float | None = None) -> dict:
     groups: dict[str, dict] = {}
     for name, tensor in state.items():
@@ -53,4 +85,9 @@ def format_stats(stats: dict) -> str:
                  f"({stats['nonzero_params_leaderboard']} without the positional table)")
     if "compile_seconds" in stats:
         lines.append(f"compiled in {stats['compile_seconds']:.2f} s")
+    if stats.get("breakdown"):
+        lines.append("where the nonzero weights go:")
+        for row in sorted(stats["breakdown"], key=lambda r: -r["nonzero"]):
+            lines.append(f"  {row['nonzero']:>6}  {row['where']:<26} {row['node']}"
+                         + (f" (line {row['line']})" if row["line"] else ""))
     return "\n".join(lines)
