@@ -56,12 +56,45 @@ def relative_term(term, n_ctx: int, base: int):
     return _relative_distances(term.predicate, n_ctx, base)
 
 
+_K, _Q, _D = sympy.symbols("k q d", integer=True)
+_RELATIONS = {"eq": sympy.Eq, "ne": sympy.Ne, "lt": sympy.Lt, "le": sympy.Le, "gt": sympy.Gt, "ge": sympy.Ge}
+
+
+def _symbolic(predicate):
+    """The predicate as a sympy expression in k and q, comparisons written as (a - b) REL 0."""
+    if isinstance(predicate, Var):
+        return _K if predicate.role == "k" else _Q
+    if not isinstance(predicate, Map):
+        value = predicate.value
+        if isinstance(value, str):
+            raise ValueError("token")
+        return sympy.true if value is True else sympy.false if value is False else sympy.sympify(value)
+    args = [_symbolic(a) for a in predicate.args]
+    op = predicate.op
+    if op in _RELATIONS:
+        return _RELATIONS[op](sympy.expand(args[0] - args[1]), 0)
+    table = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "neg": lambda a: -a,
+             "and": sympy.And, "or": sympy.Or, "not": sympy.Not}
+    if op == "mul" and (args[0].is_number or args[1].is_number):
+        return args[0] * args[1]
+    if op not in table:
+        raise ValueError(op)
+    return table[op](*args)
+
+
 @lru_cache(maxsize=256)
 def _relative_distances(predicate, n_ctx, base):
-    holds = {(q, k): bool(eval_predicate(predicate, sympy.Integer(k), sympy.Integer(q), base))
-             for q in range(n_ctx) for k in range(q + 1)}
-    distances = {q - k for (q, k), h in holds.items() if h}
-    if not distances or any(h != ((q - k) in distances) for (q, k), h in holds.items()):
+    # Substitute k = q - d: if q cancels from every comparison, the predicate depends on the
+    # distance alone and is decided for each d once, instead of for every (k, q) pair.
+    try:
+        shifted = _symbolic(predicate).subs(_K, _Q - _D)
+    except (ValueError, TypeError):
+        return None
+    atoms = shifted.atoms(sympy.core.relational.Relational)
+    if any(_Q in sympy.expand(atom.lhs - atom.rhs).free_symbols for atom in atoms):
+        return None
+    distances = {d for d in range(n_ctx) if bool(shifted.subs(_D, d))}
+    if not distances:
         return None
     if len(distances) == 1:
         return ("offset", next(iter(distances)))

@@ -154,9 +154,15 @@ def selector_reach(selector, layout, position_values) -> tuple[int, list[int]]:
     Exact for a term on positions alone (its selection is known for every query); otherwise
     any key at or before the query may be selected.
     """
+    from compiler.encodings import relative_term
     width, distances = layout.n_ctx, set(range(layout.n_ctx))
     for term in selector.terms:
-        if term.keys.id in position_values and term.queries.id in position_values:
+        kind = relative_term(term, layout.n_ctx, layout.base)
+        if kind is not None:  # known without looking at every (key, query) pair
+            reach = {kind[1]} if kind[0] == "offset" else set(range(kind[1] + 1))
+            width = min(width, len(reach))
+            distances &= reach
+        elif term.keys.id in position_values and term.queries.id in position_values:
             one = Select(-1, "selector", selector.span, (term,))
             rows = selection_matrix(one, position_values, layout.base)
             width = min(width, max((len(r) for r in rows), default=0))
