@@ -59,8 +59,11 @@ class Attention(nn.Module):
             + self.alibi_curvature[None, :, None, None] * distance * distance
         hidden = (distance > 0) | (-distance > self.window[None, :, None, None])  # causal, and the window
         scores = scores.masked_fill(hidden, float("-inf"))
-        sink = self.sink[None, :, None, None].expand(scores.shape[0], -1, T_q, 1)
-        weights = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :T_k]
+        # softmax over the keys and the sink slot (logit `sink`, value 0), without materialising it
+        sink = self.sink[None, :, None, None]
+        top = torch.maximum(scores.amax(dim=-1, keepdim=True), sink)
+        weights = torch.exp(scores - top)
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + torch.exp(sink - top))
         z = weights @ v
         return torch.einsum("bhte,hed->btd", z, self.W_O) + self.b_O, (k, v)
 
