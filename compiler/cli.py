@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `adderc run ... | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
     except Exception as err:  # a compiler bug: say so plainly; ADDERC_DEBUG=1 shows the traceback
         if os.environ.get("ADDERC_DEBUG"):
             raise

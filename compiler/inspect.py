@@ -19,11 +19,24 @@ def decode(entry: dict, state: torch.Tensor) -> list:
     block = state[:, dims]
     out = []
     for row in block:
-        if "default" in entry and float(row.max()) < 0.5:
+        if float(row.max()) < 0.5 and "default" in entry:
             out.append(entry["default"])
+        elif float(row.max()) < 0.5 and entry.get("unread_values"):
+            out.append(UNREAD)
         else:
             out.append(entry["values"][int(row.argmax())])
     return out
+
+
+UNREAD = "(a value nothing reads)"
+
+
+def same_value(entry: dict, decoded, exact) -> bool:
+    """Whether a decoded categorical value agrees with the exact one, counting an all-zero one-hot
+    as right when the exact value is one whose dimension was pruned because nothing reads it."""
+    if decoded == UNREAD:
+        return str(exact) in entry.get("unread_values", [])
+    return decoded == str(exact)
 
 
 def stored_values(residual_map: list[dict], states: list[torch.Tensor], batch_index: int = 0) -> dict[int, list]:

@@ -412,10 +412,12 @@ class _Checker:
                     else:
                         worst_k = max(worst_k, weight * (float(value.abs().max()) + float(dv.max())))
                 total_error += worst_k
+            # The sink's share of the denominator is 1 + mass: it shrinks the whole sum by that factor.
             mass = sum(max(math.exp(min(o[1] + o[2] - sink, 700)) for o in opts) for opts in keys)
-            total_exact = sum(max(float(o[4].abs().max()) * float(1) for o in opts) for opts in keys)
-            return total_error + mass * total_exact * scale, sink - max(
-                (o[1] for opts in keys for o in opts), default=-math.inf)
+            largest_sum = sum(max(math.exp(min(o[1] + o[2] - sink, 700)) * scale *
+                                  (float(o[3].abs().max()) + float(dv.max())) for o in opts) for opts in keys)
+            return total_error + mass * largest_sum, sink - max((o[1] for opts in keys for o in opts),
+                                                               default=-math.inf)
         raise CannotProve(f"no proof rule for {mode} heads")
 
     # ----- MLPs

@@ -68,7 +68,11 @@ def prune(ir: CompileIR) -> CompileIR:
         kept = [(i, d) for i, d in enumerate(entry["dims"]) if d in new_index]
         entry["dims"] = [new_index[d] for _, d in kept]
         if "values" in entry:
+            kept_indices = {i for i, _ in kept}
+            dropped = [v for i, v in enumerate(entry["values"]) if i not in kept_indices]
             entry["values"] = [entry["values"][i] for i, _ in kept]
+            if dropped:
+                entry["unread_values"] = dropped  # nothing reads these: their dimensions were pruned
         if entry["dims"]:
             residual_map.append(entry)
     graph = ir.graph.copy()

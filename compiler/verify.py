@@ -25,7 +25,7 @@ import torch
 from dsl.resolve import load_program
 from dsl.semantics import EvaluationError, evaluate
 from compiler import verify_inputs as inputs
-from compiler.inspect import stored_values
+from compiler.inspect import same_value, stored_values
 from compiler.model import CompiledTransformer
 
 EXHAUSTIVE_LIMIT = 200_000
@@ -371,7 +371,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
                     top = torch.topk(block, min(2, len(entry["dims"]))).values
                     if len(top) > 1:
                         smallest_categorical = min(smallest_categorical, float(top[0] - top[1]))
-                    bad = g != str(w)
+                    bad = not same_value(entry, g, w)
                 if bad and divergence is None:
                     divergence = {"dtype": dtype, "node": entry["node"], "line": entry["line"],
                                   "column": entry["column"], "sublayer": entry["sublayer"],

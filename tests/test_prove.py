@@ -49,3 +49,18 @@ def test_what_cannot_be_proved_is_said_plainly(payload):
     assert proof.status == "could not prove" and "'carry'" in proof.reason
     other = load_program(ADD10, {"N": 3})
     assert prove(payload, other).status == "could not prove"
+
+
+@pytest.mark.parametrize("body", [
+    "let s = sum(select(indices, indices, q - k < 3), digit(tokens), decay=10)\n"
+    "output digit_token((s * 10) // 1 % 10)",
+    "output digit_token(sum(select(indices, indices, q - k < 4), digit(tokens) >= 5) % 10)",
+])
+def test_sum_heads_are_proved(tmp_path, body):
+    path = tmp_path / "s.rasp"
+    path.write_text('layout base 10, msb_first: "<bos>" a[3] "+" b[3] "=" => sum[4] "<eos>"\n' + body + "\n")
+    ir, stats, digest = compile_file(path)
+    save_model(tmp_path / "s.pt", ir, stats, digest)
+    payload = load_model(tmp_path / "s.pt")[1]
+    proof = prove(payload, program_from_payload(payload, None))
+    assert proof.status == "proved", proof.reason
