@@ -144,6 +144,18 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
         if isinstance(node, Aggregate) and (node.type == "token" or program.encodings.get(nid) == "categorical"):
             if node.mode == "mean":
                 needs_categorical.setdefault(node.value.id, "a categorical mean aggregates it")
+    # An aggregate stored one-hot carries its value one-hot through the head: the value must be
+    # categorical too (a two-valued number reads as one-hot exactly, anything wider does not).
+    changed = True
+    while changed:
+        changed = False
+        for nid in graph.nodes:
+            node = graph.nodes[nid]["node"]
+            categorical = nid in needs_categorical or program.encodings.get(nid) == "categorical"
+            if isinstance(node, Aggregate) and categorical and node.value.id not in needs_categorical and \
+                    len(graph.nodes[node.value.id]["values"]) > 2:
+                needs_categorical[node.value.id] = f"the one-hot aggregate '{graph.nodes[nid]['label']}' carries it"
+                changed = True
     for nid in graph.nodes:
         attrs = graph.nodes[nid]
         declared = program.encodings.get(nid)

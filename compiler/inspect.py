@@ -19,23 +19,23 @@ def decode(entry: dict, state: torch.Tensor) -> list:
     block = state[:, dims]
     out = []
     for row in block:
-        if float(row.max()) < 0.5 and "default" in entry:
+        if float(row.max()) < 0.5 and entry.get("unread_values"):
+            out.append(UNREAD)  # the default, or a value whose dimension nothing reads
+        elif float(row.max()) < 0.5 and "default" in entry:
             out.append(entry["default"])
-        elif float(row.max()) < 0.5 and entry.get("unread_values"):
-            out.append(UNREAD)
         else:
             out.append(entry["values"][int(row.argmax())])
     return out
 
 
-UNREAD = "(a value nothing reads)"
+UNREAD = "(the default or a value nothing reads)"
 
 
 def same_value(entry: dict, decoded, exact) -> bool:
-    """Whether a decoded categorical value agrees with the exact one, counting an all-zero one-hot
-    as right when the exact value is one whose dimension was pruned because nothing reads it."""
+    """Whether a decoded categorical value agrees with the exact one. An all-zero one-hot stands
+    for the default (nothing selected) or for a value whose dimension was pruned as unread."""
     if decoded == UNREAD:
-        return str(exact) in entry.get("unread_values", [])
+        return str(exact) in entry.get("unread_values", []) or str(exact) == entry.get("default")
     return decoded == str(exact)
 
 

@@ -53,8 +53,8 @@ def test_one_corrupted_weight_is_located(good_model, tmp_path, capsys):
 
 
 BUGGY = ADD10.read_text().replace(
-    "let recent = select(indices, indices, q - k < LOOKBACK)",
-    "let recent = select(indices, indices, q - k < LOOKBACK and q - k >= LOOKBACK - 6)")
+    "let below = select(indices, indices, q - k < LOOKBACK)",
+    "let below = select(indices, indices, q - k < LOOKBACK and q - k >= LOOKBACK - 6)")
 
 
 def test_a_rare_carry_bug_is_caught_by_strata_when_random_sampling_misses_it(tmp_path):
