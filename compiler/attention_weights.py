@@ -20,7 +20,7 @@ import math
 
 import sympy
 
-from dsl.core import Aggregate, SelectorWidth
+from dsl.core import SelectorWidth
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
 from compiler.encodings import predicate_roles, relative_term

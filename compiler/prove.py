@@ -57,7 +57,6 @@ class Proof:
 
 
 def prove(payload: dict, program, dtype: str = "float64") -> Proof:
-    from compiler.api import compile_file  # noqa: F401  (the pipeline, for the compiler's knowledge)
     from compiler.pipeline import compile_program
     from compiler.verify import same_program
     started = time.perf_counter()
@@ -335,8 +334,7 @@ class _Checker:
             if (w["W_V"][:, 1:].abs().sum() > 0) or (w["b_V"][1:].abs().sum() > 0):
                 raise CannotProve(f"numerical head for '{entry['node']}' uses more than one value dimension")
         else:
-            # value dim j carries the indicator of the j-th written value
-            order = [i for i, (v) in enumerate(entry["values"])]
+            # value dim j carries the indicator of the value whose dimension its W_O column writes
             for j in range(value.shape[0]):
                 column = w["W_O"][j]
                 if float(column.abs().max()) == 0:
@@ -344,7 +342,6 @@ class _Checker:
                 written = int(column.abs().argmax())
                 text = entry["values"][entry["dims"].index(written)]
                 out[j] = 1.0 if text == str(exact_value) else 0.0
-            del order
         if not torch.allclose(value, out, atol=1e-9):
             raise _Counterexample(f"the head for '{entry['node']}' reads a wrong value for a selected key")
         return out
@@ -395,8 +392,6 @@ class _Checker:
                 gap = min(gap, low - sink)
             return worst * scale + float(dv.max()) * scale, gap
         if mode == "sum":
-            anchor = float(self.graph.nodes[node.id]["node"].default) * 0  # (sum defaults are 0)
-            del anchor
             total_error = 0.0
             for index, opts in enumerate(keys):
                 k = q - len(keys) + 1 + index  # keys are the contiguous unmasked ones up to q
@@ -502,7 +497,6 @@ class _Checker:
     # ----- output
     def check_unembedding(self):
         output = self.ir.program.output.id
-        attrs = self.graph.nodes[output]
         W_U, b_U = self.weights["unembed.W_U"], self.weights["unembed.b_U"]
         vocab = self.layout.vocab
         reads = (W_U.abs().sum(1) > 0).nonzero()[:, 0].tolist()
@@ -522,7 +516,6 @@ class _Checker:
         if smallest <= 0:
             raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g})")
         self.margins["smallest logit margin after errors"] = smallest
-        del attrs
 
 
 def _evaluate_token_only(graph, node, token, base):

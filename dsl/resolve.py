@@ -19,7 +19,7 @@ from dsl.errors import AdderError, Span
 from dsl import meaning as meaning_rules
 from dsl.layout import Layout, Meaning, build_layout
 from dsl.parser import parse
-from dsl.semantics import OPS, EvaluationError, apply_op
+from dsl.semantics import EvaluationError, apply_op
 
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod", "**": "pow",
               "and": "and", "or": "or"}

@@ -1,6 +1,5 @@
 """--prove: proves add10 for all 10^20 inputs, finds a planted error, and says when it cannot."""
 import pytest
-import torch
 
 from compiler.api import compile_file
 from compiler.model_file import load_model, save_model

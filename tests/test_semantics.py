@@ -8,7 +8,7 @@ import pytest
 import sympy
 
 from dsl.resolve import load_program
-from dsl.semantics import EvaluationError, _apply_cached, apply_op, evaluate
+from dsl.semantics import EvaluationError, _apply_cached, evaluate
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "add10.rasp"
 LAYOUT = 'layout base 10, msb_first: "<bos>" a[2] "+" b[2] "=" => sum[3] "<eos>"\n'
