@@ -70,3 +70,17 @@ def test_other_widths_through_minus_D(n_digits):
     answers = run_prompts(model, layout, [layout.prompt_tokens({"a": a, "b": b}) for a, b in pairs])
     assert answers == ["".join(layout.digits_of(a + b, n_digits + 1)) for a, b in pairs]
     assert stats["layers"] == 2
+
+
+def test_wide_adders_keep_the_same_size():
+    """N = 20 adds right; N = 100 compiles to the same layers and nonzero count as N = 10."""
+    from compiler.api import compile_file, load_compiled
+    _, stats10, _ = compile_file(ADD10)
+    ir, stats20, _ = compile_file(ADD10, {"N": 20}, "float32")
+    layout = ir.program.layout
+    pairs = edge_pairs(20)[:30] + random_pairs(20, 200)
+    answers = run_prompts(load_compiled(ir), layout, [layout.prompt_tokens({"a": a, "b": b}) for a, b in pairs])
+    assert answers == ["".join(layout.digits_of(a + b, 21)) for a, b in pairs]
+    _, stats100, _ = compile_file(ADD10, {"N": 100})
+    for stats in (stats20, stats100):
+        assert (stats["layers"], stats["nonzero_params"]) == (stats10["layers"], stats10["nonzero_params"])
