@@ -1,15 +1,11 @@
-"""One block of hidden units per MLP node: an exact staircase over a code of its inputs.
+"""One block of hidden units per MLP node: an exact piecewise-linear function of a code of its inputs.
 
 The MLP's inputs (its frontier) each have a finite value set. They are folded into one number,
 the code c = sum_i K_i (x_i - min_i), with each K_i large enough that the inputs' combinations
 never collide. A categorical input contributes the rank of its value, read off its one-hot.
 The node's function (with every fused step inside it) is evaluated with sympy at each code, and
-wherever it changes between neighbouring codes c_a < c_b a clamped ramp
-
-    step(c) = relu((c - t)/w + 1/2) - relu((c - t)/w - 1/2),  t = (c_a + c_b)/2,  w = (c_b - c_a)/2
-
-adds the difference. The output is exact at every code and flat within a quarter gap around it,
-so small errors from attention do not grow as they pass through.
+`piecewise_linear` builds units relu(c - t) that reproduce it exactly at every code, with every
+kink t a quarter gap away from any code (see its docstring).
 """
 from __future__ import annotations
 
@@ -74,7 +70,7 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         except EvaluationError as err:
             fail(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
                  "value sets are taken over all inputs; guard the operation with a conditional")
-    return staircase(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
+    return piecewise_linear(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
 
 
 def build_width_mlp(ir: CompileIR, nid: int) -> MLPBlock:
@@ -82,10 +78,10 @@ def build_width_mlp(ir: CompileIR, nid: int) -> MLPBlock:
     attrs = ir.graph.nodes[nid]
     table = {sympy.Integer(w) / (w + 1): sympy.Integer(w) for w in (int(v) for v in attrs["values"])}
     code_read = Affine({attrs["helper_dim"]: sympy.Integer(1)})
-    return staircase(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
+    return piecewise_linear(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
 
 
-def staircase(block: MLPBlock, code_read: Affine, table: dict, attrs) -> MLPBlock:
+def piecewise_linear(block: MLPBlock, code_read: Affine, table: dict, attrs) -> MLPBlock:
     """Hidden units computing table[code] exactly at every code, as a piecewise-linear function.
 
     The codes split into maximal runs of collinear points. The function follows each run's line

@@ -13,7 +13,7 @@ Each check also carries an error bound forward:
   from the sink), which bounds the weight it leaks, and so the error of its output;
 - an MLP must give the exact value at every input combination, and its ReLUs must not change
   state under the input error bound, so its output error is the Jacobian times that bound
-  (zero for the flat staircases the compiler builds);
+  (zero on the flat runs of the functions the compiler builds);
 - the unembedding must give the right token a logit margin larger than the error can erase.
 
 Because the checks cover every token sequence, not only correct ones, greedy generation is

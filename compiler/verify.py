@@ -60,10 +60,10 @@ def program_from_payload(payload: dict, program_path: str | None):
     if program_path:
         return load_program(program_path, overrides)
     sources = payload["program"].get("sources") or {payload["program"]["path"]: payload["program"]["source"]}
-    folder = Path(tempfile.mkdtemp(prefix="adderc-"))
-    for name, text in sources.items():
-        (folder / name).write_text(text)
-    return load_program(folder / payload["program"]["path"], overrides)
+    with tempfile.TemporaryDirectory(prefix="adderc-") as folder:  # imports are resolved from files
+        for name, text in sources.items():
+            (Path(folder) / name).write_text(text)
+        return load_program(Path(folder) / payload["program"]["path"], overrides)
 
 
 def same_program(program, payload) -> bool:
@@ -96,13 +96,36 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _sequences(layout, operand_batch, expected_fn):
-    rows, answers = [], []
-    for operands in operand_batch:
+def _expected(layout, expected_fn, operands):
+    """(answer, answer tokens, None), or (None, None, why) where the meaning gives no answer that
+    fits the layout: such an input is a mismatch to report, not a crash."""
+    try:
         answer = expected_fn(operands)
-        rows.append(layout.prompt_tokens(operands) + layout.answer_tokens(answer))
+        return answer, layout.answer_tokens(answer), None
+    except (ValueError, EvaluationError) as err:
+        return None, None, str(err)
+
+
+def _sequences(layout, operand_batch, expected_fn):
+    """Whole sequences for the inputs whose expected answer exists, and the others with the reason."""
+    kept, rows, answers, undefined = [], [], [], []
+    for operands in operand_batch:
+        answer, tokens, why = _expected(layout, expected_fn, operands)
+        if why is not None:
+            undefined.append((operands, why))
+            continue
+        kept.append(operands)
+        rows.append(layout.prompt_tokens(operands) + tokens)
         answers.append(answer)
-    return rows, answers
+    return kept, rows, answers, undefined
+
+
+def _record_undefined(report, entry, undefined, dtype, source):
+    entry["checked"] += len(undefined)
+    entry["wrong"] += len(undefined)
+    for operands, why in undefined[: max(0, 20 - len(report.counterexamples))]:
+        report.counterexamples.append({"dtype": dtype, "source": source, "operands": operands,
+                                       "expected": f"no answer ({why})", "got": "-"})
 
 
 def _teacher_forced(model, layout, rows, device):
@@ -207,8 +230,11 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
                 continue
             for batch in make():
                 for start in range(0, len(batch), 8192):
-                    chunk = batch[start:start + 8192]
-                    rows, answers = _sequences(layout, chunk, expected_fn)
+                    chunk, rows, answers, undefined = _sequences(layout, batch[start:start + 8192], expected_fn)
+                    _record_undefined(report, entry, undefined, dtype, name)
+                    bar.advance(len(undefined))
+                    if not rows:
+                        continue
                     wrong, gap = _teacher_forced(model, layout, rows, device)
                     smallest_gap = min(smallest_gap, float(gap.min()))
                     entry["checked"] += len(chunk)
@@ -283,14 +309,12 @@ def _check_meaning(program, layout, report, seed):
     candidates += next(inputs.random_batches(layout, 200, seed + 1, 200))
     wrong, first = 0, None
     for operands in candidates:
-        expected = program.meaning.expected(operands)
-        tokens = layout.prompt_tokens(operands)
-        try:
-            full = tokens + layout.answer_tokens(expected)
-        except ValueError:
+        expected, answer_tokens, why = _expected(layout, program.meaning.expected, operands)
+        if why is not None:
             wrong += 1
-            first = first or {"operands": operands, "why": f"meaning gives {expected}, which does not fit the answer"}
+            first = first or {"operands": operands, "why": f"the meaning gives no answer that fits: {why}"}
             continue
+        full = layout.prompt_tokens(operands) + answer_tokens
         try:
             got = evaluate(program, full[:-1]).output[layout.prompt_length - 1:]
         except EvaluationError as err:
@@ -326,7 +350,8 @@ def _greedy(model, layout, expected_fn, report, dtype, seed, count, device):
     answers = run_prompts(model, layout, prompts)
     entry = {"checked": len(batch), "wrong": 0}
     for operands, got in zip(batch, answers):
-        want = "".join(layout.answer_tokens(expected_fn(operands))[:-1])
+        _, tokens, why = _expected(layout, expected_fn, operands)
+        want = "".join(tokens[:-1]) if why is None else f"no answer ({why})"
         if got != want:
             entry["wrong"] += 1
             if len(report.counterexamples) < 20:
@@ -345,8 +370,10 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
     batch = batch[:count]
     if len(batch) < count:
         batch += next(inputs.random_batches(layout, count - len(batch), seed + 3, count))
-    rows, _ = _sequences(layout, batch, expected_fn)
+    batch, rows, _, _ = _sequences(layout, batch, expected_fn)  # undefined inputs are reported elsewhere
     rows = [r[:-1] for r in rows]
+    if not rows:
+        return
     index = {t: i for i, t in enumerate(layout.vocab)}
     ids = torch.tensor([[index[t] for t in r] for r in rows], device=device)
     with torch.no_grad():

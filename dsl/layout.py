@@ -202,7 +202,10 @@ class Meaning:
 
     def expected(self, operands: dict[str, int]) -> int:
         from dsl.meaning import evaluate
-        value = evaluate(self.expression, operands, self.constants)
+        try:
+            value = evaluate(self.expression, operands, self.constants)
+        except ZeroDivisionError:
+            raise ValueError("the meaning divides by zero") from None
         if getattr(value, "denominator", 1) != 1:
             raise ValueError(f"the meaning gives {value}, not a whole number")
         return int(value)

@@ -92,3 +92,13 @@ def test_verify_an_outside_adder(tmp_path, capsys):
     good = tmp_path / "good.py"
     good.write_text("def build_model():\n    return None\n\ndef add(model, a, b):\n    return a + b\n")
     assert main(["verify", str(ADD10), "--callable", str(good), "--samples", "500", "--per-stratum", "1"]) == 0
+
+
+def test_a_meaning_without_an_answer_is_a_reported_mismatch(tmp_path, capsys):
+    program = tmp_path / "div.rasp"
+    program.write_text('layout base 10, msb_first: "<bos>" a[1] "+" b[1] "=" => s[2] "<eos>"\n'
+                       'meaning s = a // b\noutput "0"\n')  # b = 0 has no answer
+    model = _saved(tmp_path, program, "div.pt")
+    assert main(["verify", str(model), "--samples", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "divides by zero" in out and "internal error" not in out
