@@ -53,7 +53,7 @@ def check(model, layout, pairs, device, batch=1024):
         ids = torch.tensor([[vocab[t] for t in s] for s in full], device=device)
         t0 = time.perf_counter()
         with torch.no_grad():
-            predicted = model(ids[:, :-1]).argmax(-1)[:, start:]
+            predicted = model(ids[:, :-1], last=ids.shape[1] - 1 - start).argmax(-1)
         seconds += time.perf_counter() - t0
         bad = (predicted != ids[:, start + 1:]).any(dim=1)
         wrong += int(bad.sum())

@@ -18,7 +18,7 @@ def greedy(model, prompts: torch.Tensor, max_new_tokens: int, end_id: int | None
     for _ in range(max_new_tokens):
         if cache.length + feed.shape[1] > model.config["n_ctx"]:
             break
-        logits = model(feed, cache)[:, -1, :]
+        logits = model(feed, cache, last=1)[:, -1, :]
         next_token = logits.argmax(dim=-1, keepdim=True)
         generated.append(next_token)
         feed = next_token

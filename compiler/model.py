@@ -4,9 +4,13 @@ forward(token_ids) -> logits; decoding lives in compiler.generate. No normalisat
 attention without 1/sqrt(d) scaling, and per-head options compiled programs need, each a formula
 of the distance d = key position - query position: an "attend to nothing" sink logit (-inf for
 heads without one), an ALiBi slope and curvature (score += slope*d + curvature*d*d), and a
-sliding window (keys more than `window` positions back are masked; inf for none). Layers may differ in head count, head width and MLP
-width. Weight names follow TransformerLens (embed.W_E, blocks.0.attn.W_Q [n_heads, d_model,
+sliding window (keys more than `window` positions back are masked; inf for none). Layers may
+differ in head count, head width and MLP width. Weight names follow TransformerLens (embed.W_E, blocks.0.attn.W_Q [n_heads, d_model,
 d_head], blocks.0.mlp.W_in [d_model, d_mlp], unembed.W_U ...).
+
+Two shortcuts keep checking millions of sums cheap without changing what is computed: a head
+whose scores do not read the residual stream (compiled offset and window heads) has one attention
+pattern shared by the whole batch, and `last` runs the final layer only where logits are wanted.
 """
 from __future__ import annotations
 
@@ -41,30 +45,58 @@ class Attention(nn.Module):
     def _project(self, x, W, b):
         # One matmul for all heads: [B, T, d_model] @ [d_model, H*d_head] -> [B, H, T, d_head].
         H, d_model, d_head = W.shape
-        flat = x @ W.permute(1, 0, 2).reshape(d_model, H * d_head) + b.reshape(H * d_head)
+        flat = torch.addmm(b.reshape(H * d_head), x.reshape(-1, d_model), W.permute(1, 0, 2).reshape(d_model, H * d_head))
         return flat.view(x.shape[0], x.shape[1], H, d_head).transpose(1, 2)
 
-    def forward(self, x, past=None):
-        """x: [batch, new positions, d_model]; past: keys and values of earlier positions, if any.
-        Returns the output and the keys and values up to now (what incremental decoding keeps)."""
-        q, k, v = self._project(x, self.W_Q, self.b_Q), self._project(x, self.W_K, self.b_K), \
-            self._project(x, self.W_V, self.b_V)
+    def position_scores(self, heads, T_q: int, keys: range) -> torch.Tensor:
+        """[len(heads), T_q, 1 + len(keys)]: the score terms fixed by position alone, for the last
+        T_q positions attending to `keys`. Column 0 is the sink (a key whose value is 0); hidden
+        keys score -inf."""
+        device = self.sink.device
+        distance = (torch.arange(keys.start, keys.stop, device=device)[None, :]
+                    - torch.arange(keys.stop - T_q, keys.stop, device=device)[:, None]).to(self.sink.dtype)
+        slope, curvature, window = (t[heads, None, None] for t in (self.alibi_slope, self.alibi_curvature, self.window))
+        scores = slope * distance + curvature * distance * distance
+        scores = scores.masked_fill((distance > 0) | (-distance > window), float("-inf"))  # causal, and the window
+        return torch.cat([self.sink[heads, None, None].expand(-1, T_q, 1), scores], dim=-1)
+
+    def content_free(self) -> torch.Tensor:
+        """Per head: whether q.k is the same for every key (no key weights, or a zero query), so
+        the attention pattern depends on positions alone and is shared by every sequence."""
+        no_keys = (self.W_K == 0).all(dim=(1, 2))
+        zero_query = (self.W_Q == 0).all(dim=(1, 2)) & (self.b_Q == 0).all(dim=1)
+        return no_keys | zero_query
+
+    def forward(self, x, past=None, queries: int | None = None):
+        """x: [batch, new positions, d_model]; past: keys and values of earlier positions, if any;
+        queries: attend from the last `queries` new positions only (all when None).
+        Returns the output at the attending positions, and the keys and values up to now (what
+        incremental decoding keeps)."""
+        k, v = self._project(x, self.W_K, self.b_K), self._project(x, self.W_V, self.b_V)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        T_q, T_k = q.shape[2], k.shape[2]
-        query_position = torch.arange(T_k - T_q, T_k, device=x.device)
-        key_position = torch.arange(T_k, device=x.device)
-        distance = (key_position[None, :] - query_position[:, None]).to(x.dtype)
-        scores = q @ k.transpose(-1, -2) + self.alibi_slope[None, :, None, None] * distance \
-            + self.alibi_curvature[None, :, None, None] * distance * distance
-        hidden = (distance > 0) | (-distance > self.window[None, :, None, None])  # causal, and the window
-        scores = scores.masked_fill(hidden, float("-inf"))
-        # softmax over the keys and the sink slot (logit `sink`, value 0), without materialising it
-        sink = self.sink[None, :, None, None]
-        top = torch.maximum(scores.amax(dim=-1, keepdim=True), sink)
-        weights = torch.exp(scores - top)
-        weights = weights / (weights.sum(dim=-1, keepdim=True) + torch.exp(sink - top))
-        z = weights @ v
+        x_q = x if queries is None else x[:, x.shape[1] - queries:]
+        B, T_q, T_k = x.shape[0], x_q.shape[1], k.shape[2]
+        z = x.new_empty(B, self.W_Q.shape[0], T_q, v.shape[3])
+        content_free = self.content_free()
+        for heads in (content_free.nonzero()[:, 0], (~content_free).nonzero()[:, 0]):
+            if not len(heads):
+                continue
+            # Keys further back than every window reaches are left out, not masked.
+            reach = float(self.window[heads].max())
+            keys = range(0 if reach == float("inf") else max(0, T_k - T_q - int(reach)), T_k)
+            bias = self.position_scores(heads, T_q, keys)
+            # The sink is one more key, in front, whose value is 0.
+            zero = k.new_zeros(B, len(heads), 1, k.shape[3])
+            v_seen = torch.cat([zero, v[:, heads, keys.start:]], dim=2)
+            if bool(content_free[heads[0]]):
+                # A pattern fixed by position is one [T_q, keys] matrix for the whole batch.
+                z[:, heads] = torch.einsum("hqk,bhkd->bhqd", torch.softmax(bias, dim=-1), v_seen)
+            else:
+                q = self._project(x_q, self.W_Q[heads], self.b_Q[heads])
+                k_seen = torch.cat([zero, k[:, heads, keys.start:]], dim=2)
+                scores = torch.einsum("bhqd,bhkd->bhqk", q, k_seen) + bias
+                z[:, heads] = torch.einsum("bhqk,bhkd->bhqd", torch.softmax(scores, dim=-1), v_seen)
         return torch.einsum("bhte,hed->btd", z, self.W_O) + self.b_O, (k, v)
 
 
@@ -76,7 +108,8 @@ class MLP(nn.Module):
         self.W_out, self.b_out = p(d_mlp, d_model), p(d_model)
 
     def forward(self, x):
-        return torch.relu(x @ self.W_in + self.b_in) @ self.W_out + self.b_out
+        hidden = torch.relu(torch.addmm(self.b_in, x.reshape(-1, x.shape[-1]), self.W_in))
+        return torch.addmm(self.b_out, hidden, self.W_out).view(*x.shape[:-1], -1)
 
 
 class Block(nn.Module):
@@ -113,11 +146,14 @@ class CompiledTransformer(nn.Module):
                                     zip(config["n_heads"], config["d_head"], config["d_mlp"]))
         self.unembed = Unembed(d_model, config["d_vocab"], dtype)
 
-    def residuals(self, tokens: torch.Tensor, cache: "KVCache | None" = None) -> list[torch.Tensor]:
+    def residuals(self, tokens: torch.Tensor, cache: "KVCache | None" = None,
+                  last: int | None = None) -> list[torch.Tensor]:
         """The residual stream after the embedding and after every sublayer (index = sublayer number).
 
         With a `cache`, `tokens` continue the sequence the cache has seen, and the cache keeps each
-        layer's keys and values, so decoding need not recompute earlier positions.
+        layer's keys and values, so decoding need not recompute earlier positions. With `last`, the
+        final layer runs at the last `last` positions only (earlier layers still run everywhere,
+        as later keys read them), and so do the states it adds.
         """
         start = cache.length if cache is not None else 0
         T = start + tokens.shape[1]
@@ -126,11 +162,14 @@ class CompiledTransformer(nn.Module):
         x = self.embed.W_E[tokens] + self.pos_embed.W_pos[start:T]
         states = [x]
         for layer, block in enumerate(self.blocks):
+            queries = last if layer == len(self.blocks) - 1 else None
             if block.attn is not None:
-                out, present = block.attn(x, cache.layers.get(layer) if cache is not None else None)
-                x = x + out
+                out, present = block.attn(x, cache.layers.get(layer) if cache is not None else None, queries)
+                x = (x if queries is None else x[:, x.shape[1] - queries:]) + out
                 if cache is not None:
                     cache.layers[layer] = present
+            elif queries is not None:
+                x = x[:, x.shape[1] - queries:]
             states.append(x)
             if block.mlp is not None:
                 x = x + block.mlp(x)
@@ -139,6 +178,9 @@ class CompiledTransformer(nn.Module):
             cache.length = T
         return states
 
-    def forward(self, tokens: torch.Tensor, cache: "KVCache | None" = None) -> torch.Tensor:
-        x = self.residuals(tokens, cache)[-1]
+    def forward(self, tokens: torch.Tensor, cache: "KVCache | None" = None, last: int | None = None) -> torch.Tensor:
+        """Logits [batch, positions, vocab]; with `last`, for the last `last` positions only."""
+        x = self.residuals(tokens, cache, last)[-1]
+        if last is not None:  # a model with no layers has had nothing to cut
+            x = x[:, x.shape[1] - last:]
         return x @ self.unembed.W_U + self.unembed.b_U

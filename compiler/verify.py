@@ -182,7 +182,7 @@ def _assemble(layout, operands, answer, n, device):
 def _teacher_forced_ids(model, layout, ids):
     start = layout.prompt_length - 1
     with torch.no_grad():
-        logits = model(ids[:, :-1])[:, start:, :]
+        logits = model(ids[:, :-1], last=ids.shape[1] - 1 - start)
     target = ids[:, start + 1:]
     right = logits.gather(-1, target[..., None])[..., 0]
     others = logits.scatter(-1, target[..., None], float("-inf")).max(-1).values
