@@ -4,7 +4,8 @@ Scores. Each term of a select adds M to the score of a key it selects, so the se
 T*M (T terms) and every other key at most (T-1)*M. A term comparing keys with queries is a table
 over their one-hots; a term on keys (or queries) alone is a linear read of the indicator.
 The "attend to nothing" slot (the sink) sits just under the selected keys, so it takes the weight
-only when nothing is selected and the output is then 0, which reads back as the default.
+only when nothing is selected and the output is then 0, which reads back as the default. A head
+that selects one key at a fixed offset needs no sink when position 0 always holds the default.
 
 Modes. mean: equal scores, so the softmax averages. first/last: an ALiBi slope of -lambda/+lambda
 per position makes the earliest/latest selected key win by a factor e^lambda over the next.
@@ -109,6 +110,9 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.sink -= M - M * c * c
     if windows:
         head.window = min(windows)
+    if mode == "mean" and offsets and not terms and not windows and _first_key_holds_default(ir, node):
+        # Before the offset key exists the closest key is position 0, at least 3M above the rest.
+        head.sink = None
 
     qk_dim = 0
     for term, roles in terms:
@@ -155,6 +159,22 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.add_read("V", 0, value_read)
         head.W_O[(0, attrs["dims"][0])] = scale
     return head
+
+
+def _first_key_holds_default(ir: CompileIR, node) -> bool:
+    """Whether position 0 holds the aggregate's default in every input of the layout. A layout
+    that starts with a fixed token fixes every value at position 0 (a causal model sees nothing
+    else there), so one evaluation of the program on that token decides it. Then position 0 can
+    stand in for the sink: a head that finds nothing reads the default there."""
+    from dsl.semantics import EvaluationError, evaluate
+    first = ir.program.layout.items[0]
+    if first[0] != "literal":
+        return False
+    try:
+        at_zero = evaluate(ir.program, [first[1]]).values[node.value.id][0]
+    except EvaluationError:
+        return False
+    return at_zero == node.default
 
 
 def _indicator(reads: Reads, graph, nid, predicate, base, is_key) -> Affine:

@@ -95,6 +95,7 @@ class _Checker:
         for e in residual_map:
             for d in e["dims"]:
                 self.dim_owner[d] = (e["id"], bool(e.get("helper")))
+        self.at_zero = _values_at_position_zero(ir.program)
         self.error: dict[int, float] = {}  # node id -> bound on |stored - exact| per dimension
         self.helper_error: dict[int, float] = {}
         self.margins: dict[str, float] = {}
@@ -110,6 +111,8 @@ class _Checker:
         attrs = self.graph.nodes[nid]
         if attrs["source"] in ("position", "const"):
             return [attrs["per_position"][position]]
+        if position == 0 and self.at_zero is not None:
+            return [self.at_zero[nid]]
         return list(attrs["values"])
 
     def encode(self, nid, value, vector):
@@ -348,7 +351,9 @@ class _Checker:
 
     def _head_bound(self, mode, keys, sink, q, node, dv, out_scale, label):
         """Worst output error (in residual units) over every choice of key values at each position."""
-        V = max(float(o[3].abs().max()) for opts in keys for o in opts) + float(dv.max())
+        if mode != "sum":
+            keys, sink = _fold_null_keys(keys, sink)
+        V = max((float(o[3].abs().max()) for opts in keys for o in opts), default=0.0) + float(dv.max())
         scale = float(out_scale.max())
         selectable = [[o for o in opts if o[0]] for opts in keys]
         unselectable = [[o for o in opts if not o[0]] for opts in keys]
@@ -357,11 +362,15 @@ class _Checker:
             sel_low = min((o[1] - o[2] for opts in selectable for o in opts), default=math.inf)
             sel_high = max((o[1] + o[2] for opts in selectable for o in opts), default=-math.inf)
             u = max(top_unselected, default=-math.inf)
-            # nothing selected: the sink must take the weight (for width, it may share it exactly)
-            empty = len(keys) * math.exp(min(u - sink, 700)) * V if mode == "mean" else \
-                len(keys) * math.exp(min(u - sink, 700))
+            # Nothing selected (possible unless some key is selected whatever values it holds):
+            # the sink must take the weight (for width, it may share it exactly).
+            always_selected = any(opts and all(o[0] for o in opts) for opts in keys)
+            if u == -math.inf or always_selected:
+                empty = 0.0
+            else:
+                empty = len(keys) * math.exp(min(u - sink, 700)) * (V if mode == "mean" else 1)
             if sel_low == math.inf:
-                return empty * scale + float(dv.max()), sink - u
+                return empty * scale + float(dv.max()), (math.inf if u == -math.inf else sink - u)
             spread = math.exp(min(sel_high - sel_low, 700)) - 1
             if mode == "width":
                 spread = max(spread, math.exp(min(abs(sink - sel_low), 700)) - 1,
@@ -472,7 +481,9 @@ class _Checker:
     def _positions_for(self, stored):
         if any(self.graph.nodes[s]["source"] in ("position", "const") for s in stored):
             return range(self.n)
-        return range(1)
+        # Any position but 0 stands for all: values range over their whole sets there (position 0
+        # holds only what the layout's first token gives, a subset).
+        return range(1, 2) if self.n > 1 else range(1)
 
     def _describe(self, assign):
         return ", ".join(f"{self.graph.nodes[n]['label']}={v}" for n, v in assign.items())
@@ -516,6 +527,33 @@ class _Checker:
         if smallest <= 0:
             raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g})")
         self.margins["smallest logit margin after errors"] = smallest
+
+
+def _values_at_position_zero(program):
+    """Every value at position 0, when the layout fixes the first token (causal: nothing else is
+    seen there), else None; the proof then need not range over other values at position 0."""
+    from dsl.semantics import EvaluationError, evaluate
+    first = program.layout.items[0]
+    if first[0] != "literal":
+        return None
+    try:
+        values = evaluate(program, [first[1]]).values
+    except EvaluationError:
+        return None
+    return {nid: column[0] for nid, column in values.items()}
+
+
+def _fold_null_keys(keys, sink):
+    """Keys never selected whose value vector is exactly zero act as sinks: the weight they take
+    adds nothing to the output. Fold them into one sink logit (a lower bound on their share)."""
+    null = [i for i, opts in enumerate(keys)
+            if opts and all(not o[0] and float(o[3].abs().max()) == 0 for o in opts)]
+    if not null:
+        return keys, sink
+    logits = [sink] + [min(o[1] - o[2] for o in keys[i]) for i in null]
+    top = max(logits)
+    folded = top + math.log(sum(math.exp(l - top) for l in logits if l != -math.inf))
+    return [[] if i in null else opts for i, opts in enumerate(keys)], folded
 
 
 def _evaluate_token_only(graph, node, token, base):

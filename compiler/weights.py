@@ -119,9 +119,10 @@ def _embeddings(ir: CompileIR, weights: Weights):
 
 
 def _readout(ir: CompileIR, reads: Reads, weights: Weights):
-    """logit(c) = 2*c*x - c*c = x*x - (x - c)**2: the nearest candidate scores highest. Tokens that
-    are not candidates get a constant logit below every winning score; with a condition, its token
-    gets a logit that beats every candidate exactly when the condition selects it."""
+    """logit(c) = 2*c*x - c*c + shift = x*x - (x - c)**2 + shift: the nearest candidate scores
+    highest. Tokens that are not candidates get a constant logit below every winning score; with a
+    condition, its token gets a logit that beats every candidate exactly when the condition selects
+    it. The shift is free (argmax ignores it), so it is chosen to leave the most biases at zero."""
     from compiler.encodings import readout_parts
     vocab = ir.program.layout.vocab
     attrs = ir.graph.nodes[ir.program.output.id]
@@ -129,20 +130,22 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     x = reads.numeric(node.args[0].id)
     candidates = node.args[1].value
     label = attrs["label"]
+    xs = [num(v) for v in ir.graph.nodes[node.args[0].id]["values"]]
+    worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
+    best_possible = max(max(2 * c * v - c * c for _, c in candidates) for v in xs)
+    biases = {candidate: 2 * c * x.bias - c * c for candidate, c in candidates}
+    others = [t for t in vocab if t not in biases and t != token]
+    shift, floor = _readout_shift(biases, worst_winner, len(others))
     for candidate, c in candidates:
         column = vocab.index(candidate)
         for dim, coeff in x.coeffs.items():
             weights.W_U[(dim, column)] = 2 * c * coeff
             weights.provenance["W_U"][(dim, column)] = label
-        bias = 2 * c * x.bias - c * c
-        if bias != 0:
-            weights.b_U[column] = bias
-    xs = [num(v) for v in ir.graph.nodes[node.args[0].id]["values"]]
-    worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
-    best_possible = max(max(2 * c * v - c * c for _, c in candidates) for v in xs)
-    for other in vocab:
-        if other not in dict(candidates):
-            weights.b_U[vocab.index(other)] = worst_winner - 1
+        if biases[candidate] + shift != 0:
+            weights.b_U[column] = biases[candidate] + shift
+    for other in others:
+        if floor != 0:
+            weights.b_U[vocab.index(other)] = floor
     if condition is not None:
         # selected = cond (or 1 - cond): an affine read; lift the token by enough to beat every candidate.
         chosen = reads.numeric(condition.id)
@@ -152,12 +155,23 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
             chosen = chosen.scale(1 / (high - low)) + Affine.constant(-low / (high - low))
         if not when:
             chosen = chosen.scale(-1) + Affine.constant(1)
-        lift = best_possible - (worst_winner - 1) + 1
+        lift = best_possible + shift - floor + 1
         column = vocab.index(token)
         for dim, coeff in chosen.coeffs.items():
             weights.W_U[(dim, column)] = weights.W_U.get((dim, column), 0) + lift * coeff
             weights.provenance["W_U"][(dim, column)] = label
-        weights.b_U[column] = worst_winner - 1 + lift * chosen.bias
+        if floor + lift * chosen.bias != 0:
+            weights.b_U[column] = floor + lift * chosen.bias
+
+
+def _readout_shift(biases: dict, worst_winner, n_others: int):
+    """(shift added to every candidate, logit of every other token) with the fewest nonzero
+    biases, keeping every other token at least 1 below the weakest winning score."""
+    options = [(0, worst_winner - 1)]  # others below the winners as they are
+    for s in {1 - worst_winner} | {-b for b in biases.values() if -b >= 1 - worst_winner}:
+        options.append((s, 0))  # candidates lifted so the others can stay at zero
+    cost = lambda option: sum(b + option[0] != 0 for b in biases.values()) + (option[1] != 0) * n_others
+    return min(options, key=lambda option: (cost(option), option != options[0], abs(option[0])))
 
 
 def _values_over(program: Program, graph, tokens: list[str], source: str) -> dict[int, list]:

@@ -63,3 +63,27 @@ def test_sum_heads_are_proved(tmp_path, body):
     payload = load_model(tmp_path / "s.pt")[1]
     proof = prove(payload, program_from_payload(payload, None))
     assert proof.status == "proved", proof.reason
+
+
+@pytest.mark.parametrize("default, sink_needed", [(None, False), (7, True)])
+def test_position_zero_stands_in_for_the_sink_only_when_it_holds_the_default(tmp_path, default, sink_needed):
+    # Before the offset key exists a shift gives its default. <bos> at position 0 reads as digit 0,
+    # so with default 0 the head may fall back on position 0 instead of a sink; with default 7 it
+    # may not, and the proof must hold either way (it ranges over every value except at
+    # position 0, which the layout fixes).
+    path = tmp_path / "s.rasp"
+    extra = "" if default is None else f", default={default}"
+    path.write_text('layout base 10, msb_first: "<bos>" a[3] "+" b[3] "=" => sum[4] "<eos>"\n'
+                    f"let back = shift(digit(tokens), 5{extra})\n"
+                    "output digit_token(back % 10)\n")
+    ir, stats, digest = compile_file(path)
+    head = next(h for layer in ir.weights.layers for h in layer.heads)
+    assert (head.sink is not None) == sink_needed
+    save_model(tmp_path / "s.pt", ir, stats, digest)
+    payload = load_model(tmp_path / "s.pt")[1]
+    proof = prove(payload, program_from_payload(payload, None))
+    assert proof.status == "proved", proof.reason
+    # Without its sink the default-7 head would read position 0's digit 0: the proof must object.
+    if sink_needed:
+        sinkless = _edited(payload, "blocks.0.attn.sink", lambda t: t.fill_(float("-inf")))
+        assert prove(sinkless, program_from_payload(payload, None)).status != "proved"
