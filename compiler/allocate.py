@@ -1,4 +1,4 @@
-"""Pass 5: give every stored value its residual dimensions.
+"""Pass 6: give every stored value its residual dimensions.
 
 A value is stored when it is embedded or computed by a sublayer (realize "embed", "attention",
 "mlp"); it lives from the sublayer that writes it (`ready`) to the last sublayer that reads it
@@ -10,6 +10,9 @@ holds it, and a new writer would add to it. Reuse therefore needs a clean-up wri
 subtracting the old value), which costs nonzero weights while a fresh dimension costs none; the
 liveness intervals are recorded (`live`) so the size report shows the peak number of live
 dimensions, but this pass does not yet trade clean-up units for width.
+
+A sum whose terms share a dimension (compiler.share) gets one dimension, which its terms' dims
+point to; its residual-map entry lists the terms (`sum_of`) instead of a single writer.
 
 Adds to stored nodes: dims (one residual index for a numerical value, one per value for a
 categorical one) and live (first, last sublayer). Sets ir.d_model and ir.residual_map.
@@ -32,7 +35,8 @@ def allocate(ir: CompileIR) -> CompileIR:
     next_dim = 0
     residual_map = []
     stored = [n for n in sorted(graph.nodes, key=lambda n: (graph.nodes[n].get("ready", -1), n))
-              if graph.nodes[n]["realize"] in STORED and graph.nodes[n]["last_read"] is not None]
+              if (graph.nodes[n]["realize"] in STORED and "share" not in graph.nodes[n]
+                  or "shared_terms" in graph.nodes[n]) and graph.nodes[n]["last_read"] is not None]
     for nid in stored:
         attrs = graph.nodes[nid]
         dims = list(range(next_dim, next_dim + width_of(attrs)))
@@ -42,6 +46,18 @@ def allocate(ir: CompileIR) -> CompileIR:
         entry = {"node": attrs["label"], "id": nid, "encoding": attrs["encoding"], "dims": dims,
                  "written_by": attrs["realize"], "sublayer": attrs["ready"],
                  "line": attrs["span"].line, "column": attrs["span"].column}
+        if "shared_terms" in attrs:
+            # The dimension holds the sum of the terms' shares, not the root itself (the root may
+            # add values stored elsewhere); readers combine it as compiler.reads says.
+            entry["written_by"] = "sum"
+            entry["sum_of"] = []
+            for term in attrs["shared_terms"]:
+                t = graph.nodes[term]
+                t["dims"], t["live"] = dims, (t["ready"], attrs["last_read"])
+                default = t["node"].default if t["realize"] == "attention" else 0
+                entry["sum_of"].append({"id": term, "node": t["label"], "coefficient": str(t["share"][1]),
+                                        "default": str(default), "written_by": t["realize"],
+                                        "sublayer": t["ready"]})
         if attrs["encoding"] == "categorical":
             entry["values"] = [str(v) for v in attrs["values"]]
         if attrs["realize"] == "attention":

@@ -157,7 +157,7 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     else:
         value_read = reads.numeric(node.value.id) + Affine.constant(-num(node.default))
         head.add_read("V", 0, value_read)
-        head.W_O[(0, attrs["dims"][0])] = scale
+        head.W_O[(0, attrs["dims"][0])] = scale * attrs.get("share", (None, 1))[1]
     return head
 
 

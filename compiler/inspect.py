@@ -12,6 +12,8 @@ def decode(entry: dict, state: torch.Tensor) -> list:
     dimension is largest, or the default when an aggregate selected nothing (all near zero).
     """
     dims = entry["dims"]
+    if "sum_of" in entry:  # the shares of a sum's terms, as they were written
+        return [float(x) for x in state[:, dims[0]]]
     if entry["encoding"] == "numerical":
         offset = float(sympy.Rational(entry["default"])) if entry.get("default") not in (None, "False", "True") \
             else float(entry.get("default") == "True")
@@ -43,3 +45,20 @@ def stored_values(residual_map: list[dict], states: list[torch.Tensor], batch_in
     """Every stored value, read right after the sublayer that writes it. Keyed by program node id."""
     return {entry["id"]: decode(entry, states[entry["sublayer"]][batch_index])
             for entry in residual_map if not entry.get("helper")}
+
+
+def exact_stored(entry: dict, values: dict) -> list | None:
+    """What an entry's dimensions should hold at every position, from the interpreter's values
+    (keyed by node id); None when the interpreter has no such value."""
+    if "sum_of" not in entry:
+        return values.get(entry["id"])
+    columns = [values.get(term["id"]) for term in entry["sum_of"]]
+    if any(c is None for c in columns):
+        return None
+    from dsl.semantics import num
+    shares = [(sympy.Rational(t["coefficient"]), _number(t["default"])) for t in entry["sum_of"]]
+    return [sum(c * (num(v) - d) for (c, d), v in zip(shares, row)) for row in zip(*columns)]
+
+
+def _number(text: str):
+    return sympy.Integer(text == "True") if text in ("True", "False") else sympy.Rational(text)

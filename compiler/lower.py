@@ -1,4 +1,4 @@
-"""Pass 8: exact sympy weights become dense torch tensors (float64 unless asked otherwise).
+"""Pass 9: exact sympy weights become dense torch tensors (float64 unless asked otherwise).
 
 Sets ir.lowered = (config, state_dict): the config is plain data (layer shapes, dtype), the
 state dict maps TransformerLens-style names to tensors. Sets ir.weight_map: which head and which
@@ -39,7 +39,7 @@ def lower(ir: CompileIR) -> CompileIR:
 
     def serves(node_id):
         attrs = ir.graph.nodes[node_id]
-        return {"node": attrs["label"], "line": attrs["span"].line, "column": attrs["span"].column}
+        return {"node": attrs["label"], "id": node_id, "line": attrs["span"].line, "column": attrs["span"].column}
 
     for l, layer in enumerate(w.layers):
         heads = layer.heads

@@ -97,7 +97,7 @@ def piecewise_linear(block: MLPBlock, code_read: Affine, table: dict, attrs) -> 
     def output_vector(value):
         if categorical:
             return {out_dims[attrs["values"].index(value)]: sympy.Integer(1)}
-        return {out_dims[0]: num(value)}
+        return {out_dims[0]: num(value) * attrs.get("share", (None, 1))[1]}  # a share of a sum: scaled
 
     vectors = [output_vector(table[c]) for c in codes]
     dims = sorted({d for v in vectors for d in v})

@@ -11,6 +11,7 @@ from compiler.ir import CompileIR
 from compiler.lower import lower
 from compiler.prune import prune
 from compiler.schedule import schedule
+from compiler.share import share_sums
 from compiler.value_sets import infer_value_sets
 from compiler.weights import build_weights
 
@@ -18,10 +19,11 @@ PASSES = [
     infer_value_sets,   # 2. every value each node can take (exact, sympy)
     choose_encodings,   # 3. one-hot or scalar; embedded, derived, attention, MLP or fused
     schedule,           # 4. attention and MLP sublayers, as shallow as the dependencies allow
-    allocate,           # 5. residual dimensions for the values that must be stored
-    build_weights,      # 6. every weight as an exact sympy value, tagged with its program node
-    prune,              # 7. drop zero weights and dimensions, heads and units that carry nothing
-    lower,              # 8. dense torch tensors
+    share_sums,         # 5. terms of a sum that nothing else reads: one dimension for them all
+    allocate,           # 6. residual dimensions for the values that must be stored
+    build_weights,      # 7. every weight as an exact sympy value, tagged with its program node
+    prune,              # 8. drop zero weights and dimensions, heads and units that carry nothing
+    lower,              # 9. dense torch tensors
 ]
 
 

@@ -68,7 +68,7 @@ def prove(payload: dict, program, dtype: str = "float64") -> Proof:
     ir = compile_program(program, {"dtype": "float64", "overrides": payload["program"].get("overrides", {})})
     weights = {k: v.to(getattr(torch, dtype)).to(torch.float64) for k, v in payload["state_dict"].items()}
     try:
-        checker = _Checker(ir, payload["residual_map"], weights, payload["config"])
+        checker = _Checker(ir, payload["residual_map"], weights, payload["config"], payload.get("weight_map", []))
         checker.run()
     except CannotProve as err:
         return Proof("could not prove", str(err), dtype, seconds=time.perf_counter() - started)
@@ -83,18 +83,29 @@ class _Counterexample(Exception):
 
 
 class _Checker:
-    def __init__(self, ir, residual_map, weights, config):
+    def __init__(self, ir, residual_map, weights, config, weight_map=()):
         self.ir, self.graph, self.weights, self.config = ir, ir.graph, weights, config
+        self.weight_map = list(weight_map)
         self.layout = ir.program.layout
         self.base = self.layout.base
         self.n = self.layout.n_ctx
         self.d_model = config["d_model"]
-        self.entries = {e["id"]: e for e in residual_map if not e.get("helper")}
-        self.helpers = {e["id"]: e for e in residual_map if e.get("helper")}
-        self.dim_owner = {}
+        # A sum's dimension is proved term by term: each term is an entry of its own that adds
+        # coefficient * (value - default) into the shared dimension.
+        self.entries = {}
         for e in residual_map:
+            if e.get("helper"):
+                continue
+            for term in e.get("sum_of", []):
+                self.entries[term["id"]] = dict(term, dims=e["dims"], encoding="numerical", shared=True,
+                                                line=e["line"], column=e["column"])
+            if "sum_of" not in e:
+                self.entries[e["id"]] = e
+        self.helpers = {e["id"]: e for e in residual_map if e.get("helper")}
+        self.dim_owner: dict[int, list] = {}
+        for nid, e in list(self.entries.items()) + list(self.helpers.items()):
             for d in e["dims"]:
-                self.dim_owner[d] = (e["id"], bool(e.get("helper")))
+                self.dim_owner.setdefault(d, []).append((nid, bool(e.get("helper"))))
         self.at_zero = _values_at_position_zero(ir.program)
         self.error: dict[int, float] = {}  # node id -> bound on |stored - exact| per dimension
         self.helper_error: dict[int, float] = {}
@@ -118,7 +129,10 @@ class _Checker:
     def encode(self, nid, value, vector):
         """Write the exact encoding of `value` for stored node `nid` into a residual vector."""
         entry = self.entries[nid]
-        if entry["encoding"] == "numerical":
+        if entry.get("shared"):
+            share = sympy.Rational(entry["coefficient"]) * (num(value) - _number(entry["default"]))
+            vector[entry["dims"][0]] += float(share)
+        elif entry["encoding"] == "numerical":
             offset = num(self.graph.nodes[nid]["node"].default) if entry["written_by"] == "attention" else 0
             vector[entry["dims"][0]] = float(num(value) - offset)
         else:
@@ -145,7 +159,7 @@ class _Checker:
         for d in dims:
             if d not in self.dim_owner:
                 raise CannotProve(f"dimension {d} is read but belongs to no program value")
-            owners.add(self.dim_owner[d])
+            owners.update(self.dim_owner[d])
         return owners
 
     def combos(self, stored, position):
@@ -170,9 +184,9 @@ class _Checker:
             row = dims_weights[d].abs()
             if float(row.max()) == 0:
                 continue
-            nid, helper = self.dim_owner[d]
-            bound = self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)
-            total = total + row * bound
+            for nid, helper in self.dim_owner[d]:  # the terms of a sum add their errors
+                bound = self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)
+                total = total + row * bound
         return total
 
     # ----- the proof
@@ -244,6 +258,12 @@ class _Checker:
 
     # ----- attention
     def _head(self, nid):
+        served = [e for e in self.weight_map if e.get("id") == nid and "head" in e]
+        if served:
+            layer, h = int(served[0]["block"].split(".")[1]), served[0]["head"]
+            return layer, h, self._head_weights(layer, h)
+        if self.entries.get(nid, {}).get("shared"):
+            raise CannotProve(f"the model file does not say which head writes '{self.graph.nodes[nid]['label']}'")
         for layer in range(self.config["n_layers"]):
             if not self.config["n_heads"][layer]:
                 continue
@@ -252,13 +272,17 @@ class _Checker:
             entry = self.helpers.get(nid) or self.entries[nid]
             for h in range(W_O.shape[0]):
                 if float(W_O[h][:, entry["dims"]].abs().max()) > 0:
-                    return layer, h, {name: self.weights[prefix + name][h] for name in
-                                      ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O")} | {
-                        "sink": float(self.weights[prefix + "sink"][h]),
-                        "slope": float(self.weights[prefix + "alibi_slope"][h]),
-                        "curvature": float(self.weights[prefix + "alibi_curvature"][h]),
-                        "window": float(self.weights[prefix + "window"][h])}
+                    return layer, h, self._head_weights(layer, h)
         raise CannotProve(f"no head writes '{self.graph.nodes[nid]['label']}'")
+
+    def _head_weights(self, layer, h):
+        prefix = f"blocks.{layer}.attn."
+        return {name: self.weights[prefix + name][h] for name in
+                ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O")} | {
+            "sink": float(self.weights[prefix + "sink"][h]),
+            "slope": float(self.weights[prefix + "alibi_slope"][h]),
+            "curvature": float(self.weights[prefix + "alibi_curvature"][h]),
+            "window": float(self.weights[prefix + "window"][h])}
 
     def check_head(self, nid):
         attrs = self.graph.nodes[nid]
@@ -311,6 +335,7 @@ class _Checker:
                 bound, gap = self._head_bound(mode, keys, sink, q, node, dv, value_dims_out, label)
                 worst_output = max(worst_output, bound)
                 smallest_gap = min(smallest_gap, gap)
+        worst_output += self._check_write_scale(nid, w["W_O"], mode, target, label)
         if worst_output >= 0.25:
             raise CannotProve(f"the head for '{label}' (layer {layer}) may leak an error of {worst_output:.3g}")
         if attrs["realize"] == "width":
@@ -318,6 +343,32 @@ class _Checker:
         else:
             self.error[nid] = worst_output
         self.margins[f"head '{label}' score gap"] = smallest_gap
+
+    def _check_write_scale(self, nid, W_O, mode, target, label):
+        """Each value dimension must land in one residual dimension at the scale the encoding
+        says (1, or a sum term's coefficient); the score analysis only bounds the attention
+        weights. Returns the extra output error a rounded scale adds (sum heads check their
+        scale against the decay themselves)."""
+        if mode == "sum":
+            return 0.0
+        want = float(sympy.Rational(target["coefficient"])) if target.get("shared") else 1.0
+        largest = max([1.0] + [abs(float(num(v) - num(self.graph.nodes[nid]["node"].default)))
+                               for v in self.values(nid)] if target.get("encoding") == "numerical"
+                      and mode != "width" else [1.0])
+        extra = 0.0
+        for j in range(W_O.shape[0]):
+            column = W_O[j]
+            written = column.nonzero()[:, 0].tolist()
+            if not written:
+                continue
+            if len(written) != 1:
+                raise _Counterexample(f"the head for '{label}' writes one value into several dimensions")
+            deviation = abs(float(column[written[0]]) - want)
+            if deviation > 1e-6 * abs(want):
+                raise _Counterexample(f"the head for '{label}' writes its value scaled by "
+                                      f"{float(column[written[0]]):.6g}, not {want:.6g}")
+            extra = max(extra, deviation * largest)
+        return extra
 
     def _term(self, term, k_assign, q_assign, k, q):
         roles = predicate_roles(term.predicate)
@@ -433,6 +484,10 @@ class _Checker:
         W_out, b_out = self.weights[prefix + "W_out"], self.weights[prefix + "b_out"]
         target = self.entries[nid]["dims"]
         units = (W_out[:, target].abs().sum(1) > 0).nonzero()[:, 0]
+        served = [e for e in self.weight_map if e.get("id") == nid and "units" in e]
+        if served:  # a sum's dimension may be written by other sublayers' units too
+            start, end = served[0]["units"]
+            units = units[(units >= start) & (units < end)]
         # Every unit writing this value must write nothing else.
         others = [d for d in range(self.d_model) if d not in target]
         if others and float(W_out[units][:, others].abs().max() if len(units) else 0) > 0:
@@ -474,8 +529,9 @@ class _Checker:
 
     def _error_column(self, width):
         column = torch.zeros(self.d_model, 1, dtype=torch.float64)
-        for d, (nid, helper) in self.dim_owner.items():
-            column[d, 0] = self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)
+        for d, owners in self.dim_owner.items():
+            column[d, 0] = sum(self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)
+                               for nid, helper in owners)
         return column.expand(self.d_model, width)
 
     def _positions_for(self, stored):
@@ -527,6 +583,10 @@ class _Checker:
         if smallest <= 0:
             raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g})")
         self.margins["smallest logit margin after errors"] = smallest
+
+
+def _number(text: str):
+    return sympy.Integer(text == "True") if text in ("True", "False") else sympy.Rational(text)
 
 
 def _values_at_position_zero(program):

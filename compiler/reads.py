@@ -24,9 +24,30 @@ class Reads:
         return self.graph.nodes[nid]
 
     def numeric(self, nid) -> Affine:
+        return self._resolve_shares(self._term_numeric(nid))
+
+    def _term_numeric(self, nid) -> Affine:
+        """Like numeric, but a value that shares a dimension with other terms of a sum reads as
+        ("term", id) (see compiler.share): only the whole sum has a dimension to read."""
         if nid not in self._numeric:
             self._numeric[nid] = self._build_numeric(nid)
         return self._numeric[nid]
+
+    def _resolve_shares(self, read: Affine) -> Affine:
+        terms = {key: c for key, c in read.coeffs.items() if isinstance(key, tuple)}
+        if not terms:
+            return read
+        out = Affine({d: c for d, c in read.coeffs.items() if not isinstance(d, tuple)}, read.bias)
+        by_root: dict[int, dict] = {}
+        for (_, term), c in terms.items():
+            root, coefficient = self.attrs(term)["share"]
+            by_root.setdefault(root, {})[term] = c / coefficient
+        for root, ratios in by_root.items():
+            ratio = set(ratios.values())
+            if set(ratios) != set(self.attrs(root)["shared_terms"]) or len(ratio) != 1:
+                raise AssertionError(f"'{self.attrs(root)['label']}' is read in part: its terms share a dimension")
+            out = out + Affine({self.attrs(root)["dims"][0]: ratio.pop()})
+        return out
 
     def categorical(self, nid) -> dict:
         """value -> Affine that is 1 where the node holds that value and 0 elsewhere."""
@@ -45,10 +66,11 @@ class Reads:
             for value, indicator in self.categorical(nid).items():
                 total = total + indicator.scale(num(value))
             return total
+        where = ("term", nid) if "share" in a else a.get("dims", [None])[0]
         if realize in ("embed", "mlp", "width"):
-            return Affine({a["dims"][0]: sympy.Integer(1)})
+            return Affine({where: sympy.Integer(1)})
         if realize == "attention":
-            return Affine({a["dims"][0]: sympy.Integer(1)}, num(a["node"].default))
+            return Affine({where: sympy.Integer(1)}, num(a["node"].default))
         if realize == "derived":
             return self._derived_numeric(nid)
         raise AssertionError(f"{a['label']} ({realize}) has no read")
@@ -60,7 +82,7 @@ class Reads:
         if len(variable) == 1 and self._single_input_table(variable[0].id):
             x = variable[0].id
             return self._table_read(nid, x, lambda out: num(out))
-        reads = [self.numeric(arg.id) for arg in node.args]
+        reads = [self._term_numeric(arg.id) for arg in node.args]
         const = lambda i: num(self.attrs(node.args[i].id)["values"][0])
         if node.op == "add":
             return reads[0] + reads[1]

@@ -25,7 +25,7 @@ import torch
 from dsl.resolve import load_program
 from dsl.semantics import EvaluationError, evaluate
 from compiler import verify_inputs as inputs
-from compiler.inspect import same_value, stored_values
+from compiler.inspect import exact_stored, same_value, stored_values
 from compiler.model import CompiledTransformer
 
 EXHAUSTIVE_LIMIT = 200_000
@@ -385,7 +385,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
         reference = evaluate(program, tokens)
         decoded = stored_values(residual_map, states, row)
         for entry in order:
-            want, got = reference.values.get(entry["id"]), decoded[entry["id"]]
+            want, got = exact_stored(entry, reference.values), decoded[entry["id"]]
             if want is None:
                 continue
             for position, (w, g) in enumerate(zip(want, got)):

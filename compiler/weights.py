@@ -1,4 +1,4 @@
-"""Pass 6: every weight as an exact sympy value, each block tagged with the program node it serves.
+"""Pass 7: every weight as an exact sympy value, each block tagged with the program node it serves.
 
 Weights are sparse ({index tuple: value}); only the lowering pass makes dense tensors. Adds
 ir.weights: the embeddings, one `LayerWeights` per layer (a head per attention node, a block of

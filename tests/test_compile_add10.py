@@ -4,7 +4,7 @@ import torch
 
 from dsl.semantics import evaluate
 from compiler.api import run_prompts
-from compiler.inspect import same_value, stored_values
+from compiler.inspect import exact_stored, same_value, stored_values
 from tests.conftest import ADD10, edge_pairs, random_pairs
 
 
@@ -27,7 +27,7 @@ def test_every_position_and_every_stored_value_matches_the_interpreter(add10_mod
         assert [vocab[i] for i in predicted[row].tolist()] == reference.output, tokens
         decoded = stored_values(ir.residual_map, states, row)
         for entry in ir.residual_map:
-            want = reference.values[entry["id"]]
+            want = exact_stored(entry, reference.values)
             got = decoded[entry["id"]]
             if entry["encoding"] == "numerical":
                 tolerance = 1e-3 if ir.lowered[0]["dtype"] == "float32" else 1e-6

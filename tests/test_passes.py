@@ -60,7 +60,8 @@ def test_allocation_gives_disjoint_dimensions(add10_ir):
     dims = [d for entry in add10_ir.residual_map for d in entry["dims"]]
     assert len(dims) == len(set(dims)) == add10_ir.d_model
     assert set(dims) == set(range(add10_ir.d_model))
-    assert not any(e["node"] in ("pair", "total") for e in add10_ir.residual_map)
+    assert not any(e["node"] == "pair" for e in add10_ir.residual_map)  # derived: read through its inputs
+    assert all(e.get("written_by") == "sum" for e in add10_ir.residual_map if e["node"] == "total")
 
 
 def test_weights_are_exact_and_traceable(add10_ir):
@@ -91,3 +92,17 @@ def test_lowering_uses_transformerlens_names_and_shapes(add10_ir):
         assert state[f"blocks.{l}.mlp.W_in"].shape == (d, config["d_mlp"][l])
     assert state["unembed.W_U"].shape == (d, 14)
     assert all(t.dtype == torch.float64 for t in state.values())
+
+
+def test_terms_of_a_sum_share_one_dimension(add10_ir):
+    # total = shift(pair, LOOKBACK) + carry: both terms are computed by heads and read by nothing
+    # else, so both heads write into one dimension and the MLP for 'total % 10' reads only it.
+    graph = add10_ir.graph
+    total = next(n for n, a in graph.nodes(data=True) if a["label"] == "total")
+    terms = graph.nodes[total]["shared_terms"]
+    assert sorted(graph.nodes[t]["label"] for t in terms) == ["carry", "shift(pair, LOOKBACK)"]
+    entry = next(e for e in add10_ir.residual_map if e["id"] == total)
+    assert entry["written_by"] == "sum" and len(entry["sum_of"]) == 2
+    assert all(graph.nodes[t]["dims"] == graph.nodes[total]["dims"] for t in terms)
+    modulo = next(m for layer in add10_ir.weights.layers for m in layer.mlps if m.label == "total % 10")
+    assert {d for d, _ in modulo.W_in} == set(entry["dims"])

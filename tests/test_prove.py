@@ -87,3 +87,13 @@ def test_position_zero_stands_in_for_the_sink_only_when_it_holds_the_default(tmp
     if sink_needed:
         sinkless = _edited(payload, "blocks.0.attn.sink", lambda t: t.fill_(float("-inf")))
         assert prove(sinkless, program_from_payload(payload, None)).status != "proved"
+
+
+def test_a_head_writing_at_the_wrong_scale_is_a_counterexample(payload):
+    # Attention weights alone do not fix what a head writes: W_O must carry the value at its
+    # encoding's scale. 'carry' shares its dimension with another term of 'total'.
+    entry = next(e for e in payload["weight_map"] if e["node"] == "carry")
+    layer, head = int(entry["block"].split(".")[1]), entry["head"]
+    scaled = _edited(payload, f"blocks.{layer}.attn.W_O", lambda t: t[head].mul_(1.5))
+    proof = prove(scaled, program_from_payload(payload, None))
+    assert proof.status == "counterexample" and "'carry'" in proof.reason and "scaled" in proof.reason
