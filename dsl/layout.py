@@ -152,20 +152,22 @@ class Layout:
                       tuple(tuple(item) for item in data["items"]), int(data["answer_index"]))
 
 
-def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, source: str | None) -> Layout:
+def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, source: str | None,
+                 base_span: Span | None = None) -> Layout:
     """Check a layout declaration; `prompt` and `answer` hold (kind, span, ...) entries."""
     def fail(message, where=span, hint=None):
         raise AdderError(message, where, source, hint)
 
     if not 2 <= base <= len(DIGIT_ALPHABET):
-        fail(f"base must be between 2 and {len(DIGIT_ALPHABET)}, got {base}")
+        fail(f"base must be between 2 and {len(DIGIT_ALPHABET)}, got {base}", base_span or span,
+             f"digits are written 0-9 then a-z, so a base needs 2 to {len(DIGIT_ALPHABET)} of them")
     digits = set(DIGIT_ALPHABET[:base])
     items, names = [], set()
     for kind, where, *rest in prompt + answer:
         if kind == "literal":
             token = rest[0]
             if not token:
-                fail("a layout token cannot be empty", where)
+                fail("a layout token cannot be empty", where, 'write the separator, e.g. "+"')
             if token in digits:
                 fail(f"layout token {token!r} is also a base-{base} digit", where,
                      "separators must differ from digits")
@@ -173,21 +175,27 @@ def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, 
         else:
             name, width = rest
             if name in names:
-                fail(f"field '{name}' appears twice in the layout", where)
+                fail(f"field '{name}' appears twice in the layout", where, "give each field its own name")
             if not isinstance(width, int) or width < 1:
-                fail(f"field '{name}' must have a positive whole width, got {width}", where)
+                fail(f"field '{name}' must have a positive whole width, got {width}", where,
+                     "a field holds at least one digit")
             names.add(name)
             items.append(("field", name, width))
     if not prompt or prompt[0][0] != "literal":
-        fail("a layout starts with its begin token, e.g. \"<bos>\"")
+        fail("a layout starts with its begin token, e.g. \"<bos>\"", prompt[0][1] if prompt else span,
+             'put a token string first: layout ...: "<bos>" a[N] ...')
     answer_fields = [a for a in answer if a[0] == "field"]
     if len(answer_fields) != 1 or answer[0][0] != "field":
-        fail("the answer part (after '=>') must be exactly one field followed by the end token",
+        extra = answer[0] if answer[0][0] != "field" else answer_fields[1]
+        fail("the answer part (after '=>') must be exactly one field followed by the end token", extra[1],
              hint='for example: => sum[N + 1] "<eos>"')
     if len(answer) != 2 or answer[-1][0] != "literal":
-        fail("the answer field must be followed by exactly one end token, e.g. \"<eos>\"")
+        fail("the answer field must be followed by exactly one end token, e.g. \"<eos>\"",
+             answer[-1][1] if len(answer) > 2 else span,
+             hint='for example: => sum[N + 1] "<eos>"')
     if not any(p[0] == "field" for p in prompt):
-        fail("the prompt part of a layout needs at least one operand field")
+        fail("the prompt part of a layout needs at least one operand field",
+             hint='for example: "<bos>" a[N] "+" b[N] "="')
     return Layout(base, order, tuple(items), len(prompt))
 
 

@@ -1,10 +1,11 @@
 """Text to syntax tree: lark parses with `grammar.lark`, a Transformer builds typed nodes."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from dsl import ast
@@ -15,11 +16,19 @@ GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 # lark names terminals; users should read what they would type.
 _TERMINAL_WORDS = {
     "NAME": "a name", "INT": "a number", "STRING": "a string", "COMPARE": "a comparison",
-    "PLUS": "'+'", "STAR": "'*'", "SLASH": "'/'", "PERCENT": "'%'", "POW": "'**'", "ENCODING": "'categorical' or 'numerical'",
-    "DIGIT_ORDER": "'msb_first' or 'lsb_first'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','",
-    "EQUAL": "'='", "COLON": "':'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'",
-    "MINUS": "'-'", "AMPERSAND": "'&'", "ARROW": "'=>'", "$END": "the end of the file",
+    "ENCODING": "'categorical' or 'numerical'", "DIGIT_ORDER": "'msb_first' or 'lsb_first'",
+    "$END": "the end of the file",
 }
+# Whole families of terminals are named by what they make up, so that a hint reads "expected an
+# expression" rather than a list of every token an expression can start with.
+_STATEMENT_STARTS = ("CONST", "LET", "DEF", "IMPORT", "LAYOUT", "MEANING", "OUTPUT")
+_EXPRESSION_STARTS = {"NAME", "INT", "STRING", "LPAR", "MINUS", "NOT", "TRUE", "FALSE", "LBRACE"}
+_OPERATOR_LITERALS = {"+", "-", "*", "/", "//", "%", "**", "&", "and", "or", "if"}
+_CLOSERS = {"RPAR": "(", "RSQB": "[", "RBRACE": "{"}
+NEW_STATEMENT = "a new statement ('const', 'let', 'def', 'import', 'layout', 'meaning' or 'output')"
+# Words the grammar uses; the lexer would accept them as names where no keyword fits.
+KEYWORDS = {"const", "let", "def", "import", "output", "meaning", "layout", "if", "else", "or", "and", "not",
+            "true", "false"}
 
 
 @lru_cache(maxsize=1)
@@ -27,19 +36,42 @@ def _parser() -> Lark:
     return Lark(GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
+@lru_cache(maxsize=1)
+def _literals() -> dict[str, str]:
+    """Terminal name -> the fixed text it matches (for terminals that match one text only)."""
+    return {t.name: t.pattern.value for t in _parser().terminals if t.pattern.type == "str"}
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
 def _expected_words(expected: set[str]) -> str:
+    names, literals = set(expected), _literals()
+    operators = {n for n in names if n in ("COMPARE", "POW") or literals.get(n) in _OPERATOR_LITERALS}
+    groups = []
+    if len(names & {"NAME", "INT", "STRING", "LPAR"}) >= 3:
+        groups.append("an expression")
+        names -= _EXPRESSION_STARTS
+    if len(operators) >= 3:
+        groups.append("an operator")
+        # after a name, '(' would make it a call and '=' a keyword argument: true, but noise here
+        names -= operators | {"LPAR", "EQUAL"}
+    if len(names & set(_STATEMENT_STARTS)) >= 3:
+        groups.append(NEW_STATEMENT)
+        names -= set(_STATEMENT_STARTS)
+    end = "$END" in names
+    names.discard("$END")
     words = []
-    for name in sorted(expected):
+    for name in sorted(names):
         if name in _TERMINAL_WORDS:
             words.append(_TERMINAL_WORDS[name])
-        elif name.isupper() and not name.startswith("__"):
+        elif name in literals:
+            words.append(f"'{literals[name]}'")
+        elif not name.startswith("__"):
             words.append(f"'{name.lower()}'")
-    words = sorted(set(words))
-    if not words:
-        return ""
-    if len(words) > 6:
-        words = words[:6] + ["..."]
-    return "expected " + ", ".join(words)
+    words = sorted(set(words)) + groups + (["the end of the file"] if end else [])
+    return "expected " + _join(words) if words else ""
 
 
 class _ToAst(Transformer):
@@ -53,6 +85,13 @@ class _ToAst(Transformer):
     def _tok_span(self, tok: Token) -> Span:
         return Span(self.path, tok.line, tok.column, tok.end_line, tok.end_column)
 
+    def _new_name(self, tok: Token) -> str:
+        """A name being defined; the lexer lets a keyword through where only a name fits."""
+        if str(tok) in KEYWORDS:
+            raise AdderError(f"'{tok}' is a keyword and cannot name anything", self._tok_span(tok),
+                             hint=f"choose another name, e.g. '{tok}_'")
+        return str(tok)
+
     # statements
     @v_args(meta=True)
     def start(self, meta, items):
@@ -60,25 +99,25 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def const_decl(self, meta, items):
-        return ast.ConstDecl(self._span(meta), str(items[0]), items[1])
+        return ast.ConstDecl(self._span(meta), self._new_name(items[0]), items[1])
 
     @v_args(meta=True)
     def let_decl(self, meta, items):
         name, encoding, value = items
-        return ast.LetDecl(self._span(meta), str(name), str(encoding) if encoding else None, value)
+        return ast.LetDecl(self._span(meta), self._new_name(name), str(encoding) if encoding else None, value)
 
     @v_args(meta=True)
     def def_expr(self, meta, items):
         name, params, body = items
-        return ast.DefDecl(self._span(meta), str(name), params or (), (), body)
+        return ast.DefDecl(self._span(meta), self._new_name(name), params or (), (), body)
 
     @v_args(meta=True)
     def def_block(self, meta, items):
         name, params, *rest = items
-        return ast.DefDecl(self._span(meta), str(name), params or (), tuple(rest[:-1]), rest[-1])
+        return ast.DefDecl(self._span(meta), self._new_name(name), params or (), tuple(rest[:-1]), rest[-1])
 
     def params(self, items):
-        return tuple(str(t) for t in items)
+        return tuple(self._new_name(t) for t in items)
 
     @v_args(meta=True)
     def import_decl(self, meta, items):
@@ -140,6 +179,9 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def name(self, meta, items):
+        if str(items[0]) in KEYWORDS:
+            raise AdderError(f"'{items[0]}' is a keyword, but an expression was expected here",
+                             self._tok_span(items[0]), hint="expected an expression")
         return ast.Name(self._span(meta), str(items[0]))
 
     @v_args(meta=True)
@@ -149,10 +191,12 @@ class _ToAst(Transformer):
         for arg in (args or ()):
             if isinstance(arg, tuple):
                 if arg[0] in dict(keywords):
-                    raise AdderError(f"argument '{arg[0]}' given twice", arg[1].span)
+                    raise AdderError(f"argument '{arg[0]}' given twice", arg[1].span,
+                                     hint=f"keep one {arg[0]}=...")
                 keywords.append(arg)
             elif keywords:
-                raise AdderError("a positional argument cannot follow a keyword argument", arg.span)
+                raise AdderError("a positional argument cannot follow a keyword argument", arg.span,
+                                 hint="put the positional arguments first, then the keyword ones")
             else:
                 positional.append(arg)
         return ast.Call(self._span(meta), str(name), tuple(positional), tuple(keywords))
@@ -163,7 +207,8 @@ class _ToAst(Transformer):
         seen = set()
         for key, value in pairs:
             if key in seen:
-                raise AdderError(f"token {key!r} appears twice in this map", value.span)
+                raise AdderError(f"token {key!r} appears twice in this map", value.span,
+                                 hint="give each token one value")
             seen.add(key)
         return ast.Mapping(self._span(meta), pairs)
 
@@ -226,28 +271,87 @@ def _after_last_token(source: str, path: str) -> Span:
     return Span(path, len(lines), len(lines[-1]) + 1)
 
 
+def _last_token(item) -> Token | None:
+    """The last token in a value on lark's parser stack (a token, or a subtree of them)."""
+    while isinstance(item, Tree):
+        children = [c for c in item.children if c is not None]
+        if not children:
+            return None
+        item = children[-1]
+    return item if isinstance(item, Token) else None
+
+
+def _syntax_error(err: UnexpectedInput, source: str, path: str) -> AdderError:
+    """Turn lark's error into one a user can act on: what is wrong where, in words, and what fits."""
+    def error(message, span, hint=None):
+        return AdderError(message, span, source, hint)
+
+    if isinstance(err, UnexpectedCharacters):
+        where = Span(path, err.line, err.column)
+        char = source[err.pos_in_stream] if err.pos_in_stream < len(source) else ""
+        if char == '"':
+            return error("this string is not closed: it needs a '\"' before the end of the line", where,
+                         "a string ends on the line it starts on")
+        if char == "'":
+            return error("strings are written in double quotes, not '", where, 'write "+" rather than \'+\'')
+        if not any(re.match(t.pattern.to_regexp(), source[err.pos_in_stream:])
+                   for t in _parser().terminals if t.name not in ("WS", "COMMENT")):
+            return error(f"unexpected character {char!r}: it is not part of the language", where,
+                         "remove it; the operators are + - * / // % ** &, the comparisons == != < <= > >=, "
+                         "and the words and, or, not")
+        return error(f"unexpected character {char!r}", where, _expected_words(err.allowed or set()) or None)
+    expected = set(err.expected) if isinstance(err, (UnexpectedToken, UnexpectedEOF)) else set()
+    tok = getattr(err, "token", None)
+    if isinstance(err, UnexpectedEOF) or (tok is not None and tok.type == "$END"):
+        return error("the program ends in the middle of a statement", _after_last_token(source, path),
+                     _expected_words(expected) or None)
+    if not isinstance(err, UnexpectedToken):  # pragma: no cover - lark's other input errors
+        return error(f"cannot parse: {err}", Span(path, err.line, err.column))
+    where = Span(path, tok.line, tok.column, tok.end_line, tok.end_column)
+    at_statement_level = bool(expected & set(_STATEMENT_STARTS))
+    # Where only an expression fits, the lexer reads a statement keyword as a name: `let x = 1 +`
+    # followed by `let y = 2` fails at `y`, but the mistake is the unfinished line before.
+    before = _last_token(err.state.value_stack[-1]) if getattr(err, "state", None) and err.state.value_stack \
+        else None
+    if before is not None and before.type == "NAME" and str(before) in {_literals()[k] for k in _STATEMENT_STARTS}:
+        return error(f"'{before}' starts a new statement, but the one before it is not finished",
+                     Span(path, before.line, before.column, before.end_line, before.end_column),
+                     "finish the expression before it, or remove the operator that ends it")
+    if tok.type == "RBRACE" and "LET" in expected:
+        return error("a def body in braces must end with the expression it gives", where,
+                     "write the result after the lets, e.g. def f(x) { let y = x + 1  y * 2 }")
+    if tok.type in _CLOSERS and at_statement_level:
+        return error(f"unexpected {tok.value!r}: there is no '{_CLOSERS[tok.type]}' open for it to close", where,
+                     "remove it, or add the opening bracket where it belongs")
+    if tok.type in _STATEMENT_STARTS and "RPAR" in expected:
+        return error(f"unexpected {tok.value!r}: a '(' before it is still open", where,
+                     "expected ')' to close it before the next statement")
+    if tok.type == "NAME" and at_statement_level and expected <= set(_STATEMENT_STARTS) | {"$END"}:
+        line_before = source.splitlines()[tok.line - 1][:tok.column - 1]
+        rest = source[tok.end_pos:].lstrip()
+        if line_before.strip():
+            return error(f"unexpected {tok.value!r} after a complete expression", where,
+                         f"join them with an operator, or start {NEW_STATEMENT} here")
+        if rest.startswith("=") and not rest.startswith("=="):
+            return error(f"unexpected {tok.value!r}: a statement starts with a keyword", where,
+                         f"to define '{tok.value}', write let {tok.value} = ... (or const {tok.value} = ...)")
+        return error(f"unexpected {tok.value!r}: a statement starts with a keyword", where,
+                     f"expected {NEW_STATEMENT}")
+    if "ARROW" in expected and tok.type in _STATEMENT_STARTS:
+        return error(f"unexpected {tok.value!r}: the layout has no '=>'", where,
+                     "put '=>' between the prompt and the answer, e.g. ... \"=\" => sum[N + 1] \"<eos>\"")
+    hint = _expected_words(expected) or None
+    if tok.type == "EQUAL" and "COMPARE" in expected:
+        hint = "to compare, write '=='"
+    return error(f"unexpected {tok.value!r}", where, hint)
+
+
 def parse(source: str, path: str = "<string>") -> ast.Module:
     """Parse program text; every syntax error becomes an AdderError with line and column."""
     try:
         tree = _parser().parse(source)
-    except UnexpectedCharacters as err:
-        char = source[err.pos_in_stream] if err.pos_in_stream < len(source) else ""
-        raise AdderError(f"unexpected character {char!r}", Span(path, err.line, err.column), source,
-                         hint=_expected_words(err.allowed or set()) or None) from None
-    except UnexpectedEOF as err:
-        raise AdderError("the program ends in the middle of a statement", _after_last_token(source, path), source,
-                         hint=_expected_words(set(err.expected)) or None) from None
-    except UnexpectedToken as err:
-        tok = err.token
-        if tok.type == "$END":
-            raise AdderError("the program ends in the middle of a statement", _after_last_token(source, path),
-                             source,
-                             hint=_expected_words(set(err.expected)) or None) from None
-        raise AdderError(f"unexpected {tok.value!r}",
-                         Span(path, tok.line, tok.column, tok.end_line, tok.end_column), source,
-                         hint=_expected_words(set(err.expected)) or None) from None
-    except UnexpectedInput as err:  # pragma: no cover - lark's other input errors
-        raise AdderError(f"cannot parse: {err}", Span(path, err.line, err.column), source) from None
+    except UnexpectedInput as err:
+        raise _syntax_error(err, source, path) from None
     try:
         statements = _ToAst(path).transform(tree)
     except VisitError as err:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,11 @@ import sympy
 from dsl import ast
 from dsl.core import (Aggregate, Const, Indices, Map, Node, Program, Select, SelectorWidth, SelectTerm,
                       Tokens, Var)
-from dsl.errors import AdderError, Span
+from dsl.errors import AdderError, Span, display_path
 from dsl import meaning as meaning_rules
 from dsl.layout import Layout, Meaning, build_layout
 from dsl.parser import parse
-from dsl.semantics import EvaluationError, apply_op
+from dsl.semantics import EvaluationError, apply_op, eval_predicate
 
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod", "**": "pow",
               "and": "and", "or": "or"}
@@ -30,6 +32,22 @@ LAYOUT_BUILTINS = {"start", "end", "width"}
 BUILTIN_FUNCTIONS = (set(AGGREGATES) | set(ELEMENTWISE_BUILTINS) | LAYOUT_BUILTINS
                      | {"select", "selector_width", "shift", "nearest", "nearest_digit"})
 MAX_DEF_DEPTH = 64
+MEANING_HINT = ("a meaning states the answer from the operands' values, with numbers, consts, + - * // % **, "
+                "comparisons, conditionals, min, max and abs, e.g. meaning sum = a + b")
+# How each built-in is called, for hints that show the right shape of a call.
+SIGNATURES = {
+    "select": "select(keys, queries, predicate)", "selector_width": "selector_width(selector)",
+    "mean": "mean(selector, values, default=...)", "aggregate": "aggregate(selector, values, default=...)",
+    "sum": "sum(selector, values, decay=...)", "first": "first(selector, values, default=...)",
+    "last": "last(selector, values, default=...)", "shift": "shift(values, positions, default=...)",
+    "digit": "digit(tokens)", "digit_token": "digit_token(number)", "is_digit": "is_digit(tokens)",
+    "min": "min(x, y)", "max": "max(x, y)", "abs": "abs(x)", "start": "start(field)", "end": "end(field)",
+    "width": "width(field)", "nearest": 'nearest(value, {"0": 0, "1": 1})', "nearest_digit": "nearest_digit(value)",
+}
+# Operators as the user wrote them, for messages about an operation's operands.
+OP_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "pow": "**",
+              "neg": "-", "abs": "abs(...)", "min": "min(...)", "max": "max(...)", "and": "and", "or": "or",
+              "not": "not", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
 def type_of_value(value: Any) -> str:
@@ -111,17 +129,46 @@ class _Resolver:
         self.import_stack: list[str] = []
         self.def_stack: list[str] = []
         self.token_literals: list[tuple[str, Span]] = []
+        # Declarations read but not resolved yet (the rest of each file being loaded), so a name
+        # used too early is reported as used before its definition, or as a cycle, not as unknown.
+        self.pending: dict[str, ast.Statement] = {}
+        self.pending_layout: ast.LayoutDecl | None = None
+        self.current: ast.Statement | None = None  # the top-level const or let being resolved
+        self.layout_span: Span | None = None
+        self.answer_span: Span | None = None
+        self.encoding_spans: dict[int, Span] = {}
+        self.declarations: dict[str, ast.Statement] = {}
 
     # ----- errors
     def error(self, message, span, hint=None):
         source = self.sources.get(span.file) if span else None
         return AdderError(message, span, source, hint)
 
+    def name_span(self, st: ast.Statement, name: str, after: str = "", nth: int = 1) -> Span:
+        """Where `name` is written in declaration `st` (its `nth` time after the text `after`), so a
+        caret marks the name, not the whole statement."""
+        source = self.sources.get(st.span.file)
+        if source is None:
+            return st.span
+        lines = source.splitlines(keepends=True)
+        offset = sum(len(line) for line in lines[:st.span.line - 1]) + st.span.column - 1
+        if after:
+            offset = max(offset, source.find(after, offset))
+        matches = re.compile(rf"\b{re.escape(name)}\b").finditer(source, offset)
+        match = next((m for i, m in enumerate(matches, 1) if i == nth), None)
+        if match is None:
+            return st.span
+        line = source.count("\n", 0, match.start()) + 1
+        column = match.start() - (source.rfind("\n", 0, match.start()) + 1) + 1
+        return Span(st.span.file, line, column, line, column + len(name))
+
     # ----- files
     def load(self, path: Path, text: str | None = None, span: Span | None = None):
         key = str(path)
         if key in self.import_stack:
-            raise self.error(f"import cycle: {' -> '.join(self.import_stack + [key])}", span)
+            chain = " -> ".join(display_path(f) for f in self.import_stack + [key])
+            raise self.error(f"import cycle: {chain}", span,
+                             "remove this import; put what both files need in a third file that both import")
         if key in self.sources:
             return  # already imported: importing twice is harmless
         if text is None:
@@ -130,34 +177,48 @@ class _Resolver:
             except OSError as err:
                 if span is None:
                     raise AdderError(f"cannot read program {key}: {err.strerror}") from None
-                raise self.error(f"cannot import {key}: {err.strerror}", span) from None
+                raise self.error(f"cannot import {display_path(key)}: {err.strerror}", span,
+                                 "an import path is relative to the folder of the file that imports it") from None
         self.sources[key] = text
         module = parse(text, key)
         self.import_stack.append(key)
         for statement in module.statements:
+            if isinstance(statement, (ast.ConstDecl, ast.LetDecl, ast.DefDecl)):
+                self.pending.setdefault(statement.name, statement)
+            elif isinstance(statement, ast.LayoutDecl) and self.pending_layout is None:
+                self.pending_layout = statement
+        for statement in module.statements:
             self.statement(statement, path)
+            if getattr(statement, "name", None) is not None and self.pending.get(statement.name) is statement:
+                del self.pending[statement.name]
         self.import_stack.pop()
 
     def statement(self, st: ast.Statement, path: Path):
         if isinstance(st, ast.ImportDecl):
             self.load((path.parent / st.path).resolve() if path.name else Path(st.path), span=st.span)
         elif isinstance(st, ast.ConstDecl):
-            self.define_name(st.name, st.span)
+            self.define_name(st.name, st)
+            self.current = st
             if st.name in self.overrides:
                 value = sympy.Integer(self.overrides[st.name])
                 self.used_overrides.add(st.name)
             else:
                 value = self.constant(st.value, {}, "a const")
+            self.current = None
             self.constants[st.name] = value
             self.globals[st.name] = (self.builder.const(value, st.span), st.span)
         elif isinstance(st, ast.LetDecl):
-            self.define_name(st.name, st.span)
+            self.define_name(st.name, st)
+            self.current = st
             node = self.let(st, {})
+            self.current = None
             self.globals[st.name] = (node, st.span)
         elif isinstance(st, ast.DefDecl):
-            self.define_name(st.name, st.span)
-            if len(set(st.params)) != len(st.params):
-                raise self.error(f"def '{st.name}' repeats a parameter name", st.span)
+            self.define_name(st.name, st)
+            repeated = next((p for i, p in enumerate(st.params) if p in st.params[:i]), None)
+            if repeated is not None:
+                raise self.error(f"def '{st.name}' repeats the parameter name '{repeated}'",
+                                 self.name_span(st, repeated, after="(", nth=2), "give each parameter its own name")
             self.defs[st.name] = st
         elif isinstance(st, ast.LayoutDecl):
             self.layout_decl(st)
@@ -166,37 +227,78 @@ class _Resolver:
         elif isinstance(st, ast.OutputDecl):
             if self.output is not None:
                 raise self.error("the program already has an output", st.span,
-                                 f"the first one is at {self.output[1]}")
+                                 f"a program has one output; the first one is at {self.output[1]}")
             node = self.expr(st.value, {})
             if node.type != "token":
                 raise self.error(f"the output must be a token, but this is {describe(node.type)}", st.value.span,
                                  "turn a digit value into its token with digit_token(...)")
             self.output = (node, st.span)
 
-    def define_name(self, name, span):
+    def define_name(self, name, st):
+        span = self.name_span(st, name)
+        self.declarations.setdefault(name, st)
         if name in self.globals or name in self.defs:
             previous = self.globals[name][1] if name in self.globals else self.defs[name].span
-            raise self.error(f"'{name}' is already defined", span, f"the first definition is at {previous}")
+            raise self.error(f"'{name}' is already defined", span,
+                             f"choose another name; the first definition is at {previous}")
         if name in BUILTIN_FUNCTIONS or name in {"tokens", "indices", "k", "q"}:
-            raise self.error(f"'{name}' is a built-in name and cannot be redefined", span)
+            raise self.error(f"'{name}' is a built-in name and cannot be redefined", span,
+                             f"choose another name, e.g. '{name}_'")
+
+    def used_too_early(self, name, span, what="name"):
+        """The error for a name declared further on: a cycle when its definition leads back here."""
+        st = self.pending[name]
+        where = self.name_span(st, name)
+        current = self.current.name if self.current is not None else None
+        if current is not None and st is self.current:
+            return self.error(f"cyclic definition: '{name}' is defined in terms of itself", span,
+                              "a value cannot depend on itself; to read its value at earlier positions, "
+                              "build it from other values and use shift(...) or a select")
+        chain = self._path_to(name, current, {name}) if current is not None else None
+        if chain is not None:
+            cycle = " -> ".join([current, name] + chain)
+            return self.error(f"cyclic definition: {cycle}", span,
+                              f"a value cannot depend on itself; '{name}' is defined at {where}: "
+                              "compute one of them from earlier values only")
+        return self.error(f"{what} '{name}' is used before its definition at {where}", span,
+                          f"statements are read from top to bottom: move the definition of '{name}' above this line")
+
+    def _path_to(self, name, target, seen) -> list[str] | None:
+        """The names through which pending declaration `name` uses `target`, ending with it, or None."""
+        for used in _names_used(self.pending[name]):
+            if used == target:
+                return [target]
+            if used in self.pending and used not in seen:
+                seen.add(used)
+                rest = self._path_to(used, target, seen)
+                if rest is not None:
+                    return [used] + rest
+        return None
 
     def let(self, st: ast.LetDecl, scope):
         node = self.expr(st.value, scope)
         if node.type == "selector" and st.encoding:
-            raise self.error("a selector has no encoding to choose", st.span)
+            raise self.error("a selector has no encoding to choose", self.name_span(st, st.encoding),
+                             f"remove ': {st.encoding}'; only values are stored, and selectors are not values")
         if st.name not in node.names:
             node.names.append(st.name)
         if st.encoding:
             previous = self.encodings.get(node.id)
+            where = self.name_span(st, st.encoding)
             if previous and previous != st.encoding:
-                raise self.error(f"this value is already declared {previous}", st.span)
+                raise self.error(f"'{st.name}' is declared {st.encoding}, but it is the same value as one "
+                                 f"already declared {previous}", where,
+                                 f"a value has one encoding: remove one of the two annotations "
+                                 f"(the other is at {self.encoding_spans[node.id]})")
             self.encodings[node.id] = st.encoding
+            self.encoding_spans.setdefault(node.id, where)
         return node
 
     # ----- layout and meaning
     def layout_decl(self, st: ast.LayoutDecl):
         if self.layout is not None:
-            raise self.error("the program already has a layout", st.span)
+            raise self.error("the program already has a layout", st.span,
+                             f"a program has one layout; the first one is at {self.layout_span}")
         base = 10 if st.base is None else self.int_constant(st.base, "the base")
         entries = []
         for item in st.prompt + st.answer:
@@ -206,12 +308,16 @@ class _Resolver:
                 entries.append(("field", item.span, item.name, self.int_constant(item.width, "a field width")))
         n_prompt = len(st.prompt)
         self.layout = build_layout(base, st.order or "msb_first", entries[:n_prompt], entries[n_prompt:],
-                                   st.span, self.sources.get(st.span.file))
+                                   st.span, self.sources.get(st.span.file),
+                                   base_span=st.base.span if st.base is not None else None)
+        self.layout_span = st.span
+        self.answer_span = st.answer[0].span
 
     def meaning_decl(self, st: ast.MeaningDecl):
         layout = self.require_layout(st.span)
         if st.field != layout.answer.name:
-            raise self.error(f"a meaning defines the answer field '{layout.answer.name}', not '{st.field}'", st.span)
+            raise self.error(f"a meaning defines the answer field '{layout.answer.name}', not '{st.field}'",
+                             self.name_span(st, st.field), f"write: meaning {layout.answer.name} = ...")
         operand_names = {f.name for f in layout.operands}
         self.check_meaning_names(st.value, operand_names)
         expression = st.value
@@ -221,22 +327,58 @@ class _Resolver:
         problem = meaning_rules.check(expression)
         if problem:
             raise self.error(f"a meaning is an integer expression over the operands; it cannot contain {problem}",
-                             expression.span)
+                             expression.span, MEANING_HINT)
         constants = dict(self.constants)
         self.meaning = Meaning(st.field, text, expression, constants)
+        self.check_answer_width(st)
+
+    def check_answer_width(self, st: ast.MeaningDecl):
+        """The answer field must hold every answer: try the meaning where operands are smallest and largest.
+
+        A corner that does not fit is a certain error, with an input to show for it; answers that
+        overflow only between corners are left to `adderc verify`.
+        """
+        layout, meaning = self.layout, self.meaning
+        operands, answer = layout.operands, layout.answer
+        if len(operands) > 8 or _has_variable_power(st.value, {f.name for f in operands}):
+            return  # too many corners, or a power of an operand, too large to evaluate
+        limit = layout.base ** answer.width
+        for corner in itertools.product(*[(0, layout.base ** f.width - 1) for f in operands]):
+            values = dict(zip((f.name for f in operands), corner))
+            try:
+                value = meaning.expected(values)
+            except (ValueError, ArithmeticError):
+                continue  # no answer at this input: the verifier reports it
+            at = ", ".join(f"{name} = {v}" for name, v in values.items())
+            if value < 0:
+                raise self.error(f"the meaning of '{answer.name}' can be negative ({value} at {at}), but an answer "
+                                 "field holds digits", st.value.span,
+                                 "add an offset that keeps it at 0 or more, as examples/sub.rasp does with "
+                                 "a - b + 10 ** N")
+            if value >= limit:
+                needed = len(_digits_of(value, layout.base))
+                error = self.error(f"the layout's widths do not add up: '{answer.name}' has {answer.width} "
+                                   f"digit(s), but its meaning can be {value} ({at}), which needs {needed}",
+                                   self.answer_span,
+                                   f"make '{answer.name}' {needed} digits wide, or change the meaning")
+                error.notes.append(f"the meaning is at {st.span}: meaning {st.field} = {meaning.text}")
+                raise error
 
     def check_meaning_names(self, e, operand_names):
         if isinstance(e, ast.Name):
             if e.name not in operand_names and e.name not in self.constants:
                 raise self.error(f"a meaning may use operand fields {sorted(operand_names)} and constants; "
-                                 f"'{e.name}' is neither", e.span)
+                                 f"'{e.name}' is neither", e.span, MEANING_HINT)
         for child in _children(e):
             self.check_meaning_names(child, operand_names)
 
     def require_layout(self, span) -> Layout:
         if self.layout is None:
-            raise self.error("this needs the layout, which is not declared yet", span,
-                             'declare it first, e.g. layout base 10, msb_first: "<bos>" a[N] "+" b[N] "=" => sum[N + 1] "<eos>"')
+            if self.pending_layout is not None:
+                hint = f"move the layout (at {self.pending_layout.span}) above this line"
+            else:
+                hint = 'declare it first, e.g. layout base 10, msb_first: "<bos>" a[N] "+" b[N] "=" => sum[N + 1] "<eos>"'
+            raise self.error("this needs the layout, which is not declared yet", span, hint)
         return self.layout
 
     # ----- constants
@@ -250,7 +392,9 @@ class _Resolver:
     def int_constant(self, e, what) -> int:
         value = self.constant(e, {}, what)
         if type_of_value(value) != "num" or not value.is_integer:
-            raise self.error(f"{what} must be a whole number, got {value}", e.span)
+            raise self.error(f"{what} must be a whole number, got {_show(value)}", e.span,
+                             "use // to divide whole numbers, e.g. N // 2" if type_of_value(value) == "num"
+                             else "write a number, or a const that holds one")
         return int(value)
 
     # ----- expressions
@@ -284,13 +428,17 @@ class _Resolver:
         if e.name == "indices":
             return self.builder.indices(e.span)
         if e.name in self.defs or e.name in BUILTIN_FUNCTIONS:
-            raise self.error(f"'{e.name}' is a function; call it with (...)", e.span)
+            shape = SIGNATURES.get(e.name) or f"{e.name}({', '.join(self.defs[e.name].params)})"
+            raise self.error(f"'{e.name}' is a function; call it with (...)", e.span, f"for example {shape}")
         if e.name in ("k", "q"):
             raise self.error(f"'{e.name}' only has a meaning inside a select predicate", e.span,
-                             "select(keys, queries, k == q - 1)")
+                             "k is the key's value and q the query's, as in select(indices, indices, k == q - 1)")
+        if e.name in self.pending:
+            raise self.used_too_early(e.name, e.span)
         known = list(scope) + list(self.globals) + ["tokens", "indices"]
         close = difflib.get_close_matches(e.name, known, n=1)
-        raise self.error(f"unknown name '{e.name}'", e.span, f"did you mean '{close[0]}'?" if close else None)
+        raise self.error(f"unknown name '{e.name}'", e.span, f"did you mean '{close[0]}'?" if close else
+                         f"define it with let or const above this line")
 
     def elementwise(self, op, args, span, arg_spans=None):
         """Type-check and build an elementwise op, folding it when every argument is constant.
@@ -303,67 +451,88 @@ class _Resolver:
             try:
                 value = apply_op(op, tuple(a.value for a in args), self.layout.base if self.layout else 10)
             except EvaluationError as err:
-                raise self.error(str(err), span) from None
+                raise self.error(f"{err}, in a constant expression", span, self.constant_hint(op, args)) from None
             return self.builder.const(value, span)
         return self.builder.map(op, args, type_name, span)
+
+    def constant_hint(self, op, args):
+        """What to change when folding constants fails; the values come from consts, maybe set by -D."""
+        if op == "digit_token":
+            base = self.layout.base if self.layout else 10
+            return f"digit_token(...) takes a whole number from 0 to {base - 1}"
+        if op in ("div", "floordiv", "mod"):
+            return "every argument here is known when compiling; change the consts so the divisor is not 0"
+        if op == "nearest":
+            return "give the candidates values that are not equally near this one"
+        return "every argument here is known when compiling; change the consts it uses"
 
     def result_type(self, op, args, span, arg_spans):
         types = [a.type for a in args]
         args = [_At(a, where) for a, where in zip(args, arg_spans)]
         if "selector" in types:
-            raise self.error("a selector cannot be used as a value here", span,
+            raise self.error("a selector cannot be used as a value here",
+                             next(a.span for a in args if a.type == "selector"),
                              "aggregate it first, e.g. mean(sel, values) or first(sel, values)")
         numeric = {"num", "bool"}
+        token_to_number = "turn a digit token into its value with digit(...)"
         if op in ("add", "sub", "mul", "div", "floordiv", "mod", "pow", "neg", "abs", "min", "max"):
             for a in args:
+                if a.type == "token":
+                    raise self.error(f"'{OP_SYMBOLS[op]}' needs numbers, but this is a token (a categorical value, "
+                                     "where a numeric one is needed)", a.span, token_to_number)
                 if a.type not in numeric:
-                    raise self.error(f"'{op}' needs numbers, but got {describe(a.type)}", a.span,
-                                     "turn a digit token into its value with digit(...)" if a.type == "token" else None)
+                    raise self.error(f"'{OP_SYMBOLS[op]}' needs numbers, but this is {describe(a.type)}", a.span,
+                                     "only numbers and booleans take part in arithmetic")
             return "num"
         if op in ("lt", "le", "gt", "ge"):
             for a in args:
                 if a.type not in numeric:
-                    raise self.error(f"ordering comparisons need numbers, but got {describe(a.type)}", a.span)
+                    raise self.error(f"'{OP_SYMBOLS[op]}' orders numbers, but this is {describe(a.type)}", a.span,
+                                     f"tokens have no order: compare them with == or !=, or {token_to_number}")
             return "bool"
         if op in ("eq", "ne"):
             if (types[0] == "token") != (types[1] == "token"):
-                raise self.error(f"cannot compare {describe(types[0])} with {describe(types[1])}", span)
+                raise self.error(f"cannot compare {describe(types[0])} with {describe(types[1])}", span,
+                                 f'compare a token with a token string such as "+", or {token_to_number}')
             return "bool"
         if op in ("and", "or", "not"):
             for a in args:
                 if a.type != "bool":
-                    raise self.error(f"'{op}' needs booleans, but got {describe(a.type)}", a.span,
-                                     "compare it, e.g. x != 0")
+                    raise self.error(f"'{op}' needs booleans, but this is {describe(a.type)}", a.span,
+                                     "compare it, e.g. x != 0" if a.type != "token" else 'compare it, e.g. t == "+"')
             return "bool"
         if op == "if_else":
             if types[0] != "bool":
-                raise self.error(f"a condition must be a boolean, but got {describe(types[0])}", args[0].span)
+                raise self.error(f"a condition must be a boolean, but this is {describe(types[0])}", args[0].span,
+                                 "compare it, e.g. x != 0" if types[0] != "token" else 'compare it, e.g. t == "+"')
             if types[1] == types[2]:
                 return types[1]
             if set(types[1:]) <= numeric:
                 return "num"
             raise self.error(f"the branches of a conditional have different types: "
-                             f"{describe(types[1])} and {describe(types[2])}", span)
+                             f"{describe(types[1])} and {describe(types[2])}", span,
+                             "make both tokens (digit_token(x) turns a digit value into its token) or both numbers")
         if op in ("digit", "is_digit"):
             if types[0] != "token":
-                raise self.error(f"{op}(...) takes a token, but got {describe(types[0])}", args[0].span)
+                raise self.error(f"{op}(...) takes a token, but this is {describe(types[0])}", args[0].span,
+                                 f"pass it tokens, or a value aggregated from them: {SIGNATURES[op]}")
             return "num" if op == "digit" else "bool"
         if op == "nearest":
             return "token"
         if op == "digit_token":
             if types[0] not in numeric:
-                raise self.error(f"digit_token(...) takes a number, but got {describe(types[0])}", args[0].span)
+                raise self.error(f"digit_token(...) takes a number, but this is {describe(types[0])}",
+                                 args[0].span, "a token needs no conversion; use it as it is")
             return "token"
         raise AssertionError(op)  # pragma: no cover
 
     def expr_BinOp(self, e, scope):
         left, right = self.expr(e.left, scope), self.expr(e.right, scope)
         if e.op == "&":
-            for side, node in (("left", left), ("right", right)):
+            for side, node, written in (("left", left, e.left), ("right", right, e.right)):
                 if node.type != "selector":
                     raise self.error(f"'&' combines selectors, but its {side} side is {describe(node.type)}",
-                                     node.span if node.span.file == e.span.file else e.span,
-                                     "use 'and' for booleans")
+                                     written.span, "use 'and' for booleans")
             return self.builder.select(left.terms + right.terms, e.span)
         return self.elementwise(BINARY_OPS[e.op], (left, right), e.span, (e.left.span, e.right.span))
 
@@ -389,9 +558,14 @@ class _Resolver:
             return self.call_def(e, scope)
         if name not in BUILTIN_FUNCTIONS:
             if name in scope or name in self.globals:
-                raise self.error(f"'{name}' is a value, not a function", e.span)
+                raise self.error(f"'{name}' is a value, not a function", _function_name_span(e),
+                                 "only defs and built-in functions can be called; remove the (...)")
+            if name in self.pending:
+                raise self.used_too_early(name, e.span, "function")
             close = difflib.get_close_matches(name, list(self.defs) + sorted(BUILTIN_FUNCTIONS), n=1)
-            raise self.error(f"unknown function '{name}'", e.span, f"did you mean '{close[0]}'?" if close else None)
+            raise self.error(f"unknown function '{name}'", _function_name_span(e),
+                             f"did you mean '{close[0]}'?" if close else
+                             "define it with def above this line, e.g. def f(x) = x + 1")
         if name in LAYOUT_BUILTINS:
             return self.layout_fact(e)
         if name == "select":
@@ -410,13 +584,31 @@ class _Resolver:
         return self.call_aggregate(e, scope)
 
     def check_arity(self, e, count, keywords, optional=0):
-        if not count <= len(e.args) <= count + optional:
-            expected = f"{count}" if not optional else f"{count} to {count + optional}"
-            raise self.error(f"{e.function}(...) takes {expected} positional argument(s), got {len(e.args)}", e.span)
+        shape = SIGNATURES.get(e.function, f"{e.function}(...)")
+        # A stray keyword first: `select(a, b, k = q)` is a comparison written with '=', and is
+        # better reported as that than as a select with two arguments.
         for key, value in e.kwargs:
             if key not in keywords:
                 allowed = f"; it accepts {', '.join(keywords)}" if keywords else ""
-                raise self.error(f"{e.function}(...) has no argument '{key}'{allowed}", value.span)
+                if key in ("k", "q") or e.function == "select":
+                    hint = f"to compare, write '==': {key} == ..."
+                else:
+                    hint = f"call it as {shape}"
+                raise self.error(f"{e.function}(...) has no argument '{key}'{allowed}",
+                                 self.keyword_span(value.span, key), hint)
+        if not count <= len(e.args) <= count + optional:
+            expected = f"{count}" if not optional else f"{count} to {count + optional}"
+            raise self.error(f"{e.function}(...) takes {expected} positional argument(s), got {len(e.args)}",
+                             e.span, f"call it as {shape}")
+
+    def keyword_span(self, value_span: Span, key: str) -> Span:
+        """Where `key=` is written before the value it names (the AST keeps only the value's span)."""
+        lines = self.sources.get(value_span.file, "").splitlines()
+        if 1 <= value_span.line <= len(lines):
+            column = lines[value_span.line - 1].rfind(key, 0, value_span.column - 1)
+            if column >= 0:
+                return Span(value_span.file, value_span.line, column + 1, value_span.line, column + 1 + len(key))
+        return value_span
 
     def selector_arg(self, arg, scope) -> Select:
         node = self.expr(arg, scope)
@@ -428,7 +620,9 @@ class _Resolver:
     def sequence_arg(self, arg, scope, what) -> Node:
         node = self.expr(arg, scope)
         if node.type == "selector":
-            raise self.error(f"{what} must be a sequence, not a selector", arg.span)
+            raise self.error(f"{what} must be a sequence, not a selector", arg.span,
+                             "a selector only says which keys each query reads; aggregate it to get values, "
+                             "e.g. first(sel, values)")
         return node
 
     def call_select(self, e, scope):
@@ -440,8 +634,29 @@ class _Resolver:
         predicate = self.predicate(e.args[2], pred_scope, scope)
         if predicate.type != "bool":
             raise self.error(f"a select predicate must be a boolean, but this is {describe(predicate.type)}",
-                             e.args[2].span)
+                             e.args[2].span, "compare the key with the query, e.g. k == q - 1")
+        if isinstance(predicate, Const) and predicate.value is False:
+            raise self.error("this select can never select anything: its predicate is always false",
+                             e.args[2].span, "compare the key with the query, e.g. k == q - 1")
+        if isinstance(keys, Indices) and isinstance(queries, Indices) and self.never_on_positions(predicate):
+            raise self.error("this select can never select anything: a query only sees keys at or before it "
+                             "(k <= q), and there the predicate is never true", e.args[2].span,
+                             "models are causal; select earlier positions, e.g. k == q - 1 or k < q")
         return self.builder.select((SelectTerm(keys, queries, predicate),), e.span)
+
+    def never_on_positions(self, predicate) -> bool:
+        """Whether a predicate over positions fails for every key at or before every query.
+
+        Checked only where the layout is known and short enough to try every pair; longer ones are
+        left to the compiler.
+        """
+        if self.layout is None or self.layout.n_ctx > 64:
+            return False
+        try:
+            return not any(eval_predicate(predicate, sympy.Integer(k), sympy.Integer(q), self.layout.base)
+                           for q in range(self.layout.n_ctx) for k in range(q + 1))
+        except EvaluationError:
+            return False
 
     def predicate(self, e, pred_scope, scope):
         """A predicate sees only k, q and constants: it is compiled to a table, not evaluated per position."""
@@ -457,23 +672,27 @@ class _Resolver:
             return self.expr(e, scope)
         if isinstance(e, ast.BinOp) and e.op != "&":
             return self.elementwise(BINARY_OPS[e.op], (self.predicate(e.left, pred_scope, scope),
-                                                       self.predicate(e.right, pred_scope, scope)), e.span)
+                                                       self.predicate(e.right, pred_scope, scope)), e.span,
+                                    (e.left.span, e.right.span))
         if isinstance(e, ast.UnaryOp):
-            return self.elementwise(e.op, (self.predicate(e.operand, pred_scope, scope),), e.span)
+            return self.elementwise(e.op, (self.predicate(e.operand, pred_scope, scope),), e.span, (e.operand.span,))
         if isinstance(e, ast.Compare):
             operands = [self.predicate(x, pred_scope, scope) for x in e.operands]
             result = None
             for i, op in enumerate(e.ops):
-                part = self.elementwise(COMPARE_OPS[op], (operands[i], operands[i + 1]), e.span)
+                part = self.elementwise(COMPARE_OPS[op], (operands[i], operands[i + 1]), e.span,
+                                        (e.operands[i].span, e.operands[i + 1].span))
                 result = part if result is None else self.elementwise("and", (result, part), e.span)
             return result
         if isinstance(e, ast.IfElse):
             return self.elementwise("if_else", (self.predicate(e.condition, pred_scope, scope),
                                                 self.predicate(e.then, pred_scope, scope),
-                                                self.predicate(e.otherwise, pred_scope, scope)), e.span)
+                                                self.predicate(e.otherwise, pred_scope, scope)), e.span,
+                                    (e.condition.span, e.then.span, e.otherwise.span))
         if isinstance(e, ast.Call) and e.function in ELEMENTWISE_BUILTINS:
             self.check_arity(e, ELEMENTWISE_BUILTINS[e.function], ())
-            return self.elementwise(e.function, tuple(self.predicate(a, pred_scope, scope) for a in e.args), e.span)
+            return self.elementwise(e.function, tuple(self.predicate(a, pred_scope, scope) for a in e.args), e.span,
+                                    tuple(a.span for a in e.args))
         if isinstance(e, ast.Call) and e.function in LAYOUT_BUILTINS:
             return self.layout_fact(e)
         raise self.error("this is not allowed in a select predicate", e.span,
@@ -487,7 +706,8 @@ class _Resolver:
         value = self.sequence_arg(e.args[1], scope, "the values")
         kwargs = dict(e.kwargs)
         if mode in ("sum",) and value.type == "token":
-            raise self.error("sum(...) needs numbers, but the values are tokens", e.args[1].span)
+            raise self.error("sum(...) needs numbers, but the values are tokens (categorical, where numeric "
+                             "values are needed)", e.args[1].span, "sum their digit values instead: digit(tokens)")
         result_type = value.type
         if mode in ("mean", "sum") and value.type == "bool":
             result_type = "num"
@@ -496,20 +716,23 @@ class _Resolver:
         if "decay" in kwargs:
             decay = self.constant(kwargs["decay"], scope, "decay")
             if type_of_value(decay) != "num" or decay <= 0:
-                raise self.error(f"decay must be a positive number, got {decay}", kwargs["decay"].span)
+                raise self.error(f"decay must be a positive number, got {_show(decay)}", kwargs["decay"].span,
+                                 "each key's value is divided by decay ** (q - k); use a number above 0, e.g. decay=2")
         return self.builder.aggregate(mode, selector, value, default, decay, result_type, e.span)
 
     def default_value(self, expr, result_type, e, scope):
         if expr is None:
             if result_type == "token":
+                example = self.layout.begin if self.layout else "<bos>"
                 raise self.error(f"{e.function}(...) over tokens needs default=\"...\" for when nothing is selected",
-                                 e.span)
+                                 e.span, f'add a token of the vocabulary as the default, e.g. default="{example}"')
             return False if result_type == "bool" else sympy.Integer(0)
         value = self.constant(expr, scope, "default")
         kind = type_of_value(value)
         if kind != result_type and not (kind in ("num", "bool") and result_type in ("num", "bool")):
+            example = '"' + (self.layout.begin if self.layout else "<bos>") + '"' if result_type == "token" else "0"
             raise self.error(f"the default is {describe(kind)}, but the values are {describe(result_type)}",
-                             expr.span)
+                             expr.span, f"give a default of the same kind as the values, e.g. default={example}")
         if result_type == "num" and kind == "bool":
             value = sympy.Integer(int(value))
         return value
@@ -524,24 +747,27 @@ class _Resolver:
             self.check_arity(e, 2, ())
             table = e.args[1]
             if not isinstance(table, ast.Mapping) or not table.items:
-                raise self.error("nearest(...) takes its candidates as a map, e.g. {\"0\": 0, \"1\": 1}",
-                                 table.span)
+                raise self.error("nearest(...) takes its candidates as a map", table.span,
+                                 f"write them as {{\"token\": value, ...}}, e.g. {SIGNATURES['nearest']}")
             candidates = []
             for token, value_expr in table.items:
                 self.token_literals.append((token, table.span))
                 value = self.constant(value_expr, scope, "a candidate's value")
                 if type_of_value(value) != "num":
-                    raise self.error(f"a candidate's value must be a number, got {value!r}", value_expr.span)
+                    raise self.error(f"a candidate's value must be a number, got {_show(value)}", value_expr.span,
+                                     "the readout picks the token whose number is nearest the value")
                 candidates.append((token, value))
             candidates = tuple(candidates)
         x = self.sequence_arg(e.args[0], scope, "the value")
         if x.type not in ("num", "bool"):
-            raise self.error(f"nearest(...) reads a number, but got {describe(x.type)}", e.args[0].span)
+            raise self.error(f"nearest(...) reads a number, but this is {describe(x.type)}", e.args[0].span,
+                             "a token can be output as it is, without nearest(...)")
         return self.elementwise("nearest", (x, self.builder.const(candidates, e.span)), e.span,
                                 (e.args[0].span, e.span))
 
     def expr_Mapping(self, e, scope):
-        raise self.error("a map of candidates only goes in nearest(value, {...})", e.span)
+        raise self.error("a map of candidates only goes in nearest(value, {...})", e.span,
+                         f"for example {SIGNATURES['nearest']}")
 
     def call_shift(self, e, scope):
         """shift(values, by): the value `by` positions earlier; a select on indices at a fixed offset."""
@@ -549,7 +775,16 @@ class _Resolver:
         value = self.sequence_arg(e.args[0], scope, "the values")
         by = self.constant(e.args[1], scope, "the shift")
         if type_of_value(by) != "num" or not by.is_integer:
-            raise self.error(f"the shift must be a whole number, got {by}", e.args[1].span)
+            raise self.error(f"the shift must be a whole number, got {_show(by)}", e.args[1].span,
+                             "shift by a whole number of positions; use // to divide, e.g. N // 2")
+        if by < 0:
+            raise self.error(f"shift by {by} would read {-by} position(s) ahead, which a model cannot see",
+                             e.args[1].span, "models are causal: a position only sees itself and the positions "
+                                             "before it; shift by 0 or more")
+        if self.layout is not None and by >= self.layout.n_ctx:
+            raise self.error(f"shift by {by} reaches before the start of every sequence (a model sees "
+                             f"{self.layout.n_ctx} positions), so it would always give the default",
+                             e.args[1].span, f"shift by less than {self.layout.n_ctx}")
         indices = self.builder.indices(e.span)
         pred_scope = {"k": self.builder.var("k", "num", e.span), "q": self.builder.var("q", "num", e.span)}
         offset = self.builder.const(by, e.span)
@@ -564,28 +799,42 @@ class _Resolver:
         layout = self.require_layout(e.span)
         arg = e.args[0]
         if not isinstance(arg, ast.Name) or arg.name not in layout.fields:
-            raise self.error(f"{e.function}(...) takes a layout field name, one of {list(layout.fields)}", arg.span)
+            raise self.error(f"{e.function}(...) takes a layout field name, one of {list(layout.fields)}", arg.span,
+                             f"name a field of the layout, e.g. {e.function}({next(iter(layout.fields))})")
         field = layout.fields[arg.name]
         value = {"start": field.start, "end": field.end, "width": field.width}[e.function]
         return self.builder.const(sympy.Integer(value), e.span)
 
     def call_def(self, e, scope):
         definition = self.defs[e.function]
+        shape = f"{e.function}({', '.join(definition.params)})"
         if e.kwargs:
-            raise self.error(f"{e.function}(...) takes positional arguments only", e.kwargs[0][1].span)
+            key, value = e.kwargs[0]
+            raise self.error(f"{e.function}(...) takes positional arguments only", self.keyword_span(value.span, key),
+                             f"pass them in order: {shape}, defined at {definition.span}")
         if len(e.args) != len(definition.params):
             raise self.error(f"{e.function}(...) takes {len(definition.params)} argument(s), got {len(e.args)}",
-                             e.span, f"it is defined at {definition.span}")
+                             e.span, f"call it as {shape}; it is defined at {definition.span}")
         if e.function in self.def_stack or len(self.def_stack) > MAX_DEF_DEPTH:
-            raise self.error(f"'{e.function}' calls itself; defs are expanded at compile time and cannot recurse",
-                             e.span)
+            chain = self.def_stack[self.def_stack.index(e.function):] if e.function in self.def_stack else []
+            through = f" ({' -> '.join(chain + [e.function])})" if len(chain) > 1 else ""
+            raise self.error(f"'{e.function}' calls itself{through}; defs are expanded at compile time and "
+                             "cannot recurse", e.span,
+                             "write the repetition out, or compute it over positions with a select or sum(...)")
         local = {p: self.expr(a, scope) for p, a in zip(definition.params, e.args)}
         self.def_stack.append(e.function)
-        for let in definition.lets:
-            if let.name in local:
-                raise self.error(f"'{let.name}' is already defined in this def", let.span)
-            local[let.name] = self.let(let, local)
-        result = self.expr(definition.body, local)
+        try:
+            for let in definition.lets:
+                if let.name in local:
+                    raise self.error(f"'{let.name}' is already defined in this def", self.name_span(let, let.name),
+                                     "parameters and lets of a def share one scope; choose another name")
+                local[let.name] = self.let(let, local)
+            result = self.expr(definition.body, local)
+        except AdderError as err:
+            # The body is the same at every call; which call went wrong is what the user needs.
+            if err.span is not None and err.span != e.span and len(err.notes) < 4:
+                err.notes.append(f"in the call {e.function}(...) at {e.span}")
+            raise
         self.def_stack.pop()
         return result
 
@@ -595,6 +844,57 @@ class _At:
 
     def __init__(self, node, span):
         self.node, self.span, self.type = node, span, node.type
+
+
+def _function_name_span(e: ast.Call) -> Span:
+    """The name of a called function: where a wrong name is written, not the whole call."""
+    s = e.span
+    return Span(s.file, s.line, s.column, s.line, s.column + len(e.function))
+
+
+def _show(value) -> str:
+    return str(value) if not isinstance(value, str) else repr(value)
+
+
+def _digits_of(value: int, base: int) -> list[int]:
+    digits = []
+    while True:
+        digits.append(value % base)
+        value //= base
+        if not value:
+            return digits
+
+
+def _has_variable_power(e, operands) -> bool:
+    """Whether `e` raises something to a power that depends on an operand (too large to try)."""
+    if isinstance(e, ast.BinOp) and e.op == "**" and _mentions(e.right, operands):
+        return True
+    return any(_has_variable_power(child, operands) for child in _children(e))
+
+
+def _mentions(e, names) -> bool:
+    return (isinstance(e, ast.Name) and e.name in names) or any(_mentions(c, names) for c in _children(e))
+
+
+def _names_used(st) -> list[str]:
+    """The global names (values, consts and functions) a declaration refers to, in order."""
+    if isinstance(st, ast.DefDecl):
+        local = set(st.params) | {let.name for let in st.lets}
+        exprs = [let.value for let in st.lets] + [st.body]
+    else:
+        local, exprs = set(), [st.value]
+    found = []
+    stack = list(reversed(exprs))
+    while stack:
+        e = stack.pop()
+        if isinstance(e, ast.Name) and e.name not in local:
+            found.append(e.name)
+        elif isinstance(e, ast.Call) and e.function not in local:
+            found.append(e.function)
+        if isinstance(e, ast.Mapping):
+            stack.extend(reversed([v for _, v in e.items]))
+        stack.extend(reversed(_children(e)))
+    return found
 
 
 def _children(e):
@@ -615,12 +915,24 @@ def load_program(path: str | Path, overrides: dict[str, int] | None = None, text
     """Read, parse, resolve and type-check a program file (or `text` standing for it)."""
     path = Path(path)
     resolver = _Resolver(overrides or {})
-    resolver.load(path.resolve() if text is None else path, text)
+    try:
+        resolver.load(path.resolve() if text is None else path, text)
+    except AdderError as err:
+        _note_overrides(err, resolver)
+        raise
     main = str(path.resolve() if text is None else path)
     unknown = set(resolver.overrides) - resolver.used_overrides
     if unknown:
-        raise AdderError(f"-D {sorted(unknown)[0]}: the program declares no const of that name"
-                         + (f" (its consts: {', '.join(resolver.constants)})" if resolver.constants else ""))
+        name = sorted(unknown)[0]
+        if name in resolver.declarations:
+            st = resolver.declarations[name]
+            kind = "def" if isinstance(st, ast.DefDecl) else "let"
+            raise resolver.error(f"-D {name}: the program declares no const of that name; '{name}' is a {kind}",
+                                 resolver.name_span(st, name), "-D overrides consts only" + (
+                                     f"; the consts are {', '.join(resolver.constants)}" if resolver.constants else ""))
+        raise AdderError(f"-D {name}: the program declares no const of that name"
+                         + (f" (its consts: {', '.join(resolver.constants)})" if resolver.constants else ""),
+                         hint="check the spelling; names are case-sensitive")
     end = Span(main, max(1, len(resolver.sources[main].splitlines())), 1)
     if resolver.layout is None:
         raise AdderError("the program has no layout declaration", end, resolver.sources[main],
@@ -636,6 +948,18 @@ def load_program(path: str | Path, overrides: dict[str, int] | None = None, text
              if n.id in keep and n.id not in builder.predicate_ids and n.type != "selector"]
     return Program(main, resolver.sources[main], resolver.sources, dict(resolver.constants), resolver.layout,
                    output, nodes, dict(resolver.encodings), resolver.meaning)
+
+
+def _note_overrides(err: AdderError, resolver: _Resolver):
+    """Say so when a const named on the failing line was set with -D: the fix may be on the command line."""
+    if err.span is None or not resolver.used_overrides:
+        return
+    lines = resolver.sources.get(err.span.file, "").splitlines()
+    line = lines[err.span.line - 1] if 1 <= err.span.line <= len(lines) else ""
+    for name in sorted(resolver.used_overrides):
+        if re.search(rf"\b{re.escape(name)}\b", line):
+            err.notes.append(f"{name} is {resolver.overrides[name]} here, set on the command line by "
+                             f"-D {name}={resolver.overrides[name]}")
 
 
 def _reachable(roots):
