@@ -1,5 +1,6 @@
 """Model sizes as a table: nonzero weights (all stored, and the leaderboard count, which leaves out
-positional tables), layers and d_model, per program and width.
+positional encodings: the positional table and the heads' ALiBi slopes, curvatures and windows),
+layers and d_model, per program and width.
 
     python bench/size.py                 # every example at its own width, add10 also at N = 20, 100
     python bench/size.py --wide          # add10 also at N = 1000 (minutes to compile)

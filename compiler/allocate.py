@@ -37,10 +37,16 @@ def allocate(ir: CompileIR) -> CompileIR:
     stored = [n for n in sorted(graph.nodes, key=lambda n: (graph.nodes[n].get("ready", -1), n))
               if (graph.nodes[n]["realize"] in STORED and "share" not in graph.nodes[n]
                   or "shared_terms" in graph.nodes[n]) and graph.nodes[n]["last_read"] is not None]
+    updated_dims: set[int] = set()
     for nid in stored:
         attrs = graph.nodes[nid]
-        dims = list(range(next_dim, next_dim + width_of(attrs)))
-        next_dim += len(dims)
+        updated = _updatable_input(ir, graph, nid, updated_dims)
+        if updated is not None:
+            attrs["in_place"], dims = updated[0], [updated[1]]
+            updated_dims.add(updated[1])
+        else:
+            dims = list(range(next_dim, next_dim + width_of(attrs)))
+            next_dim += len(dims)
         attrs["dims"] = dims
         attrs["live"] = (attrs["ready"], attrs["last_read"])
         entry = {"node": attrs["label"], "id": nid, "encoding": attrs["encoding"], "dims": dims,
@@ -58,6 +64,8 @@ def allocate(ir: CompileIR) -> CompileIR:
                 entry["sum_of"].append({"id": term, "node": t["label"], "coefficient": str(t["share"][1]),
                                         "default": str(default), "written_by": t["realize"],
                                         "sublayer": t["ready"]})
+        if "in_place" in attrs:
+            entry["updates"] = graph.nodes[attrs["in_place"]]["label"]
         if attrs["encoding"] == "categorical":
             entry["values"] = [str(v) for v in attrs["values"]]
         if attrs["realize"] == "attention":
@@ -71,6 +79,32 @@ def allocate(ir: CompileIR) -> CompileIR:
                                  "sublayer": attrs["slot"], "line": entry["line"], "column": entry["column"]})
             next_dim += 1
     return replace(ir, graph=graph, d_model=next_dim, residual_map=residual_map)
+
+
+def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
+    """(input, its dimension) when an MLP value can take that dimension over, else None. An MLP computing y = f(x)
+    from one number x that lives in one dimension nothing reads afterwards can write f(x) - x
+    there instead of f(x) into a new dimension: no clean-up is needed, since the update replaces
+    x by y, and the units that would copy x across (or undo it) are not needed at all."""
+    from compiler.reads import Reads
+    attrs = graph.nodes[nid]
+    if attrs["realize"] != "mlp" or attrs["encoding"] != "numerical" or "share" in attrs \
+            or len(attrs.get("frontier", [])) != 1:
+        return None
+    x = attrs["frontier"][0]
+    if x == ir.program.output.id:
+        return None
+    read = Reads(graph, ir.program.layout.base).numeric(x)
+    if len(read.coeffs) != 1:
+        return None
+    (dim,) = read.coeffs
+    if dim in taken:
+        return None
+    # Whatever else lives in that dimension must be dead by the time the MLP writes.
+    holders = [a for a in (graph.nodes[n] for n in graph.nodes) if dim in a.get("dims", ())]
+    if not holders or any(a["last_read"] is None or a["last_read"] > attrs["slot"] for a in holders):
+        return None
+    return x, dim
 
 
 def peak_live_dims(ir: CompileIR) -> int:

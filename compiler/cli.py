@@ -222,3 +222,7 @@ def _prompt_tokens(layout, text: str, number: int) -> list[str]:
             raise AdderError(f"{where}: field '{item[1]}' needs {item[2]} base-{layout.base} digits, like {example!r}")
         position += span
     return tokens
+
+
+if __name__ == "__main__":
+    sys.exit(main())

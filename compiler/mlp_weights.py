@@ -61,6 +61,13 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         spread += factor * (high - low)
         min_gap = gap if min_gap is None else min(min_gap, gap)
 
+    # Updating its input's dimension in place (compiler.allocate), the MLP adds f(x) minus what
+    # the dimension holds now.
+    held = None
+    if "in_place" in attrs:
+        x_read = reads.numeric(attrs["in_place"])
+        (slope,) = x_read.coeffs.values()
+        held = lambda env: (num(env[attrs["in_place"]]) - x_read.bias) / slope
     table = {}
     for combo in itertools.product(*[list(zip(v, c)) for v, c, _ in inputs]):
         env = {f: value for f, (value, _) in zip(frontier, combo)}
@@ -70,6 +77,8 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         except EvaluationError as err:
             fail(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
                  "value sets are taken over all inputs; guard the operation with a conditional")
+        if held is not None:
+            table[code] = num(table[code]) - held(env)
     return piecewise_linear(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
 
 

@@ -102,10 +102,13 @@ class _Checker:
             if "sum_of" not in e:
                 self.entries[e["id"]] = e
         self.helpers = {e["id"]: e for e in residual_map if e.get("helper")}
+        # dim -> [(node id, helper?, first sublayer it is live at)]. A value an MLP computes in
+        # place of its input (entry "updates") takes the dimension over from its own sublayer on.
         self.dim_owner: dict[int, list] = {}
         for nid, e in list(self.entries.items()) + list(self.helpers.items()):
+            start = e["sublayer"] if "updates" in e else -1
             for d in e["dims"]:
-                self.dim_owner.setdefault(d, []).append((nid, bool(e.get("helper"))))
+                self.dim_owner.setdefault(d, []).append((nid, bool(e.get("helper")), start))
         self.at_zero = _values_at_position_zero(ir.program)
         self.error: dict[int, float] = {}  # node id -> bound on |stored - exact| per dimension
         self.helper_error: dict[int, float] = {}
@@ -154,12 +157,18 @@ class _Checker:
         args = tuple(self.value_of(a.id, assignment, position) for a in node.args)
         return apply_op(node.op, args, self.base)
 
-    def owners(self, dims):
+    def live_owners(self, d, at):
+        """The values dimension d holds when read by the sublayer numbered `at`."""
+        if d not in self.dim_owner:
+            raise CannotProve(f"dimension {d} is read but belongs to no program value")
+        written = [o for o in self.dim_owner[d] if o[2] < at]
+        latest = max((o[2] for o in written), default=-1)
+        return [(nid, helper) for nid, helper, start in written if start == latest]
+
+    def owners(self, dims, at):
         owners = set()
         for d in dims:
-            if d not in self.dim_owner:
-                raise CannotProve(f"dimension {d} is read but belongs to no program value")
-            owners.update(self.dim_owner[d])
+            owners.update(self.live_owners(d, at))
         return owners
 
     def combos(self, stored, position):
@@ -177,14 +186,14 @@ class _Checker:
             x[self.helpers[nid]["dims"][0]] = value
         return x
 
-    def input_error(self, dims_weights):
-        """sum over read dims of |weight| * error bound of the value in that dim."""
+    def input_error(self, dims_weights, at):
+        """sum over read dims of |weight| * error bound of the value in that dim, read at `at`."""
         total = torch.zeros(dims_weights.shape[1:], dtype=torch.float64)
         for d in range(dims_weights.shape[0]):
             row = dims_weights[d].abs()
             if float(row.max()) == 0:
                 continue
-            for nid, helper in self.dim_owner[d]:  # the terms of a sum add their errors
+            for nid, helper in self.live_owners(d, at):  # the terms of a sum add their errors
                 bound = self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)
                 total = total + row * bound
         return total
@@ -300,14 +309,15 @@ class _Checker:
         read_q = (w["W_Q"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
         read_k = (w["W_K"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
         read_v = (w["W_V"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
-        q_nodes = sorted(n for n, helper in self.owners(read_q) if not helper)
-        k_nodes = sorted({n for n, helper in self.owners(read_k + read_v) if not helper})
+        at = attrs["slot"]
+        q_nodes = sorted(n for n, helper in self.owners(read_q, at) if not helper)
+        k_nodes = sorted({n for n, helper in self.owners(read_k + read_v, at) if not helper})
         for n in q_nodes + k_nodes:
             if n not in self.error:
                 raise CannotProve(f"the head for '{label}' reads '{self.graph.nodes[n]['label']}' before it is proved")
-        dq = self.input_error(w["W_Q"])
-        dk = self.input_error(w["W_K"])
-        dv = self.input_error(w["W_V"])
+        dq = self.input_error(w["W_Q"], at)
+        dk = self.input_error(w["W_K"], at)
+        dv = self.input_error(w["W_V"], at)
         W_O_abs = w["W_O"].abs()
         value_dims_out = W_O_abs.sum(1)  # per head value dim: total write magnitude
         worst_output = 0.0
@@ -498,11 +508,13 @@ class _Checker:
         attrs = self.graph.nodes[nid]
         W_in, b_in, W_out, b_out, target = self._mlp_units(nid)
         reads = (W_in.abs().sum(1) > 0).nonzero()[:, 0].tolist()
-        stored = sorted(n for n, helper in self.owners(reads) if not helper)
+        at = attrs["slot"]
+        stored = sorted(n for n, helper in self.owners(reads, at) if not helper)
         for n in stored:
             if n not in self.error:
                 raise CannotProve(f"the MLP for '{attrs['label']}' reads '{self.graph.nodes[n]['label']}' early")
-        d_pre = self.input_error(W_in)
+        d_pre = self.input_error(W_in, at)
+        in_place = "updates" in self.entries[nid]
         worst, margin = 0.0, math.inf
         for position in self._positions_for(stored):
             for assign in self.combos(stored, position):
@@ -512,6 +524,8 @@ class _Checker:
                 exact_value = self.value_of(nid, assign, position)
                 want = torch.zeros(self.d_model, dtype=torch.float64)
                 self.encode(nid, exact_value, want)
+                if in_place:  # it adds the new value minus what its dimension holds
+                    want = want - x
                 miss = float((out - want[target]).abs().max())
                 if miss > 1e-6:
                     raise _Counterexample(f"the MLP for '{attrs['label']}' gives a wrong value on "
@@ -522,16 +536,19 @@ class _Checker:
                 margin = min(margin, float((pre.abs() - d_pre).min()) if len(pre) else math.inf)
                 active = (pre > 0).to(torch.float64)
                 jacobian = (W_in * active) @ W_out  # d_model x target
-                propagated = float((jacobian.abs() * self._error_column(len(target))).sum(0).max())
+                if in_place:  # the dimension keeps its old content, error included
+                    for i, d in enumerate(target):
+                        jacobian[d, i] += 1
+                propagated = float((jacobian.abs() * self._error_column(len(target), at)).sum(0).max())
                 worst = max(worst, miss + propagated)
         self.error[nid] = worst
         self.margins[f"MLP '{attrs['label']}' ReLU margin"] = margin
 
-    def _error_column(self, width):
+    def _error_column(self, width, at):
         column = torch.zeros(self.d_model, 1, dtype=torch.float64)
-        for d, owners in self.dim_owner.items():
+        for d in self.dim_owner:
             column[d, 0] = sum(self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)
-                               for nid, helper in owners)
+                               for nid, helper in self.live_owners(d, at))
         return column.expand(self.d_model, width)
 
     def _positions_for(self, stored):
@@ -547,7 +564,7 @@ class _Checker:
     def check_width_mlp(self, nid):
         attrs = self.graph.nodes[nid]
         W_in, b_in, W_out, b_out, target = self._mlp_units(nid)
-        d_pre = float(self.input_error(W_in).max())
+        d_pre = float(self.input_error(W_in, attrs["slot"] + 1).max())
         worst = 0.0
         for w in (int(v) for v in attrs["values"]):
             x = torch.zeros(self.d_model, dtype=torch.float64)
@@ -567,8 +584,9 @@ class _Checker:
         W_U, b_U = self.weights["unembed.W_U"], self.weights["unembed.b_U"]
         vocab = self.layout.vocab
         reads = (W_U.abs().sum(1) > 0).nonzero()[:, 0].tolist()
-        stored = sorted(n for n, helper in self.owners(reads) if not helper)
-        d_logit = self.input_error(W_U)
+        at = 2 * self.config["n_layers"] + 1
+        stored = sorted(n for n, helper in self.owners(reads, at) if not helper)
+        d_logit = self.input_error(W_U, at)
         smallest = math.inf
         for position in self._positions_for(stored):
             for assign in self.combos(stored, position):

@@ -26,9 +26,15 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
         rows.append({"where": entry["block"] + (f" head {entry['head']}" if "head" in entry else
                                                  f" units {entry['units'][0]}-{entry['units'][1] - 1}"),
                      "node": entry["node"], "line": entry["line"], "nonzero": count})
+    # A dimension can hold several values over time (a sum, then a value updated in place):
+    # embeddings belong to what is embedded, the unembedding to what the dimension holds last.
+    updated = {d for e in residual_map if "updates" in e for d in e["dims"]}
     for name, label in (("embed.W_E", "token embedding"), ("pos_embed.W_pos", "positional table"),
                         ("unembed.W_U", "unembedding")):
         for entry in residual_map:
+            if (entry.get("written_by") != "embed") if name != "unembed.W_U" else \
+                    ("updates" not in entry and set(entry["dims"]) & updated):
+                continue
             dims = entry["dims"]
             tensor = state[name]
             count = _nonzero(tensor[dims, :] if name == "unembed.W_U" else tensor[:, dims])
@@ -56,7 +62,12 @@ def model_stats(config: dict, state: dict, compile_seconds: float | None = None)
             "attn_nonzero": groups.get(f"blocks.{l}.attn", {}).get("nonzero", 0),
             "mlp_nonzero": groups.get(f"blocks.{l}.mlp", {}).get("nonzero", 0),
         })
-    positional = int(((state["pos_embed.W_pos"] != 0)).sum())
+    # The leaderboard count leaves out positional encodings fixed by position alone, as public
+    # tiny-adder leaderboards do: the positional table and each head's distance formula (ALiBi
+    # slope and curvature, window). Both counts are reported; "all stored" keeps them.
+    positional = _nonzero(state["pos_embed.W_pos"]) + sum(
+        _nonzero(t) for name, t in state.items()
+        if name.endswith((".alibi_slope", ".alibi_curvature", ".window")))
     nonzero = sum(g["nonzero"] for g in groups.values())
     stats = {
         "layers": config["n_layers"], "d_model": config["d_model"], "d_vocab": config["d_vocab"],
@@ -82,7 +93,7 @@ def format_stats(stats: dict) -> str:
                      f"{layer['attn_nonzero']:>8} {layer['mlp_nonzero']:>7}")
     lines.append(f"embeddings {stats['embed_nonzero']} nonzero, unembedding {stats['unembed_nonzero']} nonzero")
     lines.append(f"parameters: {stats['dense_params']} dense, {stats['nonzero_params']} nonzero "
-                 f"({stats['nonzero_params_leaderboard']} without the positional table)")
+                 f"({stats['nonzero_params_leaderboard']} without positional encodings)")
     if "compile_seconds" in stats:
         lines.append(f"compiled in {stats['compile_seconds']:.2f} s")
     if stats.get("breakdown"):

@@ -57,7 +57,8 @@ def test_schedule_is_as_shallow_as_the_dependencies(add10_ir):
 
 
 def test_allocation_gives_disjoint_dimensions(add10_ir):
-    dims = [d for entry in add10_ir.residual_map for d in entry["dims"]]
+    # Disjoint except where a value takes over its dead input's dimension (checked below).
+    dims = [d for entry in add10_ir.residual_map if "updates" not in entry for d in entry["dims"]]
     assert len(dims) == len(set(dims)) == add10_ir.d_model
     assert set(dims) == set(range(add10_ir.d_model))
     assert not any(e["node"] == "pair" for e in add10_ir.residual_map)  # derived: read through its inputs
@@ -106,3 +107,13 @@ def test_terms_of_a_sum_share_one_dimension(add10_ir):
     assert all(graph.nodes[t]["dims"] == graph.nodes[total]["dims"] for t in terms)
     modulo = next(m for layer in add10_ir.weights.layers for m in layer.mlps if m.label == "total % 10")
     assert {d for d, _ in modulo.W_in} == set(entry["dims"])
+
+
+def test_an_mlp_of_one_dead_input_updates_its_dimension_in_place(add10_ir):
+    # 'total % 10' reads only 'total', which nothing reads afterwards: its MLP adds
+    # (total % 10) - total to total's dimension instead of copying total into a new one.
+    entry = next(e for e in add10_ir.residual_map if e["node"] == "total % 10")
+    total = next(e for e in add10_ir.residual_map if e["node"] == "total")
+    assert entry["updates"] == "total" and entry["dims"] == total["dims"]
+    modulo = next(m for layer in add10_ir.weights.layers for m in layer.mlps if m.label == "total % 10")
+    assert modulo.units == 2 and not modulo.b_out  # the two kinks of the wrap, nothing to copy

@@ -97,3 +97,12 @@ def test_a_head_writing_at_the_wrong_scale_is_a_counterexample(payload):
     scaled = _edited(payload, f"blocks.{layer}.attn.W_O", lambda t: t[head].mul_(1.5))
     proof = prove(scaled, program_from_payload(payload, None))
     assert proof.status == "counterexample" and "'carry'" in proof.reason and "scaled" in proof.reason
+
+
+def test_an_error_in_an_update_in_place_is_a_counterexample(payload):
+    entry = next(e for e in payload["weight_map"] if e["node"] == "total % 10")
+    start, end = entry["units"]
+    layer = entry["block"].split(".")[1]
+    broken = _edited(payload, f"blocks.{layer}.mlp.W_out", lambda t: t[start].mul_(0.5))
+    proof = prove(broken, program_from_payload(payload, None))
+    assert proof.status == "counterexample" and "'total % 10'" in proof.reason
