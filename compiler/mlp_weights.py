@@ -17,7 +17,7 @@ from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, apply_op, num
 from compiler.ir import Affine, CompileIR
 from compiler.reads import Reads
-from compiler.value_sets import MAX_VALUES
+from compiler.value_sets import MAX_VALUES, hint_for
 from compiler.weights import MLPBlock
 
 
@@ -76,7 +76,7 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
             table[code] = _evaluate(graph, nid, env, base)
         except EvaluationError as err:
             fail(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
-                 "value sets are taken over all inputs; guard the operation with a conditional")
+                 hint_for(str(err)))
         if held is not None:
             table[code] = num(table[code]) - held(env)
     return piecewise_linear(MLPBlock(nid, attrs["label"]), code_read, table, attrs)

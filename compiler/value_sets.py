@@ -11,6 +11,7 @@ is exact on every value in the set, hence on every value that occurs.
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 from functools import reduce
 
 import sympy
@@ -21,6 +22,19 @@ from dsl.semantics import EvaluationError, _evaluate_node, apply_op, selection_m
 from compiler.ir import CompileIR
 
 MAX_VALUES = 100_000
+TOO_MANY_HINT = ("every value a node can take is compiled into its readers' weights: store fewer distinct "
+                 "values (e.g. reduce with % or // before combining), or combine fewer inputs in one let")
+
+
+def hint_for(problem: str) -> str:
+    """What to do about a value the layout's inputs make undefined somewhere."""
+    if "equally near" in problem:
+        return ("some input lands halfway between two candidates: round the value first (with //), "
+                "or give the candidates values that cannot tie")
+    if "division by zero" in problem or "divides by zero" in problem:
+        return ("value sets are taken over all inputs, and both branches of a conditional are evaluated: "
+                "keep the divisor away from zero, e.g. max(y, 1)")
+    return "value sets are taken over all inputs; change the expression so it is defined for every one"
 
 
 class TooManyValues(EvaluationError):
@@ -60,11 +74,10 @@ def infer_value_sets(ir: CompileIR) -> CompileIR:
                              "possible values") from None
         except EvaluationError as err:
             raise AdderError(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
-                             node.span, ir.program.sources.get(node.span.file),
-                             "value sets are taken over all inputs; guard the operation with a conditional") from None
+                             node.span, ir.program.sources.get(node.span.file), hint_for(str(err))) from None
         if len(attrs["values"]) > MAX_VALUES:
             raise AdderError(f"'{attrs['label']}' can take more than {MAX_VALUES} values, too many to compile",
-                             node.span, ir.program.sources.get(node.span.file))
+                             node.span, ir.program.sources.get(node.span.file), TOO_MANY_HINT)
     return _replace(ir, graph)
 
 
@@ -103,7 +116,7 @@ def _infer(node, graph, layout, position_values, ir):
         size = reduce(lambda x, y: x * len(y), domains, 1)
         if size > MAX_VALUES:
             raise AdderError(f"'{graph.nodes[node.id]['label']}' combines {size} input values, too many to compile",
-                             node.span, ir.program.sources.get(node.span.file))
+                             node.span, ir.program.sources.get(node.span.file), TOO_MANY_HINT)
         return _sorted({apply_op(node.op, combo, layout.base) for combo in itertools.product(*domains)})
     width, distances = selector_reach(node.selector, layout, position_values)
     graph.nodes[node.id]["max_width"] = width
@@ -122,30 +135,74 @@ def _infer(node, graph, layout, position_values, ir):
 
 def _means(values, width):
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values}
-    result, sums = set(), {sympy.Integer(0)}
-    for count in range(1, width + 1):
-        sums = {s + v for s in sums for v in nums}
-        if len(sums) > MAX_VALUES:
-            raise TooManyValues(f"a mean over up to {width} keys has more than {MAX_VALUES} possible values")
-        result |= {s / count for s in sums}
-    return result
+    too_many = f"a mean over up to {width} keys has more than {MAX_VALUES} possible values"
+    result = set()
+    for count, sums in enumerate(_sums_of_counts(nums, width, too_many), start=1):
+        result.update(Fraction(int(s), count) if isinstance(s, int) else s / count for s in sums)
+        if len(result) > MAX_VALUES:
+            raise TooManyValues(too_many)
+    return {sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v for v in result}
 
 
 def _sums(values, width, decay, distances):
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values} | {sympy.Integer(0)}
-    sums = {sympy.Integer(0)}
     if decay is None:
-        for _ in range(width):
-            sums = {s + v for s in sums for v in nums}
-            if len(sums) > MAX_VALUES:
-                raise TooManyValues(f"a sum over up to {width} keys has more than {MAX_VALUES} possible values")
-        return sums
+        too_many = f"a sum over up to {width} keys has more than {MAX_VALUES} possible values"
+        sums = {sympy.Integer(0)}
+        for sums in _sums_of_counts(nums, width, too_many):
+            pass
+        return {sympy.Integer(s) if isinstance(s, int) else s for s in sums}
+    sums = {sympy.Integer(0)}
     for distance in distances:
         weight = sympy.Integer(1) / sympy.sympify(decay) ** distance
-        sums = {s + v * weight for s in sums for v in nums}
-        if len(sums) > MAX_VALUES:
-            raise TooManyValues(f"a decayed sum has more than {MAX_VALUES} possible values")
+        sums = _grown(sums, nums, weight, f"a decayed sum has more than {MAX_VALUES} possible values")
     return sums
+
+
+def _sums_of_counts(nums, width, too_many):
+    """The sets of sums of exactly 1, 2, ..., width values from nums, one after another. Whole
+    numbers go through a bit mask (bit i set: the sum min*count + i occurs), which is fast enough
+    to find a set too big before enumerating it; other numbers are enumerated exactly."""
+    if not all(getattr(v, "is_integer", False) for v in nums):
+        sums = {sympy.Integer(0)}
+        for _ in range(width):
+            sums = _grown(sums, nums, 1, too_many)
+            yield sums
+        return
+    low = min(int(v) for v in nums)
+    step = 0
+    for v in nums:
+        step |= 1 << (int(v) - low)
+    mask = 1
+    for count in range(1, width + 1):
+        grown = 0
+        for bit in _bits(step):
+            grown |= mask << bit
+        mask = grown
+        if mask.bit_count() > MAX_VALUES:
+            raise TooManyValues(too_many)
+        yield {low * count + i for i in _bits(mask)}
+
+
+def _bits(mask: int):
+    """The positions of the set bits of a non-negative int."""
+    position = 0
+    while mask:
+        skip = (mask & -mask).bit_length() - 1
+        position += skip
+        yield position
+        mask >>= skip + 1
+        position += 1
+
+
+def _grown(sums, nums, weight, too_many: str) -> set:
+    """{s + v * weight}, stopping as soon as it passes MAX_VALUES (enumerating on is slow)."""
+    out = set()
+    for s in sums:
+        out.update(s + v * weight for v in nums)
+        if len(out) > MAX_VALUES:
+            raise TooManyValues(too_many)
+    return out
 
 
 def selector_reach(selector, layout, position_values) -> tuple[int, list[int]]:
