@@ -41,7 +41,9 @@ def allocate(ir: CompileIR) -> CompileIR:
     for nid in stored:
         attrs = graph.nodes[nid]
         updated = _updatable_input(ir, graph, nid, updated_dims)
-        if updated is not None:
+        if "share_host" in attrs:  # the sum lives in one of its own values' dimension
+            dims = list(graph.nodes[attrs["share_host"][0]]["dims"])
+        elif updated is not None:
             attrs["in_place"], dims = updated[0], [updated[1]]
             updated_dims.add(updated[1])
         else:
@@ -57,6 +59,11 @@ def allocate(ir: CompileIR) -> CompileIR:
             # add values stored elsewhere); readers combine it as compiler.reads says.
             entry["written_by"] = "sum"
             entry["sum_of"] = []
+            if "share_host" in attrs:
+                host = graph.nodes[attrs["share_host"][0]]
+                entry["sum_of"].append({"id": attrs["share_host"][0], "node": host["label"], "coefficient": "1",
+                                        "default": str(host["node"].default if host["realize"] == "attention" else 0),
+                                        "written_by": host["realize"], "sublayer": host["ready"], "host": True})
             for term in attrs["shared_terms"]:
                 t = graph.nodes[term]
                 t["dims"], t["live"] = dims, (t["ready"], attrs["last_read"])

@@ -97,18 +97,19 @@ class _Checker:
             if e.get("helper"):
                 continue
             for term in e.get("sum_of", []):
-                self.entries[term["id"]] = dict(term, dims=e["dims"], encoding="numerical", shared=True,
-                                                line=e["line"], column=e["column"])
+                if not term.get("host"):  # a host is an entry of its own, written first
+                    self.entries[term["id"]] = dict(term, dims=e["dims"], encoding="numerical", shared=True,
+                                                    line=e["line"], column=e["column"])
             if "sum_of" not in e:
                 self.entries[e["id"]] = e
         self.helpers = {e["id"]: e for e in residual_map if e.get("helper")}
-        # dim -> [(node id, helper?, first sublayer it is live at)]. A value an MLP computes in
-        # place of its input (entry "updates") takes the dimension over from its own sublayer on.
+        # dim -> [(node id, helper?, sublayer that writes it, replaces what was there?)]. Values
+        # add up in a dimension (the terms of a sum, on top of a host); a value an MLP computes
+        # in place of its input (entry "updates") replaces what the dimension held.
         self.dim_owner: dict[int, list] = {}
         for nid, e in list(self.entries.items()) + list(self.helpers.items()):
-            start = e["sublayer"] if "updates" in e else -1
             for d in e["dims"]:
-                self.dim_owner.setdefault(d, []).append((nid, bool(e.get("helper")), start))
+                self.dim_owner.setdefault(d, []).append((nid, bool(e.get("helper")), e["sublayer"], "updates" in e))
         self.at_zero = _values_at_position_zero(ir.program)
         self.error: dict[int, float] = {}  # node id -> bound on |stored - exact| per dimension
         self.helper_error: dict[int, float] = {}
@@ -137,7 +138,7 @@ class _Checker:
             vector[entry["dims"][0]] += float(share)
         elif entry["encoding"] == "numerical":
             offset = num(self.graph.nodes[nid]["node"].default) if entry["written_by"] == "attention" else 0
-            vector[entry["dims"][0]] = float(num(value) - offset)
+            vector[entry["dims"][0]] += float(num(value) - offset)  # values sharing it add up
         else:
             text = str(value)
             if text in entry["values"]:
@@ -161,9 +162,9 @@ class _Checker:
         """The values dimension d holds when read by the sublayer numbered `at`."""
         if d not in self.dim_owner:
             raise CannotProve(f"dimension {d} is read but belongs to no program value")
-        written = [o for o in self.dim_owner[d] if o[2] < at]
-        latest = max((o[2] for o in written), default=-1)
-        return [(nid, helper) for nid, helper, start in written if start == latest]
+        written = [o for o in self.dim_owner[d] if o[2] < at]  # a sublayer reads before it writes
+        replaced = max((o[2] for o in written if o[3]), default=None)
+        return [(nid, helper) for nid, helper, sublayer, _ in written if replaced is None or sublayer >= replaced]
 
     def owners(self, dims, at):
         owners = set()

@@ -46,7 +46,13 @@ class Reads:
             ratio = set(ratios.values())
             if set(ratios) != set(self.attrs(root)["shared_terms"]) or len(ratio) != 1:
                 raise AssertionError(f"'{self.attrs(root)['label']}' is read in part: its terms share a dimension")
-            out = out + Affine({self.attrs(root)["dims"][0]: ratio.pop()})
+            dim, factor = self.attrs(root)["dims"][0], ratio.pop()
+            if "share_host" in self.attrs(root):
+                # The host's own read already brings the dimension in, at the same factor.
+                if out.coeffs.get(dim) != factor:
+                    raise AssertionError(f"'{self.attrs(root)['label']}' is read without its host")
+                continue
+            out = out + Affine({dim: factor})
         return out
 
     def categorical(self, nid) -> dict:
@@ -122,7 +128,7 @@ class Reads:
             return Affine.constant(y0)
         y1 = convert(self._apply(nid, x, values[1]))
         slope = (y1 - y0) / (num(values[1]) - num(values[0]))
-        return self.numeric(x).scale(slope) + Affine.constant(y0 - slope * num(values[0]))
+        return self._term_numeric(x).scale(slope) + Affine.constant(y0 - slope * num(values[0]))
 
     # ----- categorical
     def _build_categorical(self, nid) -> dict:

@@ -10,9 +10,13 @@ is not itself a term of a bigger linear value. Its terms are found by expanding 
 values under it that have no other reader. A term can share the root's dimension when it is a
 numerical attention or MLP value whose only reader is the value that expanded it.
 
+A value of the sum that others read too can still host it, in its own dimension, when all those
+other readers read before any term is written: the sum then needs no dimension at all.
+
 Adds to each sharing term: share = (root id, coefficient): its sublayer writes
 coefficient * (value - default) into the root's dimension. Adds to the root: shared_terms, the
-ids of those terms (at least two; one term alone gains nothing).
+ids of those terms (at least two, or one with a host), and share_host = (host id, scale) when a
+host's dimension holds the sum (as root / scale).
 """
 from __future__ import annotations
 
@@ -50,7 +54,8 @@ def share_sums(ir: CompileIR) -> CompileIR:
             elif linear(arg.id) and only_reader(arg.id) == nid:
                 parts.append(expand(arg.id))
             else:
-                parts.append({arg.id: sympy.Integer(1)} if only_reader(arg.id) == nid else {})
+                parts.append({arg.id: sympy.Integer(1)})
+                chain[arg.id] = nid
         constant = lambda i: num(graph.nodes[node.args[i].id]["values"][0])
         if node.op == "add":
             return _combine(parts[0], 1, parts[1], 1)
@@ -63,14 +68,24 @@ def share_sums(ir: CompileIR) -> CompileIR:
                 _combine(parts[0], constant(1), None, 0)
         return _combine(parts[0], 1 / constant(1), None, 0)  # div by a constant
 
+    def read_slot(reader):
+        """The last sublayer at which `reader` reads its inputs, or None when that is not simple."""
+        attrs = graph.nodes[reader]
+        if attrs["realize"] in ("attention", "width", "mlp"):
+            return attrs["slot"]
+        return attrs["last_read"] if attrs["realize"] == "derived" else None
+
+    hosting: set[int] = set()
     for root in sorted(graph.nodes):
         if not linear(root):
             continue
         reader = only_reader(root)
         if reader is not None and linear(reader):
             continue  # a term of a bigger sum: that sum is the root
-        terms = {t: c for t, c in expand(root).items() if c != 0 and graph.nodes[t]["encoding"] == "numerical"
-                 and graph.nodes[t]["realize"] in ("attention", "mlp")}
+        chain: dict[int, int] = {}  # leaf -> the linear value that reads it
+        leaves = {t: c for t, c in expand(root).items() if c != 0 and graph.nodes[t]["encoding"] == "numerical"}
+        terms = {t: c for t, c in leaves.items() if graph.nodes[t]["realize"] in ("attention", "mlp")
+                 and only_reader(t) == chain[t] and "share" not in graph.nodes[t]}
         # Two MLPs in one layer would share the layer's output bias on that dimension, so a
         # proof could not tell their shares apart: one MLP term per layer.
         seen_slots = set()
@@ -79,12 +94,33 @@ def share_sums(ir: CompileIR) -> CompileIR:
                 if graph.nodes[term]["slot"] in seen_slots:
                     del terms[term]
                 seen_slots.add(graph.nodes[term]["slot"])
-        if len(terms) < 2:
+        host = _host(graph, leaves, terms, chain, read_slot, hosting, output) if terms else None
+        if host is None and len(terms) < 2:
             continue
+        scale = leaves[host] if host is not None else 1  # the dimension holds root / scale
         for term, coefficient in terms.items():
-            graph.nodes[term]["share"] = (root, coefficient)
+            graph.nodes[term]["share"] = (root, coefficient / scale)
         graph.nodes[root]["shared_terms"] = sorted(terms)
+        if host is not None:
+            graph.nodes[root]["share_host"] = (host, scale)
+            hosting.add(host)
     return replace(ir, graph=graph)
+
+
+def _host(graph, leaves, terms, chain, read_slot, hosting, output):
+    """A value of the sum, other than its terms, whose own dimension can hold the sum: one whose
+    other readers all read before any term is written (a sublayer reads its input before it
+    writes), so they still see it alone. Then the sum needs no dimension of its own."""
+    first_write = min(graph.nodes[t]["slot"] for t in terms)
+    for leaf in sorted(leaves):
+        attrs = graph.nodes[leaf]
+        if leaf in terms or leaf in hosting or leaf == output or "share" in attrs \
+                or attrs["realize"] not in ("embed", "attention", "mlp") or attrs.get("ready", 0) >= first_write:
+            continue
+        slots = [read_slot(r) for r in graph.successors(leaf) if r != chain[leaf]]
+        if all(slot is not None and slot <= first_write for slot in slots):
+            return leaf
+    return None
 
 
 def _combine(a, ca, b, cb) -> dict:

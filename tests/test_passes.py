@@ -57,12 +57,13 @@ def test_schedule_is_as_shallow_as_the_dependencies(add10_ir):
 
 
 def test_allocation_gives_disjoint_dimensions(add10_ir):
-    # Disjoint except where a value takes over its dead input's dimension (checked below).
-    dims = [d for entry in add10_ir.residual_map if "updates" not in entry for d in entry["dims"]]
+    # Disjoint except where a value takes over its dead input's dimension, or a sum lives in the
+    # dimension of one of its values (both checked below).
+    dims = [d for entry in add10_ir.residual_map if "updates" not in entry
+            and not any(t.get("host") for t in entry.get("sum_of", [])) for d in entry["dims"]]
     assert len(dims) == len(set(dims)) == add10_ir.d_model
     assert set(dims) == set(range(add10_ir.d_model))
-    assert not any(e["node"] == "pair" for e in add10_ir.residual_map)  # derived: read through its inputs
-    assert all(e.get("written_by") == "sum" for e in add10_ir.residual_map if e["node"] == "total")
+    assert all(e.get("written_by") == "sum" for e in add10_ir.residual_map if e["node"] in ("pair", "total"))
 
 
 def test_weights_are_exact_and_traceable(add10_ir):
@@ -117,3 +118,16 @@ def test_an_mlp_of_one_dead_input_updates_its_dimension_in_place(add10_ir):
     assert entry["updates"] == "total" and entry["dims"] == total["dims"]
     modulo = next(m for layer in add10_ir.weights.layers for m in layer.mlps if m.label == "total % 10")
     assert modulo.units == 2 and not modulo.b_out  # the two kinks of the wrap, nothing to copy
+
+
+def test_a_sum_can_live_in_the_dimension_of_one_of_its_values(add10_ir):
+    # pair = value + shift(value, ALIGN): the head that computes the shift reads value in layer 0
+    # before it writes, so it can add its output into value's own dimension, and the MLPs that
+    # test pair read one dimension.
+    graph = add10_ir.graph
+    value = next(e for e in add10_ir.residual_map if e["node"] == "value")
+    pair = next(e for e in add10_ir.residual_map if e["node"] == "pair")
+    assert pair["dims"] == value["dims"] and pair["written_by"] == "sum"
+    assert [t["node"] for t in pair["sum_of"] if t.get("host")] == ["value"]
+    for block in add10_ir.weights.layers[0].mlps:
+        assert {d for d, _ in block.W_in} == set(value["dims"]), block.label
