@@ -111,7 +111,24 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     holders = [a for a in (graph.nodes[n] for n in graph.nodes) if dim in a.get("dims", ())]
     if not holders or any(a["last_read"] is None or a["last_read"] > attrs["slot"] for a in holders):
         return None
+    # f(x) - x may need more units than f(x) (a step becomes a step minus a ramp): only when not.
+    if _units(ir, graph, nid, x, read, in_place=True) > _units(ir, graph, nid, x, read, in_place=False):
+        return None
     return x, dim
+
+
+def _units(ir, graph, nid, x, read, in_place: bool) -> int:
+    """Hidden units the MLP for nid needs over x's values, writing f(x) or f(x) - (x's dimension)."""
+    from compiler.mlp_weights import _evaluate, _piecewise_linear
+    from dsl.semantics import num
+    values = sorted(graph.nodes[x]["values"], key=num)
+    codes = [num(v) for v in values]
+    (slope,) = read.coeffs.values()
+    ys = [num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) - ((num(v) - read.bias) / slope if in_place else 0)
+          for v in values]
+    gaps = [b - a for a, b in zip(codes, codes[1:])]
+    start_slope, _, changes = _piecewise_linear(codes, ys, (min(gaps) if gaps else 1) / 4)
+    return (start_slope != 0) + len({t for t, _ in changes})
 
 
 def peak_live_dims(ir: CompileIR) -> int:

@@ -26,16 +26,24 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
         rows.append({"where": entry["block"] + (f" head {entry['head']}" if "head" in entry else
                                                  f" units {entry['units'][0]}-{entry['units'][1] - 1}"),
                      "node": entry["node"], "line": entry["line"], "nonzero": count})
-    # A dimension can hold several values over time (a sum, then a value updated in place):
-    # embeddings belong to what is embedded, the unembedding to what the dimension holds last.
-    updated = {d for e in residual_map if "updates" in e for d in e["dims"]}
+    # A dimension can hold several values over time (a value, a sum on top of it, then a value
+    # updated in place): embeddings belong to what is embedded, the unembedding to what the
+    # dimension holds last.
+    last_holder = {}
+    for index, entry in sorted(enumerate(residual_map), key=lambda ie: (ie[1]["sublayer"], ie[0])):
+        for d in entry["dims"]:
+            last_holder[d] = index
     for name, label in (("embed.W_E", "token embedding"), ("pos_embed.W_pos", "positional table"),
                         ("unembed.W_U", "unembedding")):
-        for entry in residual_map:
-            if (entry.get("written_by") != "embed") if name != "unembed.W_U" else \
-                    ("updates" not in entry and set(entry["dims"]) & updated):
+        for index, entry in enumerate(residual_map):
+            if name == "unembed.W_U":
+                dims = [d for d in entry["dims"] if last_holder[d] == index]
+            elif entry.get("written_by") == "embed":
+                dims = entry["dims"]
+            else:
                 continue
-            dims = entry["dims"]
+            if not dims:
+                continue
             tensor = state[name]
             count = _nonzero(tensor[dims, :] if name == "unembed.W_U" else tensor[:, dims])
             if count:
