@@ -110,7 +110,10 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.sink -= M - M * c * c
     if windows:
         head.window = min(windows)
-    if mode == "mean" and offsets and not terms and not windows and _first_key_holds_default(ir, node):
+    # Position 0 holds the same values in every input of a layout that starts with a fixed token;
+    # when it holds the default, it can stand in for the sink.
+    if mode == "mean" and offsets and not terms and not windows \
+            and "at_zero" in graph.nodes[node.value.id] and graph.nodes[node.value.id]["at_zero"] == node.default:
         # Before the offset key exists the closest key is position 0, at least 3M above the rest.
         head.sink = None
 
@@ -159,22 +162,6 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.add_read("V", 0, value_read)
         head.W_O[(0, attrs["dims"][0])] = scale * attrs.get("share", (None, 1))[1]
     return head
-
-
-def _first_key_holds_default(ir: CompileIR, node) -> bool:
-    """Whether position 0 holds the aggregate's default in every input of the layout. A layout
-    that starts with a fixed token fixes every value at position 0 (a causal model sees nothing
-    else there), so one evaluation of the program on that token decides it. Then position 0 can
-    stand in for the sink: a head that finds nothing reads the default there."""
-    from dsl.semantics import EvaluationError, evaluate
-    first = ir.program.layout.items[0]
-    if first[0] != "literal":
-        return False
-    try:
-        at_zero = evaluate(ir.program, [first[1]]).values[node.value.id][0]
-    except EvaluationError:
-        return False
-    return at_zero == node.default
 
 
 def _indicator(reads: Reads, graph, nid, predicate, base, is_key) -> Affine:

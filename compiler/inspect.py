@@ -15,8 +15,7 @@ def decode(entry: dict, state: torch.Tensor) -> list:
     if "sum_of" in entry:  # the shares of a sum's terms, as they were written
         return [float(x) for x in state[:, dims[0]]]
     if entry["encoding"] == "numerical":
-        offset = float(sympy.Rational(entry["default"])) if entry.get("default") not in (None, "False", "True") \
-            else float(entry.get("default") == "True")
+        offset = float(number_of(entry["default"])) if entry.get("default") is not None else 0.0
         return [float(x) + offset for x in state[:, dims[0]]]
     block = state[:, dims]
     out = []
@@ -56,9 +55,10 @@ def exact_stored(entry: dict, values: dict) -> list | None:
     if any(c is None for c in columns):
         return None
     from dsl.semantics import num
-    shares = [(sympy.Rational(t["coefficient"]), _number(t["default"])) for t in entry["sum_of"]]
+    shares = [(sympy.Rational(t["coefficient"]), number_of(t["default"])) for t in entry["sum_of"]]
     return [sum(c * (num(v) - d) for (c, d), v in zip(shares, row)) for row in zip(*columns)]
 
 
-def _number(text: str):
+def number_of(text: str):
+    """A numerical value as the residual map writes it (a number, or True/False)."""
     return sympy.Integer(text == "True") if text in ("True", "False") else sympy.Rational(text)

@@ -5,8 +5,8 @@ attention without 1/sqrt(d) scaling, and per-head options compiled programs need
 of the distance d = key position - query position: an "attend to nothing" sink logit (-inf for
 heads without one), an ALiBi slope and curvature (score += slope*d + curvature*d*d), and a
 sliding window (keys more than `window` positions back are masked; inf for none). Layers may
-differ in head count, head width and MLP width. Weight names follow TransformerLens (embed.W_E, blocks.0.attn.W_Q [n_heads, d_model,
-d_head], blocks.0.mlp.W_in [d_model, d_mlp], unembed.W_U ...).
+differ in head count, head width and MLP width. Weight names follow TransformerLens (embed.W_E,
+blocks.0.attn.W_Q [n_heads, d_model, d_head], blocks.0.mlp.W_in [d_model, d_mlp], unembed.W_U ...).
 
 Two shortcuts keep checking millions of sums cheap without changing what is computed: a head
 whose scores do not read the residual stream (compiled offset and window heads) has one attention

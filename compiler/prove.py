@@ -34,6 +34,7 @@ import torch
 
 from dsl.semantics import apply_op, eval_predicate, num
 from compiler.encodings import predicate_roles
+from compiler.inspect import number_of
 
 MAX_COMBINATIONS = 200_000
 
@@ -110,7 +111,6 @@ class _Checker:
         for nid, e in list(self.entries.items()) + list(self.helpers.items()):
             for d in e["dims"]:
                 self.dim_owner.setdefault(d, []).append((nid, bool(e.get("helper")), e["sublayer"], "updates" in e))
-        self.at_zero = _values_at_position_zero(ir.program)
         self.error: dict[int, float] = {}  # node id -> bound on |stored - exact| per dimension
         self.helper_error: dict[int, float] = {}
         self.margins: dict[str, float] = {}
@@ -126,15 +126,15 @@ class _Checker:
         attrs = self.graph.nodes[nid]
         if attrs["source"] in ("position", "const"):
             return [attrs["per_position"][position]]
-        if position == 0 and self.at_zero is not None:
-            return [self.at_zero[nid]]
+        if position == 0 and "at_zero" in attrs:  # the layout fixes position 0
+            return [attrs["at_zero"]]
         return list(attrs["values"])
 
     def encode(self, nid, value, vector):
         """Write the exact encoding of `value` for stored node `nid` into a residual vector."""
         entry = self.entries[nid]
         if entry.get("shared"):
-            share = sympy.Rational(entry["coefficient"]) * (num(value) - _number(entry["default"]))
+            share = sympy.Rational(entry["coefficient"]) * (num(value) - number_of(entry["default"]))
             vector[entry["dims"][0]] += float(share)
         elif entry["encoding"] == "numerical":
             offset = num(self.graph.nodes[nid]["node"].default) if entry["written_by"] == "attention" else 0
@@ -602,24 +602,6 @@ class _Checker:
         if smallest <= 0:
             raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g})")
         self.margins["smallest logit margin after errors"] = smallest
-
-
-def _number(text: str):
-    return sympy.Integer(text == "True") if text in ("True", "False") else sympy.Rational(text)
-
-
-def _values_at_position_zero(program):
-    """Every value at position 0, when the layout fixes the first token (causal: nothing else is
-    seen there), else None; the proof then need not range over other values at position 0."""
-    from dsl.semantics import EvaluationError, evaluate
-    first = program.layout.items[0]
-    if first[0] != "literal":
-        return None
-    try:
-        values = evaluate(program, [first[1]]).values
-    except EvaluationError:
-        return None
-    return {nid: column[0] for nid, column in values.items()}
 
 
 def _fold_null_keys(keys, sink):

@@ -4,7 +4,9 @@ Adds to every node:
   values: the sorted tuple of every value the node can take, over every input of the layout;
   source: "const", "token" (depends on the token alone), "position" (on the position alone) or "mixed";
   per_position: for "position" nodes, the exact value at each position;
-  max_width (aggregates): the most keys any query can select.
+  max_width (aggregates): the most keys any query can select;
+  at_zero: the value at position 0, when the layout starts with a fixed token (a causal model
+    sees nothing else there, so every value at position 0 is fixed; one evaluation finds them).
 Value sets over-approximate (inputs are taken as independent), which is sound: a compiled block
 is exact on every value in the set, hence on every value that occurs.
 """
@@ -54,6 +56,7 @@ def infer_value_sets(ir: CompileIR) -> CompileIR:
     # Position-only nodes are evaluated exactly at every position (tokens cannot matter to them).
     position_values: dict[int, list] = {}
     dummy_tokens = [layout.begin] * n_ctx
+    at_zero = _values_at_position_zero(ir.program)
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
         node = attrs["node"]
@@ -78,7 +81,22 @@ def infer_value_sets(ir: CompileIR) -> CompileIR:
         if len(attrs["values"]) > MAX_VALUES:
             raise AdderError(f"'{attrs['label']}' can take more than {MAX_VALUES} values, too many to compile",
                              node.span, ir.program.sources.get(node.span.file), TOO_MANY_HINT)
+        if at_zero is not None:
+            attrs["at_zero"] = at_zero[nid]
     return _replace(ir, graph)
+
+
+def _values_at_position_zero(program) -> dict | None:
+    """Every node's value at position 0 when the layout fixes the first token, else None."""
+    from dsl.semantics import evaluate
+    first = program.layout.items[0]
+    if first[0] != "literal":
+        return None
+    try:
+        values = evaluate(program, [first[1]]).values
+    except EvaluationError:
+        return None
+    return {nid: column[0] for nid, column in values.items()}
 
 
 def _replace(ir, graph):
