@@ -1,4 +1,4 @@
-"""Pass 6: give every stored value its residual dimensions.
+"""Pass 7: give every stored value its residual dimensions.
 
 A value is stored when it is embedded or computed by a sublayer (realize "embed", "attention",
 "mlp"); it lives from the sublayer that writes it (`ready`) to the last sublayer that reads it
@@ -14,14 +14,20 @@ dimensions, but this pass does not yet trade clean-up units for width.
 A sum whose terms share a dimension (compiler.share) gets one dimension, which its terms' dims
 point to; its residual-map entry lists the terms (`sum_of`) instead of a single writer.
 
+An MLP value computed in place of its input x keeps x's encoding: when x reads as
+slope * dim + bias (a sum hosted at a scale, say), the value is stored as (value - bias) / slope,
+so the update is f(x) - x scaled, and readers read it back the same way (`stored_as`).
+
 Adds to stored nodes: dims (one residual index for a numerical value, one per value for a
-categorical one) and live (first, last sublayer). Sets ir.d_model and ir.residual_map.
+categorical one) and live (first, last sublayer); in_place and stored_as for updates. Sets
+ir.d_model and ir.residual_map.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
 from compiler.ir import CompileIR
+from compiler.reads import Reads
 
 STORED = ("embed", "attention", "mlp", "width")
 
@@ -45,6 +51,10 @@ def allocate(ir: CompileIR) -> CompileIR:
             dims = list(graph.nodes[attrs["share_host"][0]]["dims"])
         elif updated is not None:
             attrs["in_place"], dims = updated[0], [updated[1]]
+            read = Reads(graph, ir.program.layout.base).numeric(updated[0])
+            if read.coeffs[updated[1]] != 1 or read.bias != 0:
+                # The dimension keeps x's encoding (x = slope * dim + bias), so y is stored the same way.
+                attrs["stored_as"] = (read.coeffs[updated[1]], read.bias)
             updated_dims.add(updated[1])
         else:
             dims = list(range(next_dim, next_dim + width_of(attrs)))
@@ -73,6 +83,8 @@ def allocate(ir: CompileIR) -> CompileIR:
                                         "sublayer": t["ready"]})
         if "in_place" in attrs:
             entry["updates"] = graph.nodes[attrs["in_place"]]["label"]
+        if "stored_as" in attrs:
+            entry["stored_as"] = [str(v) for v in attrs["stored_as"]]
         if attrs["encoding"] == "categorical":
             entry["values"] = [str(v) for v in attrs["values"]]
         if attrs["realize"] == "attention":
@@ -93,7 +105,6 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     from one number x that lives in one dimension nothing reads afterwards can write f(x) - x
     there instead of f(x) into a new dimension: no clean-up is needed, since the update replaces
     x by y, and the units that would copy x across (or undo it) are not needed at all."""
-    from compiler.reads import Reads
     attrs = graph.nodes[nid]
     if attrs["realize"] != "mlp" or attrs["encoding"] != "numerical" or "share" in attrs \
             or len(attrs.get("frontier", [])) != 1:
@@ -124,8 +135,9 @@ def _units(ir, graph, nid, x, read, in_place: bool) -> int:
     values = sorted(graph.nodes[x]["values"], key=num)
     codes = [num(v) for v in values]
     (slope,) = read.coeffs.values()
-    ys = [num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) - ((num(v) - read.bias) / slope if in_place else 0)
-          for v in values]
+    # In place, the dimension goes from x's encoding (x - bias) / slope to y's, which is the same.
+    ys = [(num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) - read.bias) / slope - (num(v) - read.bias) / slope
+          if in_place else num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) for v in values]
     gaps = [b - a for a, b in zip(codes, codes[1:])]
     start_slope, _, changes = _piecewise_linear(codes, ys, (min(gaps) if gaps else 1) / 4)
     return (start_slope != 0) + len({t for t, _ in changes})

@@ -33,7 +33,7 @@ def load_compiled(ir):
 def run_prompts(model, layout, prompts: list[list[str]], batch_size: int = 4096) -> list[str]:
     """Greedy continuations (without the end token) for prompts given as token lists."""
     vocab = layout.vocab
-    end_id = vocab.index(layout.end_token)
+    end_id = vocab.index(layout.end_token) if layout.end_token else None
     max_new = layout.sequence_length - layout.prompt_length
     results = []
     for start in range(0, len(prompts), batch_size):

@@ -86,6 +86,10 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.sink = T * M + low - G
     elif mode == "mean":
         M = 2 * G
+        if "paired_with" in attrs:
+            # Every other key scores at least 2M - ln(r) under the nearer of the pair: enough is
+            # G, and a smaller M keeps the scores small, which float32 needs to resolve ln(r).
+            M = sympy.Integer(math.ceil((G + math.log(attrs["paired_with"][1])) / 2) + 1)
         head.sink = T * M - G
     elif mode == "width":
         M = G + sympy.Integer(math.ceil(math.log(n_ctx + 1)))  # a whole sink's weight over n keys
@@ -116,6 +120,12 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
             and "at_zero" in graph.nodes[node.value.id] and graph.nodes[node.value.id]["at_zero"] == node.default:
         # Before the offset key exists the closest key is position 0, at least 3M above the rest.
         head.sink = None
+    if "paired_with" in attrs:
+        # Two neighbouring keys, c and c + 1 back (compiler.pair_heads): the parabola's top moves
+        # half a position further back and tilts by ln(r), so the nearer key scores ln(r) more.
+        (c,), ratio = offsets, attrs["paired_with"][1]
+        head.slope += -M + sympy.log(ratio)
+        head.constants["pair ratio"] = ratio
 
     qk_dim = 0
     for term, roles in terms:
@@ -160,7 +170,10 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     else:
         value_read = reads.numeric(node.value.id) + Affine.constant(-num(node.default))
         head.add_read("V", 0, value_read)
-        head.W_O[(0, attrs["dims"][0])] = scale * attrs.get("share", (None, 1))[1]
+        coefficient = attrs.get("share", (None, 1))[1]
+        if "paired_with" in attrs:  # weights r/(r+1) and 1/(r+1): the output weight restores both terms
+            coefficient += graph.nodes[attrs["paired_with"][0]]["share"][1]
+        head.W_O[(0, attrs["dims"][0])] = scale * coefficient
     return head
 
 

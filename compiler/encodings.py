@@ -181,6 +181,7 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
             attrs["realize"] = "readout"
         elif isinstance(node, Map):
             attrs["realize"] = "derived" if _derivable(node, attrs, graph) else "mlp"
+    _absorb_single_input_mixes(graph, program.output.id)
     # An MLP value read only by other MLP functions need not be stored: they compute it themselves.
     for nid in sorted(graph.nodes, reverse=True):
         attrs = graph.nodes[nid]
@@ -189,6 +190,55 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
                 graph.nodes[c]["realize"] in ("mlp", "fused") for c in consumers):
             attrs["realize"] = "fused"
     return replace(ir, graph=graph)
+
+
+def _absorb_single_input_mixes(graph, output_id):
+    """A derived value mixing a number x with MLP functions of that same x (x - 100*(x >= 95))
+    would store each function in a dimension of its own and make every reader read them all.
+    It is one function of x instead: one MLP computes it whole (and allocate may then update
+    x's dimension in place), and the functions it absorbs are computed inside it."""
+    for nid in sorted(graph.nodes):
+        attrs = graph.nodes[nid]
+        if attrs.get("realize") != "derived" or attrs["encoding"] != "numerical" or len(_leaves(graph, nid)) < 2:
+            continue
+        inside, frontier, stack = set(), set(), [p for p in graph.predecessors(nid)]
+        while stack:
+            pid = stack.pop()
+            p = graph.nodes[pid]
+            private = list(graph.successors(pid)) and all(r == nid or r in inside for r in graph.successors(pid)) \
+                and pid != output_id
+            if p["realize"] == "const":
+                continue
+            computed = p["realize"] in ("mlp", "fused") or (p["realize"] == "derived" and _computes(graph, pid))
+            if private and computed and p["encoding"] == "numerical":
+                inside.add(pid)
+                stack.extend(graph.predecessors(pid))
+            else:
+                frontier.add(pid)
+        absorbed = [p for p in inside if graph.nodes[p]["realize"] in ("mlp", "fused")]
+        if len(frontier) != 1 or not absorbed or graph.nodes[next(iter(frontier))]["encoding"] != "numerical":
+            continue
+        attrs["realize"] = "mlp"
+        for p in inside:
+            graph.nodes[p]["realize"] = "fused"
+
+
+def _leaves(graph, nid) -> set:
+    """The stored values a derived value reads (through derived values)."""
+    out = set()
+    for p in graph.predecessors(nid):
+        realize = graph.nodes[p]["realize"]
+        if realize == "derived":
+            out |= _leaves(graph, p)
+        elif realize != "const":
+            out.add(p)
+    return out
+
+
+def _computes(graph, nid) -> bool:
+    """Whether a derived value has an MLP function under it (through derived values only)."""
+    return any(graph.nodes[p]["realize"] in ("mlp", "fused")
+               or (graph.nodes[p]["realize"] == "derived" and _computes(graph, p)) for p in graph.predecessors(nid))
 
 
 def readout_parts(graph, output_id):

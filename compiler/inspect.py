@@ -16,7 +16,8 @@ def decode(entry: dict, state: torch.Tensor) -> list:
         return [float(x) for x in state[:, dims[0]]]
     if entry["encoding"] == "numerical":
         offset = float(number_of(entry["default"])) if entry.get("default") is not None else 0.0
-        return [float(x) + offset for x in state[:, dims[0]]]
+        slope, bias = (float(number_of(t)) for t in entry.get("stored_as", ("1", "0")))
+        return [slope * float(x) + bias + offset for x in state[:, dims[0]]]
     block = state[:, dims]
     out = []
     for row in block:

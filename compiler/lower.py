@@ -1,4 +1,4 @@
-"""Pass 9: exact sympy weights become dense torch tensors (float64 unless asked otherwise).
+"""Pass 11: exact sympy weights become dense torch tensors (float64 unless asked otherwise).
 
 Sets ir.lowered = (config, state_dict): the config is plain data (layer shapes, dtype), the
 state dict maps TransformerLens-style names to tensors. Sets ir.weight_map: which head and which
@@ -6,6 +6,7 @@ hidden units serve which program node (with its source line), so every weight ca
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import sympy
@@ -25,6 +26,18 @@ def _dense(shape, entries, dtype, transform=lambda k: k):
     return tensor.to(dtype)
 
 
+def _kv_groups(heads):
+    """(heads reordered, group size): heads whose key and value weights are equal share one
+    projection (grouped-query attention). Groups are consecutive and of equal size, so the size
+    is the largest that divides every class of equal heads; 1 means no sharing."""
+    classes: dict = {}
+    for head in heads:
+        key = tuple(tuple(sorted(getattr(head, name).items())) for name in ("W_K", "b_K", "W_V", "b_V"))
+        classes.setdefault(key, []).append(head)
+    group = math.gcd(*[len(c) for c in classes.values()]) if heads else 1
+    return [h for c in classes.values() for h in c], group
+
+
 def lower(ir: CompileIR) -> CompileIR:
     w = ir.weights
     dtype_name = ir.options.get("dtype", "float64")
@@ -39,10 +52,16 @@ def lower(ir: CompileIR) -> CompileIR:
 
     def serves(node_id):
         attrs = ir.graph.nodes[node_id]
-        return {"node": attrs["label"], "id": node_id, "line": attrs["span"].line, "column": attrs["span"].column}
+        served = {"node": attrs["label"], "id": node_id, "line": attrs["span"].line, "column": attrs["span"].column}
+        if "paired_with" in attrs:  # one head for two shifts (compiler.pair_heads)
+            partner = attrs["paired_with"][0]
+            served["node"] += " and " + ir.graph.nodes[partner]["label"]
+            served["also"] = partner
+        return served
 
     for l, layer in enumerate(w.layers):
-        heads = layer.heads
+        heads, group = _kv_groups(layer.heads)
+        config.setdefault("n_kv_heads", []).append(len(heads) // group if heads else 0)
         for index, head in enumerate(heads):
             weight_map.append({"block": f"blocks.{l}.attn", "head": index, "mode": head.mode,
                                **serves(head.node)})
@@ -55,10 +74,12 @@ def lower(ir: CompileIR) -> CompileIR:
         if heads:
             H = len(heads)
             for name in ("W_Q", "W_K", "W_V"):
-                state[prefix + name] = torch.stack([_dense((d_model, d_head), getattr(h, name), dtype) for h in heads])
+                stored = heads if name == "W_Q" else heads[::group]  # one key/value projection per group
+                state[prefix + name] = torch.stack([_dense((d_model, d_head), getattr(h, name), dtype) for h in stored])
             for name in ("b_Q", "b_K", "b_V"):
+                stored = heads if name == "b_Q" else heads[::group]
                 state[prefix + name] = torch.stack([_dense((d_head,), getattr(h, name), dtype, lambda k: (k,))
-                                                    for h in heads])
+                                                    for h in stored])
             state[prefix + "W_O"] = torch.stack([_dense((d_head, d_model), h.W_O, dtype) for h in heads])
             state[prefix + "b_O"] = torch.zeros(d_model, dtype=dtype)
             state[prefix + "sink"] = torch.tensor([to_float(h.sink) if h.sink is not None else float("-inf")
@@ -89,6 +110,10 @@ def lower(ir: CompileIR) -> CompileIR:
             state[prefix + "b_in"] = _dense((d_mlp,), b_in, dtype)
             state[prefix + "W_out"] = _dense((d_mlp, d_model), W_out, dtype)
             state[prefix + "b_out"] = _dense((d_model,), b_out, dtype)
-    state["unembed.W_U"] = _dense((d_model, d_vocab), w.W_U, dtype)
+    if w.tied_scale is not None:
+        config["tied_unembed"] = True
+        state["unembed.logit_scale"] = torch.tensor(to_float(w.tied_scale), dtype=dtype)
+    else:
+        state["unembed.W_U"] = _dense((d_model, d_vocab), w.W_U, dtype)
     state["unembed.b_U"] = _dense((d_vocab,), w.b_U, dtype, lambda k: (k,))
     return replace(ir, lowered=(config, state), weight_map=weight_map)

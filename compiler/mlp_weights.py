@@ -77,8 +77,8 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         except EvaluationError as err:
             fail(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
                  hint_for(str(err)))
-        if held is not None:
-            table[code] = num(table[code]) - held(env)
+        if held is not None:  # the new value in the dimension's encoding, less what it holds
+            table[code] = (num(table[code]) - x_read.bias) / slope - held(env)
     return piecewise_linear(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
 
 

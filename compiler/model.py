@@ -7,6 +7,9 @@ heads without one), an ALiBi slope and curvature (score += slope*d + curvature*d
 sliding window (keys more than `window` positions back are masked; inf for none). Layers may
 differ in head count, head width and MLP width. Weight names follow TransformerLens (embed.W_E,
 blocks.0.attn.W_Q [n_heads, d_model, d_head], blocks.0.mlp.W_in [d_model, d_mlp], unembed.W_U ...).
+With config["n_kv_heads"], consecutive heads share key and value projections (grouped-query
+attention: W_K, b_K, W_V, b_V have n_kv_heads rows). With config["tied_unembed"], the unembedding is the token embedding transposed times one stored
+number, unembed.logit_scale (weight tying).
 
 Two shortcuts keep checking millions of sums cheap without changing what is computed: a head
 whose scores do not read the residual stream (compiled offset and window heads) has one attention
@@ -31,11 +34,15 @@ class PosEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, n_heads, d_model, d_head, dtype):
+    def __init__(self, n_heads, d_model, d_head, dtype, n_kv_heads=None):
         super().__init__()
         p = lambda *shape: nn.Parameter(torch.zeros(*shape, dtype=dtype), requires_grad=False)
-        self.W_Q, self.W_K, self.W_V = p(n_heads, d_model, d_head), p(n_heads, d_model, d_head), p(n_heads, d_model, d_head)
-        self.b_Q, self.b_K, self.b_V = p(n_heads, d_head), p(n_heads, d_head), p(n_heads, d_head)
+        # Grouped-query attention: consecutive groups of n_heads / n_kv_heads heads share one key
+        # and value projection.
+        kv = n_kv_heads or n_heads
+        self.group = n_heads // kv
+        self.W_Q, self.W_K, self.W_V = p(n_heads, d_model, d_head), p(kv, d_model, d_head), p(kv, d_model, d_head)
+        self.b_Q, self.b_K, self.b_V = p(n_heads, d_head), p(kv, d_head), p(kv, d_head)
         self.W_O, self.b_O = p(n_heads, d_head, d_model), p(d_model)
         self.sink = p(n_heads)  # -inf: no sink
         self.alibi_slope = p(n_heads)
@@ -51,19 +58,21 @@ class Attention(nn.Module):
     def position_scores(self, heads, T_q: int, keys: range) -> torch.Tensor:
         """[len(heads), T_q, 1 + len(keys)]: the score terms fixed by position alone, for the last
         T_q positions attending to `keys`. Column 0 is the sink (a key whose value is 0); hidden
-        keys score -inf."""
+        keys score -inf. Always float64: slope * d + curvature * d * d grows with the distance,
+        and differences of a few units between neighbouring keys must survive it."""
         device = self.sink.device
         distance = (torch.arange(keys.start, keys.stop, device=device)[None, :]
-                    - torch.arange(keys.stop - T_q, keys.stop, device=device)[:, None]).to(self.sink.dtype)
-        slope, curvature, window = (t[heads, None, None] for t in (self.alibi_slope, self.alibi_curvature, self.window))
+                    - torch.arange(keys.stop - T_q, keys.stop, device=device)[:, None]).to(torch.float64)
+        slope, curvature, window = (t[heads, None, None].to(torch.float64)
+                                    for t in (self.alibi_slope, self.alibi_curvature, self.window))
         scores = slope * distance + curvature * distance * distance
         scores = scores.masked_fill((distance > 0) | (-distance > window), float("-inf"))  # causal, and the window
-        return torch.cat([self.sink[heads, None, None].expand(-1, T_q, 1), scores], dim=-1)
+        return torch.cat([self.sink[heads, None, None].to(torch.float64).expand(-1, T_q, 1), scores], dim=-1)
 
     def content_free(self) -> torch.Tensor:
         """Per head: whether q.k is the same for every key (no key weights, or a zero query), so
         the attention pattern depends on positions alone and is shared by every sequence."""
-        no_keys = (self.W_K == 0).all(dim=(1, 2))
+        no_keys = (self.W_K == 0).all(dim=(1, 2)).repeat_interleave(self.group)
         zero_query = (self.W_Q == 0).all(dim=(1, 2)) & (self.b_Q == 0).all(dim=1)
         return no_keys | zero_query
 
@@ -73,6 +82,8 @@ class Attention(nn.Module):
         Returns the output at the attending positions, and the keys and values up to now (what
         incremental decoding keeps)."""
         k, v = self._project(x, self.W_K, self.b_K), self._project(x, self.W_V, self.b_V)
+        if self.group > 1:
+            k, v = k.repeat_interleave(self.group, dim=1), v.repeat_interleave(self.group, dim=1)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         x_q = x if queries is None else x[:, x.shape[1] - queries:]
@@ -90,11 +101,17 @@ class Attention(nn.Module):
             zero = k.new_zeros(B, len(heads), 1, k.shape[3])
             v_seen = torch.cat([zero, v[:, heads, keys.start:]], dim=2)
             if bool(content_free[heads[0]]):
-                # A pattern fixed by position is one [T_q, keys] matrix for the whole batch.
-                z[:, heads] = torch.einsum("hqk,bhkd->bhqd", torch.softmax(bias, dim=-1), v_seen)
+                # A pattern fixed by position is one [T_q, keys] matrix for the whole batch, made in
+                # float64 like its scores, then used at the model's precision.
+                pattern = torch.softmax(bias, dim=-1).to(v_seen.dtype)
+                z[:, heads] = torch.einsum("hqk,bhkd->bhqd", pattern, v_seen)
             else:
                 q = self._project(x_q, self.W_Q[heads], self.b_Q[heads])
                 k_seen = torch.cat([zero, k[:, heads, keys.start:]], dim=2)
+                # Shifted by its largest finite entry per query, the position term fits the model's
+                # precision before it meets the content term.
+                top = bias.amax(dim=-1, keepdim=True).clamp(min=-1e300)  # the query's own key is never masked
+                bias = (bias - top).to(q.dtype)
                 scores = torch.einsum("bhqd,bhkd->bhqk", q, k_seen) + bias
                 z[:, heads] = torch.einsum("bhqk,bhkd->bhqd", torch.softmax(scores, dim=-1), v_seen)
         return torch.einsum("bhte,hed->btd", z, self.W_O) + self.b_O, (k, v)
@@ -113,17 +130,41 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d_model, n_heads, d_head, d_mlp, dtype):
+    def __init__(self, d_model, n_heads, d_head, d_mlp, dtype, n_kv_heads=None):
         super().__init__()
-        self.attn = Attention(n_heads, d_model, d_head, dtype) if n_heads else None
+        self.attn = Attention(n_heads, d_model, d_head, dtype, n_kv_heads) if n_heads else None
         self.mlp = MLP(d_model, d_mlp, dtype) if d_mlp else None
 
 
 class Unembed(nn.Module):
-    def __init__(self, d_model, d_vocab, dtype):
+    def __init__(self, d_model, d_vocab, dtype, tied: bool):
         super().__init__()
-        self.W_U = nn.Parameter(torch.zeros(d_model, d_vocab, dtype=dtype), requires_grad=False)
-        self.b_U = nn.Parameter(torch.zeros(d_vocab, dtype=dtype), requires_grad=False)
+        p = lambda *shape: nn.Parameter(torch.zeros(*shape, dtype=dtype), requires_grad=False)
+        if tied:  # W_U = logit_scale * W_E^T: weight tying, with a scale
+            self.logit_scale = p(())
+        else:
+            self.W_U = p(d_model, d_vocab)
+        self.b_U = p(d_vocab)
+
+
+def per_head(state: dict, config: dict) -> dict:
+    """The state dict with every head's own key and value weights (grouped ones repeated) and
+    W_U written out: what a per-head reading of the weights (the proof) wants."""
+    out = dict(state)
+    for layer, (heads, kv) in enumerate(zip(config["n_heads"], config.get("n_kv_heads", config["n_heads"]))):
+        if heads and kv != heads:
+            for name in ("W_K", "b_K", "W_V", "b_V"):
+                key = f"blocks.{layer}.attn.{name}"
+                out[key] = state[key].repeat_interleave(heads // kv, dim=0)
+    out["unembed.W_U"] = unembedding_matrix(state)
+    return out
+
+
+def unembedding_matrix(state: dict) -> torch.Tensor:
+    """W_U [d_model, d_vocab] from a state dict, tied or not."""
+    if "unembed.W_U" in state:
+        return state["unembed.W_U"]
+    return state["embed.W_E"].T * state["unembed.logit_scale"]
 
 
 class KVCache:
@@ -142,9 +183,10 @@ class CompiledTransformer(nn.Module):
         d_model = config["d_model"]
         self.embed = Embed(config["d_vocab"], d_model, dtype)
         self.pos_embed = PosEmbed(config["n_ctx"], d_model, dtype)
-        self.blocks = nn.ModuleList(Block(d_model, h, e, m, dtype) for h, e, m in
-                                    zip(config["n_heads"], config["d_head"], config["d_mlp"]))
-        self.unembed = Unembed(d_model, config["d_vocab"], dtype)
+        kv = config.get("n_kv_heads", config["n_heads"])
+        self.blocks = nn.ModuleList(Block(d_model, h, e, m, dtype, g) for h, e, m, g in
+                                    zip(config["n_heads"], config["d_head"], config["d_mlp"], kv))
+        self.unembed = Unembed(d_model, config["d_vocab"], dtype, config.get("tied_unembed", False))
 
     def residuals(self, tokens: torch.Tensor, cache: "KVCache | None" = None,
                   last: int | None = None) -> list[torch.Tensor]:
@@ -183,4 +225,5 @@ class CompiledTransformer(nn.Module):
         x = self.residuals(tokens, cache, last)[-1]
         if last is not None:  # a model with no layers has had nothing to cut
             x = x[:, x.shape[1] - last:]
-        return x @ self.unembed.W_U + self.unembed.b_U
+        W_U = self.embed.W_E.T * self.unembed.logit_scale if self.config.get("tied_unembed") else self.unembed.W_U
+        return x @ W_U + self.unembed.b_U

@@ -11,7 +11,9 @@ from compiler.ir import CompileIR
 from compiler.lower import lower
 from compiler.prune import prune
 from compiler.schedule import schedule
+from compiler.pair_heads import pair_offset_heads
 from compiler.share import share_sums
+from compiler.tie import tie_unembedding
 from compiler.value_sets import infer_value_sets
 from compiler.weights import build_weights
 
@@ -20,10 +22,12 @@ PASSES = [
     choose_encodings,   # 3. one-hot or scalar; embedded, derived, attention, MLP or fused
     schedule,           # 4. attention and MLP sublayers, as shallow as the dependencies allow
     share_sums,         # 5. terms of a sum that nothing else reads: one dimension for them all
-    allocate,           # 6. residual dimensions for the values that must be stored
-    build_weights,      # 7. every weight as an exact sympy value, tagged with its program node
-    prune,              # 8. drop zero weights and dimensions, heads and units that carry nothing
-    lower,              # 9. dense torch tensors
+    pair_offset_heads,  # 6. two shifts of one value at neighbouring offsets in a sum: one head
+    allocate,           # 7. residual dimensions for the values that must be stored
+    build_weights,      # 8. every weight as an exact sympy value, tagged with its program node
+    prune,              # 9. drop zero weights and dimensions, heads and units that carry nothing
+    tie_unembedding,    # 10. W_U stored as a multiple of W_E^T when it is one
+    lower,              # 11. dense torch tensors
 ]
 
 

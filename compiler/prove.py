@@ -29,12 +29,14 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy
 import sympy
 import torch
 
 from dsl.semantics import apply_op, eval_predicate, num
 from compiler.encodings import predicate_roles
 from compiler.inspect import number_of
+from compiler.model import per_head, unembedding_matrix
 
 MAX_COMBINATIONS = 200_000
 
@@ -67,7 +69,8 @@ def prove(payload: dict, program, dtype: str = "float64") -> Proof:
     # The compiler's knowledge (value sets, what each value is computed by) comes from compiling the
     # program again; every check below runs on the model file's own weights.
     ir = compile_program(program, {"dtype": "float64", "overrides": payload["program"].get("overrides", {})})
-    weights = {k: v.to(getattr(torch, dtype)).to(torch.float64) for k, v in payload["state_dict"].items()}
+    weights = {k: v.to(getattr(torch, dtype)).to(torch.float64)
+               for k, v in per_head(payload["state_dict"], payload["config"]).items()}
     try:
         checker = _Checker(ir, payload["residual_map"], weights, payload["config"], payload.get("weight_map", []))
         checker.run()
@@ -114,6 +117,7 @@ class _Checker:
         self.error: dict[int, float] = {}  # node id -> bound on |stored - exact| per dimension
         self.helper_error: dict[int, float] = {}
         self.margins: dict[str, float] = {}
+        self._encoded: dict = {}  # (node, value) -> its encoding, a residual vector
 
     def error_by_label(self):
         return {self.graph.nodes[n]["label"]: e for n, e in self.error.items()}
@@ -138,7 +142,8 @@ class _Checker:
             vector[entry["dims"][0]] += float(share)
         elif entry["encoding"] == "numerical":
             offset = num(self.graph.nodes[nid]["node"].default) if entry["written_by"] == "attention" else 0
-            vector[entry["dims"][0]] += float(num(value) - offset)  # values sharing it add up
+            slope, bias = (number_of(t) for t in entry.get("stored_as", ("1", "0")))
+            vector[entry["dims"][0]] += float((num(value) - offset - bias) / slope)  # values sharing it add up
         else:
             text = str(value)
             if text in entry["values"]:
@@ -157,6 +162,43 @@ class _Checker:
         node = attrs["node"]
         args = tuple(self.value_of(a.id, assignment, position) for a in node.args)
         return apply_op(node.op, args, self.base)
+
+    def values_over(self, nid, combos, position):
+        """value_of for every combination at once, as (codes, table): combination i has the value
+        table[codes[i]]. Each node's operation runs once per distinct tuple of argument values,
+        not once per combination (many combinations share them)."""
+        if nid in combos[0]:
+            table = list(dict.fromkeys(c[nid] for c in combos))
+            index = {v: i for i, v in enumerate(table)}
+            return numpy.array([index[c[nid]] for c in combos]), table
+        attrs = self.graph.nodes[nid]
+        if attrs["realize"] == "const" or attrs["source"] == "position":
+            return numpy.zeros(len(combos), dtype=numpy.int64), [self.value_of(nid, {}, position)]
+        node = attrs["node"]
+        args = [self.values_over(a.id, combos, position) for a in node.args]
+        key = numpy.zeros(len(combos), dtype=numpy.int64)
+        for codes, table in args:  # one mixed-radix number per tuple of argument values
+            key = key * len(table) + codes
+        distinct, inverse = numpy.unique(key, return_inverse=True)
+        results = []
+        for k in distinct.tolist():
+            arg_values = []
+            for codes, arg_table in reversed(args):
+                k, code = divmod(k, len(arg_table))
+                arg_values.append(arg_table[code])
+            results.append(apply_op(node.op, tuple(reversed(arg_values)), self.base))
+        table = list(dict.fromkeys(results))  # different arguments, same value: one entry
+        position_of = {v: i for i, v in enumerate(table)}
+        index = numpy.array([position_of[r] for r in results], dtype=numpy.int64)
+        return index[inverse.reshape(-1)], table
+
+    def vectors(self, stored, combos, position) -> torch.Tensor:
+        """The residual vector of every combination: [len(combos), d_model]."""
+        X = torch.zeros(len(combos), self.d_model, dtype=torch.float64)
+        for s in stored:
+            codes, table = self.values_over(s, combos, position)
+            X += torch.stack([self.vector({s: v}) for v in table])[torch.from_numpy(codes)]
+        return X
 
     def live_owners(self, d, at):
         """The values dimension d holds when read by the sublayer numbered `at`."""
@@ -182,7 +224,11 @@ class _Checker:
     def vector(self, assignment, helper_values=None):
         x = torch.zeros(self.d_model, dtype=torch.float64)
         for nid, value in assignment.items():
-            self.encode(nid, value, x)
+            key = (nid, value)
+            if key not in self._encoded:
+                self._encoded[key] = torch.zeros(self.d_model, dtype=torch.float64)
+                self.encode(nid, value, self._encoded[key])
+            x += self._encoded[key]
         for nid, value in (helper_values or {}).items():
             x[self.helpers[nid]["dims"][0]] = value
         return x
@@ -207,7 +253,11 @@ class _Checker:
         for entry in order:
             nid = entry["id"]
             realize = self.graph.nodes[nid]["realize"]
-            if realize == "attention":
+            if "paired_with" in self.graph.nodes[nid]:
+                self.check_pair_head(nid)
+            elif "paired_into" in self.graph.nodes[nid]:
+                continue  # proved with the head it shares
+            elif realize == "attention":
                 self.check_head(nid)
             elif realize == "mlp":
                 self.check_mlp(nid)
@@ -354,6 +404,65 @@ class _Checker:
         else:
             self.error[nid] = worst_output
         self.margins[f"head '{label}' score gap"] = smallest_gap
+
+    def check_pair_head(self, nid):
+        """One head for two shifts of a value, c and c + 1 back, both terms of one sum
+        (compiler.pair_heads). Its scores depend on positions alone, so at every query the
+        attention weights are computed outright and compared with the weights the two terms
+        need; each key's share of the difference, times the most its value can be, bounds the
+        error (position 0 holds the default, which contributes nothing whatever its weight)."""
+        attrs = self.graph.nodes[nid]
+        partner = attrs["paired_with"][0]
+        label = f"{attrs['label']} and {self.graph.nodes[partner]['label']}"
+        layer, h, w = self._head(nid)
+        if any(float(w[name].abs().max()) > 0 for name in ("W_Q", "b_Q", "W_K", "b_K")):
+            raise CannotProve(f"the head for '{label}' reads the stream in its scores; a paired head must not")
+        target = self.entries[nid]
+        writes = (w["W_O"].abs().sum(0) > 0).nonzero()[:, 0].tolist()
+        if set(writes) - set(target["dims"]):
+            raise _Counterexample(f"the head for '{label}' also writes dimensions of other values")
+        if float(w["W_O"][1:].abs().sum()) > 0 or float(w["W_V"][:, 1:].abs().sum() + w["b_V"][1:].abs().sum()) > 0:
+            raise CannotProve(f"the head for '{label}' uses more than one value dimension")
+        value_node = attrs["node"].value.id
+        default = num(attrs["node"].default)
+        coefficients = {}
+        for term in (nid, partner):
+            offset = _offset_of(self.graph.nodes[term]["node"], self.n, self.base)
+            coefficients[offset] = float(sympy.Rational(self.entries[term]["coefficient"]))
+        out_scale = float(w["W_O"][0, target["dims"][0]])
+        read_v = (w["W_V"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
+        at = attrs["slot"]
+        v_nodes = sorted(n for n, helper in self.owners(read_v, at) if not helper)
+        for n in v_nodes:
+            if n not in self.error:
+                raise CannotProve(f"the head for '{label}' reads '{self.graph.nodes[n]['label']}' before it is proved")
+        dv = float(self.input_error(w["W_V"], at)[0])
+        # The value each key carries, exactly checked, and the most it can be away from zero.
+        largest = [0.0] * self.n
+        for k in range(self.n):
+            for assign in self.combos(v_nodes, k):
+                carried = float((self.vector(assign) @ w["W_V"] + w["b_V"])[0])
+                exact = float(num(self.value_of(value_node, assign, k)) - default)
+                if abs(carried - exact) > 1e-9:
+                    raise _Counterexample(f"the head for '{label}' reads a wrong value at position {k}")
+                largest[k] = max(largest[k], abs(exact))
+        worst = 0.0
+        largest = torch.tensor(largest, dtype=torch.float64)
+        for q in range(self.n):
+            keys = torch.arange(max(0, q - int(min(w["window"], self.n))), q + 1)
+            d = (keys - q).to(torch.float64)
+            scores = w["slope"] * d + w["curvature"] * d * d
+            if w["sink"] != -math.inf:
+                scores = torch.cat([scores, torch.tensor([w["sink"]], dtype=torch.float64)])
+            weights = torch.softmax(scores, dim=0)[:len(keys)]
+            want = torch.tensor([coefficients.get(q - k, 0.0) for k in keys.tolist()], dtype=torch.float64)
+            error = (out_scale * weights - want).abs() * largest[keys] + abs(out_scale) * weights * dv
+            worst = max(worst, float(error.sum()))
+        if worst >= 0.25:
+            raise CannotProve(f"the head for '{label}' (layer {layer}) may leak an error of {worst:.3g}")
+        self.error[nid] = worst
+        self.error[partner] = 0.0  # its share is in the bound above
+        self.margins[f"head '{label}' largest weight error"] = worst
 
     def _check_write_scale(self, nid, W_O, mode, target, label):
         """Each value dimension must land in one residual dimension at the scale the encoding
@@ -517,31 +626,36 @@ class _Checker:
         d_pre = self.input_error(W_in, at)
         in_place = "updates" in self.entries[nid]
         worst, margin = 0.0, math.inf
+        errors = self._error_column(len(target), at)
         for position in self._positions_for(stored):
-            for assign in self.combos(stored, position):
-                x = self.vector(assign)
-                pre = x @ W_in + b_in
-                out = torch.relu(pre) @ W_out + b_out
-                exact_value = self.value_of(nid, assign, position)
-                want = torch.zeros(self.d_model, dtype=torch.float64)
-                self.encode(nid, exact_value, want)
-                if in_place:  # it adds the new value minus what its dimension holds
-                    want = want - x
-                miss = float((out - want[target]).abs().max())
-                if miss > 1e-6:
-                    raise _Counterexample(f"the MLP for '{attrs['label']}' gives a wrong value on "
-                                          f"{self._describe(assign)}: expected {exact_value}")
-                stable = pre.abs() > d_pre
-                if not bool(stable.all()):
+            # Every combination at once: one row of X per combination.
+            combos = self.combos(stored, position)
+            X = self.vectors(stored, combos, position)
+            pre = X @ W_in + b_in
+            out = torch.relu(pre) @ W_out + b_out
+            codes, table = self.values_over(nid, combos, position)
+            exact_values = [table[c] for c in codes.tolist()]
+            want = torch.stack([self.vector({nid: value}) for value in table])[torch.from_numpy(codes)]
+            if in_place:  # it adds the new value minus what its dimension holds
+                want = want - X
+            miss = (out - want[:, target]).abs().amax(dim=1) if len(target) else torch.zeros(len(combos))
+            if float(miss.max()) > 1e-6:
+                i = int(miss.argmax())
+                raise _Counterexample(f"the MLP for '{attrs['label']}' gives a wrong value on "
+                                      f"{self._describe(combos[i])}: expected {exact_values[i]}")
+            if pre.shape[1]:
+                if not bool((pre.abs() > d_pre).all()):
                     raise CannotProve(f"an MLP unit for '{attrs['label']}' may switch under input errors")
-                margin = min(margin, float((pre.abs() - d_pre).min()) if len(pre) else math.inf)
-                active = (pre > 0).to(torch.float64)
+                margin = min(margin, float((pre.abs() - d_pre).min()))
+            # The error passed on depends on which units are active: one Jacobian per pattern.
+            patterns, rows = torch.unique(pre > 0, dim=0, return_inverse=True)
+            for p, active in enumerate(patterns.to(torch.float64)):
                 jacobian = (W_in * active) @ W_out  # d_model x target
                 if in_place:  # the dimension keeps its old content, error included
                     for i, d in enumerate(target):
                         jacobian[d, i] += 1
-                propagated = float((jacobian.abs() * self._error_column(len(target), at)).sum(0).max())
-                worst = max(worst, miss + propagated)
+                propagated = float((jacobian.abs() * errors).sum(0).max())
+                worst = max(worst, float(miss[rows == p].max()) + propagated)
         self.error[nid] = worst
         self.margins[f"MLP '{attrs['label']}' ReLU margin"] = margin
 
@@ -582,7 +696,7 @@ class _Checker:
     # ----- output
     def check_unembedding(self):
         output = self.ir.program.output.id
-        W_U, b_U = self.weights["unembed.W_U"], self.weights["unembed.b_U"]
+        W_U, b_U = unembedding_matrix(self.weights), self.weights["unembed.b_U"]
         vocab = self.layout.vocab
         reads = (W_U.abs().sum(1) > 0).nonzero()[:, 0].tolist()
         at = 2 * self.config["n_layers"] + 1
@@ -590,18 +704,28 @@ class _Checker:
         d_logit = self.input_error(W_U, at)
         smallest = math.inf
         for position in self._positions_for(stored):
-            for assign in self.combos(stored, position):
-                logits = self.vector(assign) @ W_U + b_U
-                token = self.value_of(output, assign, position)
-                right = vocab.index(token)
-                others = torch.cat([logits[:right], logits[right + 1:]])
-                gap = float(logits[right] - others.max()) - float(d_logit[right]) - float(d_logit.max())
-                if float(logits[right] - others.max()) <= 0:
-                    raise _Counterexample(f"the output is not {token!r} on {self._describe(assign)}")
-                smallest = min(smallest, gap)
+            combos = self.combos(stored, position)
+            logits = self.vectors(stored, combos, position) @ W_U + b_U
+            codes, table = self.values_over(output, combos, position)
+            right = torch.tensor([vocab.index(table[c]) for c in codes.tolist()])
+            chosen = logits.gather(1, right[:, None])[:, 0]
+            others = logits.scatter(1, right[:, None], -math.inf).amax(dim=1)
+            if bool((chosen - others <= 0).any()):
+                i = int((chosen - others).argmin())
+                raise _Counterexample(f"the output is not {table[codes[i]]!r} on {self._describe(combos[i])}")
+            gaps = chosen - others - d_logit[right] - d_logit.max()
+            smallest = min(smallest, float(gaps.min()))
         if smallest <= 0:
             raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g})")
         self.margins["smallest logit margin after errors"] = smallest
+
+
+def _offset_of(node, n_ctx, base) -> int:
+    from compiler.encodings import relative_term
+    kind = relative_term(node.selector.terms[0], n_ctx, base)
+    if kind is None or kind[0] != "offset":
+        raise CannotProve(f"'{node}' is not a shift by a fixed offset")
+    return kind[1]
 
 
 def _fold_null_keys(keys, sink):

@@ -1,4 +1,4 @@
-"""Pass 8: remove everything that carries nothing.
+"""Pass 9: remove everything that carries nothing.
 
 Drops exactly-zero weights; residual dimensions that are never both written and read (their
 writes or reads are dead); heads that write nothing; hidden units whose output is unused, and

@@ -73,6 +73,9 @@ class Reads:
                 total = total + indicator.scale(num(value))
             return total
         where = ("term", nid) if "share" in a else a.get("dims", [None])[0]
+        if realize == "mlp" and "stored_as" in a:
+            slope, bias = a["stored_as"]
+            return Affine({where: slope}, bias)
         if realize in ("embed", "mlp", "width"):
             return Affine({where: sympy.Integer(1)})
         if realize == "attention":

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from compiler.model import unembedding_matrix
+
 
 def _nonzero(tensor: torch.Tensor) -> int:
     # A -inf sink logit means "this head has no sink": it is a flag, not a weight.
@@ -16,8 +18,12 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
     for entry in weight_map:
         if "head" in entry:
             h = entry["head"]
-            count = sum(_nonzero(t[h]) for name, t in state.items()
-                        if name.startswith(entry["block"] + ".") and not name.endswith("b_O"))
+            n_heads = state[entry["block"] + ".W_Q"].shape[0]
+            count = 0
+            for name, t in state.items():
+                if name.startswith(entry["block"] + ".") and not name.endswith("b_O"):
+                    group = n_heads // t.shape[0]  # a key/value projection shared by a group of heads
+                    count += _nonzero(t[h // group]) if h % group == 0 else 0  # counts for its first head
         else:
             start, end = entry["units"]
             prefix = entry["block"] + "."
@@ -33,8 +39,11 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
     for index, entry in sorted(enumerate(residual_map), key=lambda ie: (ie[1]["sublayer"], ie[0])):
         for d in entry["dims"]:
             last_holder[d] = index
-    for name, label in (("embed.W_E", "token embedding"), ("pos_embed.W_pos", "positional table"),
-                        ("unembed.W_U", "unembedding")):
+    tied = "unembed.logit_scale" in state
+    tables = [("embed.W_E", "token embedding"), ("pos_embed.W_pos", "positional table")]
+    if not tied:
+        tables.append(("unembed.W_U", "unembedding"))
+    for name, label in tables:
         for index, entry in enumerate(residual_map):
             if name == "unembed.W_U":
                 dims = [d for d in entry["dims"] if last_holder[d] == index]
@@ -47,7 +56,11 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
             tensor = state[name]
             count = _nonzero(tensor[dims, :] if name == "unembed.W_U" else tensor[:, dims])
             if count:
-                rows.append({"where": label, "node": entry["node"], "line": entry["line"], "nonzero": count})
+                rows.append({"where": label + (" = W_U (tied)" if tied and name == "embed.W_E" else ""),
+                             "node": entry["node"], "line": entry["line"], "nonzero": count})
+    if tied:
+        rows.append({"where": "unembedding's logit scale", "node": "-", "line": 0,
+                     "nonzero": _nonzero(state["unembed.logit_scale"])})
     mlp_biases = sum(_nonzero(t) for n, t in state.items() if n.endswith("mlp.b_out"))
     other = _nonzero(state["unembed.b_U"]) + mlp_biases
     if other:
@@ -85,6 +98,7 @@ def model_stats(config: dict, state: dict, compile_seconds: float | None = None)
         "nonzero_params_leaderboard": nonzero - positional,
         "embed_nonzero": groups.get("embed", {}).get("nonzero", 0),
         "unembed_nonzero": groups.get("unembed", {}).get("nonzero", 0),
+        "tied_unembed": "unembed.logit_scale" in state,
         "per_layer": layers,
     }
     if compile_seconds is not None:
@@ -99,7 +113,8 @@ def format_stats(stats: dict) -> str:
     for layer in stats["per_layer"]:
         lines.append(f"{layer['layer']:>5} {layer['heads']:>5} {layer['d_head']:>6} {layer['d_mlp']:>5} "
                      f"{layer['attn_nonzero']:>8} {layer['mlp_nonzero']:>7}")
-    lines.append(f"embeddings {stats['embed_nonzero']} nonzero, unembedding {stats['unembed_nonzero']} nonzero")
+    lines.append(f"embeddings {stats['embed_nonzero']} nonzero, unembedding {stats['unembed_nonzero']} nonzero"
+                 + (" (tied: W_U = logit_scale * W_E^T, the scale and b_U stored)" if stats.get("tied_unembed") else ""))
     lines.append(f"parameters: {stats['dense_params']} dense, {stats['nonzero_params']} nonzero "
                  f"({stats['nonzero_params_leaderboard']} without positional encodings)")
     if "compile_seconds" in stats:

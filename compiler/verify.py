@@ -334,10 +334,12 @@ def _counterexample(model, layout, operands, answer, dtype, source, device):
     prompt = layout.prompt_tokens(operands)
     from compiler.generate import greedy, trim
     ids = torch.tensor([[index[t] for t in prompt]], device=device)
-    row = greedy(model, ids, layout.sequence_length - layout.prompt_length, index[layout.end_token])[0].tolist()
-    got = "".join(layout.vocab[i] for i in trim(row, index[layout.end_token]))
+    end_id = index.get(layout.end_token)
+    row = greedy(model, ids, layout.sequence_length - layout.prompt_length, end_id)[0].tolist()
+    got = "".join(layout.vocab[i] for i in trim(row, end_id))
+    expected = layout.answer_tokens(answer)
     return {"dtype": dtype, "source": source, "operands": operands,
-            "expected": "".join(layout.answer_tokens(answer)[:-1]), "got": got,
+            "expected": layout.written_answer(expected), "got": got,
             "carry_pattern": inputs.carry_pattern(layout, operands) if len(layout.operands) >= 2 else None}
 
 
@@ -351,7 +353,7 @@ def _greedy(model, layout, expected_fn, report, dtype, seed, count, device):
     entry = {"checked": len(batch), "wrong": 0}
     for operands, got in zip(batch, answers):
         _, tokens, why = _expected(layout, expected_fn, operands)
-        want = "".join(tokens[:-1]) if why is None else f"no answer ({why})"
+        want = layout.written_answer(tokens) if why is None else f"no answer ({why})"
         if got != want:
             entry["wrong"] += 1
             if len(report.counterexamples) < 20:

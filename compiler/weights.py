@@ -1,4 +1,4 @@
-"""Pass 7: every weight as an exact sympy value, each block tagged with the program node it serves.
+"""Pass 8: every weight as an exact sympy value, each block tagged with the program node it serves.
 
 Weights are sparse ({index tuple: value}); only the lowering pass makes dense tensors. Adds
 ir.weights: the embeddings, one `LayerWeights` per layer (a head per attention node, a block of
@@ -67,6 +67,7 @@ class Weights:
     layers: list[LayerWeights] = field(default_factory=list)
     W_U: dict = field(default_factory=dict)  # (dim, token)
     b_U: dict = field(default_factory=dict)
+    tied_scale: Any = None  # W_U = tied_scale * W_E^T, stored as one number (compiler.tie)
     provenance: dict = field(default_factory=dict)  # "W_E"/"W_pos"/"W_U" -> {index: node label}
 
 
@@ -80,7 +81,7 @@ def build_weights(ir: CompileIR) -> CompileIR:
     _embeddings(ir, weights)
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        if "dims" not in attrs:
+        if "dims" not in attrs or "paired_into" in attrs:  # a paired shift is its partner's head
             continue
         if attrs["realize"] == "attention":
             weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))

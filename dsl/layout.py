@@ -55,8 +55,10 @@ class Layout:
         return self.items[0][1]
 
     @property
-    def end_token(self) -> str:
-        return self.items[-1][1]
+    def end_token(self) -> str | None:
+        """The token written after the answer, or None: then decoding stops after the answer's
+        last digit, which the layout's width fixes."""
+        return self.items[-1][1] if self.items[-1][0] == "literal" else None
 
     @property
     def fields(self) -> dict[str, Field]:
@@ -79,7 +81,7 @@ class Layout:
 
     @property
     def sequence_length(self) -> int:
-        """Tokens in a whole sequence, end token included."""
+        """Tokens in a whole sequence, end token (if any) included."""
         return sum(1 if item[0] == "literal" else item[2] for item in self.items)
 
     @property
@@ -88,7 +90,8 @@ class Layout:
 
     @property
     def n_ctx(self) -> int:
-        """Longest input a model sees: the end token is produced but never fed back."""
+        """Longest input a model sees: the last token (the end token, or the answer's last digit)
+        is produced but never fed back."""
         return self.sequence_length - 1
 
     # ----- conversions
@@ -118,11 +121,15 @@ class Layout:
         return tokens
 
     def answer_tokens(self, value: int) -> list[str]:
-        """What follows the prompt: the answer's digits and the end token."""
+        """What follows the prompt: the answer's digits and the end token, if the layout has one."""
         tokens = []
         for item in self.items[self.answer_index:]:
             tokens.extend([item[1]] if item[0] == "literal" else self.digits_of(value, item[2]))
         return tokens
+
+    def written_answer(self, tokens: list[str]) -> str:
+        """What a decoder prints for an answer's tokens: the digits, without the end token."""
+        return "".join(tokens[:-1] if self.end_token is not None else tokens)
 
     def tokenize(self, text: str) -> list[str]:
         """Split user text into vocabulary tokens, longest match first; the begin token is added."""
@@ -187,12 +194,11 @@ def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, 
     answer_fields = [a for a in answer if a[0] == "field"]
     if len(answer_fields) != 1 or answer[0][0] != "field":
         extra = answer[0] if answer[0][0] != "field" else answer_fields[1]
-        fail("the answer part (after '=>') must be exactly one field followed by the end token", extra[1],
-             hint='for example: => sum[N + 1] "<eos>"')
-    if len(answer) != 2 or answer[-1][0] != "literal":
-        fail("the answer field must be followed by exactly one end token, e.g. \"<eos>\"",
-             answer[-1][1] if len(answer) > 2 else span,
-             hint='for example: => sum[N + 1] "<eos>"')
+        fail("the answer part (after '=>') must be exactly one field, optionally followed by an end token",
+             extra[1], hint='for example: => sum[N + 1] "<eos>"')
+    if len(answer) > 2 or answer[-1][0] != "literal" and len(answer) != 1:
+        fail("the answer field may be followed by one end token, e.g. \"<eos>\", and nothing else",
+             answer[-1][1], hint='for example: => sum[N + 1] "<eos>", or => sum[N + 1] for a fixed-length answer')
     if not any(p[0] == "field" for p in prompt):
         fail("the prompt part of a layout needs at least one operand field",
              hint='for example: "<bos>" a[N] "+" b[N] "="')

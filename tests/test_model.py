@@ -11,7 +11,8 @@ from tests.conftest import ROOT
 
 def textbook_logits(model, ids):
     """Every head on every query and key, scores = q.k + slope*d + curvature*d^2, masked, with the
-    sink as one more softmax term whose value is zero."""
+    sink as one more softmax term whose value is zero. Head h reads key and value projection
+    h // group (grouped-query attention); a tied unembedding is logit_scale * W_E^T."""
     T = ids.shape[1]
     x = model.embed.W_E[ids] + model.pos_embed.W_pos[:T]
     d = (torch.arange(T)[None, :] - torch.arange(T)[:, None]).to(x.dtype)
@@ -19,8 +20,10 @@ def textbook_logits(model, ids):
         a = block.attn
         if a is not None:
             out = a.b_O.expand_as(x).clone()
+            group = a.W_Q.shape[0] // a.W_K.shape[0]
             for h in range(a.W_Q.shape[0]):
-                q, k, v = (x @ W[h] + b[h] for W, b in ((a.W_Q, a.b_Q), (a.W_K, a.b_K), (a.W_V, a.b_V)))
+                q = x @ a.W_Q[h] + a.b_Q[h]
+                k, v = (x @ W[h // group] + b[h // group] for W, b in ((a.W_K, a.b_K), (a.W_V, a.b_V)))
                 scores = q @ k.transpose(-1, -2) + a.alibi_slope[h] * d + a.alibi_curvature[h] * d * d
                 scores = scores.masked_fill((d > 0) | (-d > a.window[h]), float("-inf"))
                 sink = a.sink[h].expand(*scores.shape[:-1], 1)
@@ -30,7 +33,9 @@ def textbook_logits(model, ids):
         if block.mlp is not None:
             m = block.mlp
             x = x + torch.relu(x @ m.W_in + m.b_in) @ m.W_out + m.b_out
-    return x @ model.unembed.W_U + model.unembed.b_U
+    tied = hasattr(model.unembed, "logit_scale")
+    W_U = model.embed.W_E.T * model.unembed.logit_scale if tied else model.unembed.W_U
+    return x @ W_U + model.unembed.b_U
 
 
 def _ids(layout, count, seed):
@@ -42,7 +47,7 @@ def _ids(layout, count, seed):
     ids[is_digit] = digits[is_digit]
     # the answer half: arbitrary digits, so heads also see sequences no right model would write
     answer = torch.randint(0, layout.base, (count, layout.answer.width), generator=generator)
-    return torch.cat([ids, answer], dim=1)
+    return torch.cat([ids, answer], dim=1)[:, :layout.n_ctx]  # the last answer token is never fed back
 
 
 @pytest.mark.parametrize("name", ["add10", "add_lsb", "sub", "compare", "mul_digit"])

@@ -131,3 +131,60 @@ def test_a_sum_can_live_in_the_dimension_of_one_of_its_values(add10_ir):
     assert [t["node"] for t in pair["sum_of"] if t.get("host")] == ["value"]
     for block in add10_ir.weights.layers[0].mlps:
         assert {d for d, _ in block.W_in} == set(value["dims"]), block.label
+
+
+def _lsb(tmp_path=None, body=None):
+    from compiler.api import compile_file
+    from tests.conftest import ROOT
+    if body is None:
+        return compile_file(ROOT / "examples" / "add_lsb.rasp")[0]
+    path = tmp_path / "p.rasp"
+    path.write_text('layout base 10, lsb_first: "<bos>" a[3] "+" b[3] "=" => s[4]\n'
+                    "let v = digit(tokens)\n" + body + "\n")
+    return compile_file(path)[0]
+
+
+def test_a_number_mixed_with_functions_of_itself_is_one_mlp_updating_it_in_place():
+    ir = _lsb()
+    wrapped, step = _by_label(ir, "wrapped"), _by_label(ir, "x >= 95")
+    assert wrapped["realize"] == "mlp" and step["realize"] == "fused"
+    # x lives in the embedding's dimension as value - x, so the update keeps that encoding.
+    assert wrapped["stored_as"] == (-1, 0) and wrapped["dims"] == _by_label(ir, "value")["dims"]
+    (mlp,) = ir.weights.layers[0].mlps
+    assert mlp.units == 2  # the step alone: x itself stays where it is
+
+
+def test_neighbouring_shifts_in_one_sum_share_a_head():
+    ir = _lsb()
+    near = _by_label(ir, "shift(value, A_BACK)")
+    far_id, ratio = near["paired_with"]
+    assert ratio == 10 and ir.graph.nodes[far_id]["label"] == "shift(value, A_BACK + 1)"
+    assert ir.graph.nodes[far_id]["paired_into"] is not None
+    (head_a, head_b) = ir.weights.layers[0].heads
+    # The nearer key scores ln(10) above the further one: slope -M(2c+1) + ln 10, curvature -M.
+    M, c = -head_a.curvature, 21
+    assert sympy.simplify(head_a.slope - (-M * (2 * c + 1) + sympy.log(10))) == 0
+    assert head_a.sink is None and list(head_a.W_O.values()) == [-11]
+
+
+def test_shifts_with_opposite_signs_are_not_paired(tmp_path):
+    ir = _lsb(tmp_path, "let x = 10 * shift(v, 4) - shift(v, 5) + shift(v, 2)\n"
+                        "output nearest_digit((x + 90) // 20)")
+    assert not any("paired_with" in a for _, a in ir.graph.nodes(data=True))
+    assert len(ir.weights.layers[0].heads) == 3
+
+
+def test_the_unembedding_is_tied_to_the_embedding_when_it_is_a_multiple_of_it():
+    ir = _lsb()
+    config, state = ir.lowered
+    assert config["tied_unembed"] and "unembed.W_U" not in state
+    assert float(state["unembed.logit_scale"]) == -0.2  # readout slope 2c * (-1/10) over value c
+    from compiler.model import unembedding_matrix
+    W_U = unembedding_matrix(state)
+    assert torch.equal(W_U, state["embed.W_E"].T * -0.2)
+
+
+def test_heads_reading_the_same_value_share_its_projection():
+    config, state = _lsb().lowered
+    assert config["n_heads"] == [2] and config["n_kv_heads"] == [1]
+    assert state["blocks.0.attn.W_V"].shape[0] == 1 and state["blocks.0.attn.W_Q"].shape[0] == 2

@@ -6,7 +6,7 @@ from compiler.model_file import load_model, save_model
 from compiler.prove import prove
 from compiler.verify import program_from_payload
 from dsl.resolve import load_program
-from tests.conftest import ADD10
+from tests.conftest import ADD10, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +106,33 @@ def test_an_error_in_an_update_in_place_is_a_counterexample(payload):
     broken = _edited(payload, f"blocks.{layer}.mlp.W_out", lambda t: t[start].mul_(0.5))
     proof = prove(broken, program_from_payload(payload, None))
     assert proof.status == "counterexample" and "'total % 10'" in proof.reason
+
+
+@pytest.fixture(scope="module")
+def lsb_payload(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prove_lsb") / "m.pt"
+    ir, stats, digest = compile_file(ROOT / "examples" / "add_lsb.rasp")
+    save_model(path, ir, stats, digest)
+    return load_model(path)[1]
+
+
+def test_the_smallest_adder_is_proved(lsb_payload):
+    # Paired heads, a sum hosted in the embedding's dimension, an update in place and a tied
+    # unembedding: each has its own proof rule or reading of the weights.
+    for dtype in ("float64", "float32"):
+        proof = prove(lsb_payload, program_from_payload(lsb_payload, None), dtype)
+        assert proof.status == "proved", proof.reason
+        assert proof.margins["smallest logit margin after errors"] > 0
+
+
+@pytest.mark.parametrize("name, edit, status", [
+    # The pair's tilt off by 0.5: the two keys no longer weigh 10 : 1.
+    ("blocks.0.attn.alibi_slope", lambda t: t.add_(0.5), ("counterexample", "could not prove")),
+    # The tied unembedding's scale flipped: every readout inverts.
+    ("unembed.logit_scale", lambda t: t.mul_(-1), ("counterexample",)),
+    # The shared value projection doubled: both heads read twice the digit.
+    ("blocks.0.attn.W_V", lambda t: t.mul_(2), ("counterexample", "could not prove")),
+])
+def test_a_broken_small_adder_is_not_proved(lsb_payload, name, edit, status):
+    proof = prove(_edited(lsb_payload, name, edit), program_from_payload(lsb_payload, None))
+    assert proof.status in status, proof.reason

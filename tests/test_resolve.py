@@ -146,8 +146,8 @@ def test_override_of_an_undeclared_const():
 
 
 @pytest.mark.parametrize("layout, message", [
-    ('layout base 10: "<bos>" a[2] "+" b[2] "=" => sum[3]\n', "exactly one end token"),
-    ('layout base 10: "<bos>" a[2] "+" b[2] "=" => "<eos>"\n', "exactly one field followed by the end token"),
+    ('layout base 10: "<bos>" a[2] "+" b[2] "=" => sum[3] "<eos>" "."\n', "one end token, e.g."),
+    ('layout base 10: "<bos>" a[2] "+" b[2] "=" => "<eos>"\n', "exactly one field, optionally followed by an end token"),
     ('layout base 10: "<bos>" a[2] "5" b[2] "=" => sum[3] "<eos>"\n', "'5' is also a base-10 digit"),
     ('layout base 16: "<bos>" a[2] "f" b[2] "=" => sum[3] "<eos>"\n', "'f' is also a base-16 digit"),
     ('layout base 1: "<bos>" a[2] "+" b[2] "=" => sum[3] "<eos>"\n', "base must be between 2 and 36, got 1"),
@@ -158,6 +158,15 @@ def test_override_of_an_undeclared_const():
 ])
 def test_layout_errors(layout, message):
     fails('output "0"\n', 2, message, layout="const N = 2\n" + layout)
+
+
+def test_a_layout_may_end_with_its_answer():
+    # No end token: the answer's width ends it, so the model sees every token but the last digit.
+    program = load('output "0"\n', layout='layout base 10: "<bos>" a[2] "+" b[2] "=" => sum[3]\n')
+    layout = program.layout
+    assert layout.end_token is None and layout.vocab[-1] == "="
+    assert layout.sequence_length == 10 and layout.n_ctx == 9
+    assert layout.answer_tokens(57) == ["0", "5", "7"] and layout.written_answer(["0", "5", "7"]) == "057"
 
 
 def test_layout_fact_before_the_layout():

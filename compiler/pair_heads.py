@@ -1,0 +1,57 @@
+"""Pass 6: one head for two shifts of the same value at neighbouring offsets in one sum.
+
+`r * shift(v, c) + shift(v, c + 1)` is one head, not two, when both shifts write into the same
+sum's dimension (compiler.share). Its score is a parabola over the distance whose top lies
+between the two keys, tilted so that their scores differ by ln(r): the softmax gives them the
+weights r/(r+1) and 1/(r+1), every other key at least the usual gap less, and the output
+weight (r + 1) times the second coefficient restores the sum. Both coefficients must have the
+same sign (a softmax weight is positive). Like a single shift without a sink, it needs position
+0 to hold the default: before the keys exist the parabola's nearest key is position 0.
+
+Adds to the first (nearer) shift: paired_with = (the other shift's id, ratio r); to the other:
+paired_into = the first shift's id. The other gets no head of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from compiler.encodings import relative_term
+from compiler.ir import CompileIR
+
+
+def pair_offset_heads(ir: CompileIR) -> CompileIR:
+    graph = ir.graph.copy()
+    layout = ir.program.layout
+    for root in sorted(graph.nodes):
+        by_value: dict = {}  # (value id, default) -> {offset: term id}
+        for term in graph.nodes[root].get("shared_terms", []):
+            offset = _lone_offset(graph, term, layout.n_ctx, layout.base)
+            if offset is not None:
+                node = graph.nodes[term]["node"]
+                by_value.setdefault((node.value.id, str(node.default)), {})[offset] = term
+        for offsets in by_value.values():
+            for c in sorted(offsets):
+                near, far = offsets.get(c), offsets.get(c + 1)
+                if near is None or far is None or "paired_into" in graph.nodes[near]:
+                    continue
+                ratio = graph.nodes[near]["share"][1] / graph.nodes[far]["share"][1]
+                if ratio <= 0:
+                    continue
+                graph.nodes[near]["paired_with"] = (far, ratio)
+                graph.nodes[far]["paired_into"] = near
+    return replace(ir, graph=graph)
+
+
+def _lone_offset(graph, nid, n_ctx, base):
+    """c when a numerical mean head selects exactly the key c back and needs no sink, else None."""
+    attrs = graph.nodes[nid]
+    node = attrs["node"]
+    if attrs["realize"] != "attention" or attrs["encoding"] != "numerical" or len(node.selector.terms) != 1:
+        return None
+    if node.mode != "mean" and not (node.mode in ("first", "last") and attrs["max_width"] <= 1):
+        return None  # (first or last of at most one key is a mean)
+    kind = relative_term(node.selector.terms[0], n_ctx, base)
+    value = graph.nodes[node.value.id]
+    if kind is None or kind[0] != "offset" or "at_zero" not in value or value["at_zero"] != node.default:
+        return None
+    return kind[1]
