@@ -135,7 +135,9 @@ def _write_json(path, data):
 
 def cmd_check(args) -> int:
     from dsl.resolve import load_program
+    from compiler.probe import probe_program
     program = load_program(args.program, _defines(args.defines))
+    probe_program(program)
     layout = program.layout
     print(f"{args.program}: ok ({len(program.nodes)} operations, vocabulary of {len(layout.vocab)}, "
           f"context {layout.n_ctx})")

@@ -12,6 +12,7 @@ from compiler.lower import lower
 from compiler.prune import prune
 from compiler.schedule import schedule
 from compiler.pair_heads import pair_offset_heads
+from compiler.probe import probe_inputs
 from compiler.share import share_sums
 from compiler.tie import tie_unembedding
 from compiler.value_sets import infer_value_sets
@@ -19,6 +20,7 @@ from compiler.weights import build_weights
 
 PASSES = [
     infer_value_sets,   # 2. every value each node can take (exact, sympy)
+    probe_inputs,       # (a check) run on a few inputs: an undefined operation is an error at its line
     choose_encodings,   # 3. one-hot or scalar; embedded, derived, attention, MLP or fused
     schedule,           # 4. attention and MLP sublayers, as shallow as the dependencies allow
     share_sums,         # 5. terms of a sum that nothing else reads: one dimension for them all
