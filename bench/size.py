@@ -1,5 +1,5 @@
 """Model sizes as a table: nonzero weights (all stored, and the leaderboard count, which leaves out
-positional encodings: the positional table and the heads' ALiBi slopes, curvatures and windows),
+positional encodings: the positional table and the heads' ALiBi slopes, curvatures, centres and windows),
 layers and d_model, per program and width.
 
     python bench/size.py     # every example at its own width; add10 and add_lsb also at N = 20, 100, 1000

@@ -106,8 +106,9 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.constants["anchor"] = anchor
     head.constants.update({"M": M, "G": G, "terms": T})
     # An offset term "the key c back" scores M - M*(d + c)^2 with d = k - q: M at that key, at most
-    # 0 at any other, as a table would. The model adds slope*d + curvature*d^2, so the constant
-    # M - M*c^2 is taken off the sink instead (only differences with the sink matter).
+    # 0 at any other, as a table would. Written as slope*d + curvature*d^2 the constant M - M*c^2
+    # is taken off the sink instead (only differences with the sink matter); below, the model's
+    # centred form replaces that.
     for c in offsets:
         head.curvature += -M
         head.slope += -2 * M * c
@@ -126,6 +127,15 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         (c,), ratio = offsets, attrs["paired_with"][1]
         head.slope += -M + sympy.log(ratio)
         head.constants["pair ratio"] = ratio
+    if head.curvature != 0:
+        # The model measures the distance from a centre, e = d + center: the parabola's own top,
+        # so the scores near it stay small numbers and a tilt like ln(r) is not lost next to
+        # M*(2c + 1) in float32. The whole-number part of the slope moves into the centre.
+        whole, tilt = sympy.sympify(head.slope).as_coeff_Add()
+        head.center = whole / (2 * head.curvature)
+        head.slope = tilt
+        if head.sink is not None:  # the same shift for every key: keep the sink level with them
+            head.sink += head.curvature * head.center ** 2 + tilt * head.center
 
     qk_dim = 0
     for term, roles in terms:

@@ -86,6 +86,7 @@ def lower(ir: CompileIR) -> CompileIR:
                                                    for h in heads], dtype=dtype)
             state[prefix + "alibi_slope"] = torch.tensor([to_float(h.slope) for h in heads], dtype=dtype)
             state[prefix + "alibi_curvature"] = torch.tensor([to_float(h.curvature) for h in heads], dtype=dtype)
+            state[prefix + "alibi_center"] = torch.tensor([to_float(h.center) for h in heads], dtype=dtype)
             state[prefix + "window"] = torch.tensor([float(h.window) if h.window is not None else float("inf")
                                                      for h in heads], dtype=dtype)
             assert state[prefix + "W_Q"].shape == (H, d_model, d_head)

@@ -3,8 +3,8 @@
 forward(token_ids) -> logits; decoding lives in compiler.generate. No normalisation, causal
 attention without 1/sqrt(d) scaling, and per-head options compiled programs need, each a formula
 of the distance d = key position - query position: an "attend to nothing" sink logit (-inf for
-heads without one), an ALiBi slope and curvature (score += slope*d + curvature*d*d), and a
-sliding window (keys more than `window` positions back are masked; inf for none). Layers may
+heads without one), an ALiBi slope and curvature about a centre (score += slope*e + curvature*e*e
+with e = d + center), and a sliding window (keys more than `window` positions back are masked; inf for none). Layers may
 differ in head count, head width and MLP width. Weight names follow TransformerLens (embed.W_E,
 blocks.0.attn.W_Q [n_heads, d_model, d_head], blocks.0.mlp.W_in [d_model, d_mlp], unembed.W_U ...).
 With config["n_kv_heads"], consecutive heads share key and value projections (grouped-query
@@ -47,6 +47,7 @@ class Attention(nn.Module):
         self.sink = p(n_heads)  # -inf: no sink
         self.alibi_slope = p(n_heads)
         self.alibi_curvature = p(n_heads)
+        self.alibi_center = p(n_heads)
         self.window = p(n_heads)  # inf: no window
 
     def _project(self, x, W, b):
@@ -63,9 +64,10 @@ class Attention(nn.Module):
         device = self.sink.device
         distance = (torch.arange(keys.start, keys.stop, device=device)[None, :]
                     - torch.arange(keys.stop - T_q, keys.stop, device=device)[:, None]).to(torch.float64)
-        slope, curvature, window = (t[heads, None, None].to(torch.float64)
-                                    for t in (self.alibi_slope, self.alibi_curvature, self.window))
-        scores = slope * distance + curvature * distance * distance
+        slope, curvature, center, window = (t[heads, None, None].to(torch.float64) for t in
+                                            (self.alibi_slope, self.alibi_curvature, self.alibi_center, self.window))
+        e = distance + center
+        scores = slope * e + curvature * e * e
         scores = scores.masked_fill((distance > 0) | (-distance > window), float("-inf"))  # causal, and the window
         return torch.cat([self.sink[heads, None, None].to(torch.float64).expand(-1, T_q, 1), scores], dim=-1)
 

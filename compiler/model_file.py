@@ -15,7 +15,7 @@ from compiler import __version__
 from compiler.model import CompiledTransformer
 
 FORMAT = "adderc-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ALiBi centres, grouped key/value projections, tied unembeddings
 REQUIRED = ("format", "format_version", "config", "state_dict", "vocab", "layout", "residual_map", "program")
 
 

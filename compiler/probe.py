@@ -2,14 +2,15 @@
 on some input (a categorical mean over keys holding different values, which no value set shows)
 is reported at its line and column now, not first found by the verifier after compiling.
 
-The inputs are the layout's first edge cases (zeros, ones, the largest operands...), each with
+The inputs are the layout's first edge cases (zeros, ones, the largest operands...), as many as
+a fixed budget of interpreter work allows for the layout's width, each with
 the answer its meaning gives, or the answer the program writes itself when it states none. A
 probe is a quick check, not a proof: `adderc verify` still decides whether the program is
 defined, and right, everywhere.
 """
 from __future__ import annotations
 
-from dsl.core import Program
+from dsl.core import Aggregate, Program, SelectorWidth
 from compiler.ir import CompileIR
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, evaluate
@@ -17,6 +18,10 @@ from compiler.value_sets import hint_for
 from compiler.verify_inputs import edge_cases
 
 PROBES = 12
+# The interpreter's work grows with the square of the context for each aggregate; past this many
+# (key, query) pairs in all, fewer inputs are probed (none for the widest layouts, where a probe
+# would cost more than the compile). The count depends on the program alone, never on timing.
+BUDGET = 60_000
 
 
 def probe_inputs(ir: CompileIR) -> CompileIR:
@@ -28,7 +33,9 @@ def probe_inputs(ir: CompileIR) -> CompileIR:
 
 def probe_program(program: Program) -> None:
     layout = program.layout
-    for operands in edge_cases(layout)[:PROBES]:
+    aggregates = sum(isinstance(n, (Aggregate, SelectorWidth)) for n in program.nodes)
+    work = layout.n_ctx * layout.n_ctx * max(aggregates, 1)
+    for operands in edge_cases(layout)[:min(PROBES, BUDGET // work)]:
         tokens = layout.prompt_tokens(operands)
         try:
             answer = program.meaning.expected(operands) if program.meaning is not None else None

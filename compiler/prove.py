@@ -342,6 +342,7 @@ class _Checker:
             "sink": float(self.weights[prefix + "sink"][h]),
             "slope": float(self.weights[prefix + "alibi_slope"][h]),
             "curvature": float(self.weights[prefix + "alibi_curvature"][h]),
+            "center": float(self.weights[prefix + "alibi_center"][h]),
             "window": float(self.weights[prefix + "window"][h])}
 
     def check_head(self, nid):
@@ -386,7 +387,8 @@ class _Checker:
                     for k_assign in self.combos(k_nodes, k):
                         x = self.vector(k_assign)
                         kv = x @ w["W_K"] + w["b_K"]
-                        score = float(qv @ kv) + w["slope"] * (k - q) + w["curvature"] * (k - q) ** 2
+                        e = k - q + w["center"]
+                        score = float(qv @ kv) + w["slope"] * e + w["curvature"] * e ** 2
                         score_error = float((qv.abs() * dk).sum() + (kv.abs() * dq).sum() + (dq * dk).sum())
                         selected = all(self._term(t, k_assign, q_assign, k, q) for t in node.selector.terms)
                         value = x @ w["W_V"] + w["b_V"]
@@ -450,8 +452,8 @@ class _Checker:
         largest = torch.tensor(largest, dtype=torch.float64)
         for q in range(self.n):
             keys = torch.arange(max(0, q - int(min(w["window"], self.n))), q + 1)
-            d = (keys - q).to(torch.float64)
-            scores = w["slope"] * d + w["curvature"] * d * d
+            e = (keys - q).to(torch.float64) + w["center"]
+            scores = w["slope"] * e + w["curvature"] * e * e
             if w["sink"] != -math.inf:
                 scores = torch.cat([scores, torch.tensor([w["sink"]], dtype=torch.float64)])
             weights = torch.softmax(scores, dim=0)[:len(keys)]

@@ -103,7 +103,7 @@ def _prune_head(head: Head, remap_rows, remap_cols) -> Head | None:
                 W_Q=pick(W_Q, qk, 1), b_Q={qk[e]: x for e, x in b_Q.items() if e in qk},
                 W_K=pick(W_K, qk, 1), b_K={qk[e]: x for e, x in b_K.items() if e in qk},
                 W_V=pick(W_V, v, 1), b_V={v[e]: x for e, x in b_V.items() if e in v},
-                W_O=pick(W_O, v, 0), sink=head.sink, slope=head.slope, curvature=head.curvature,
+                W_O=pick(W_O, v, 0), sink=head.sink, slope=head.slope, curvature=head.curvature, center=head.center,
                 window=head.window, constants=head.constants)
 
 

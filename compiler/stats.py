@@ -85,10 +85,10 @@ def model_stats(config: dict, state: dict, compile_seconds: float | None = None)
         })
     # The leaderboard count leaves out positional encodings fixed by position alone, as public
     # tiny-adder leaderboards do: the positional table and each head's distance formula (ALiBi
-    # slope and curvature, window). Both counts are reported; "all stored" keeps them.
+    # slope, curvature and centre, window). Both counts are reported; "all stored" keeps them.
     positional = _nonzero(state["pos_embed.W_pos"]) + sum(
         _nonzero(t) for name, t in state.items()
-        if name.endswith((".alibi_slope", ".alibi_curvature", ".window")))
+        if name.endswith((".alibi_slope", ".alibi_curvature", ".alibi_center", ".window")))
     nonzero = sum(g["nonzero"] for g in groups.values())
     stats = {
         "layers": config["n_layers"], "d_model": config["d_model"], "d_vocab": config["d_vocab"],

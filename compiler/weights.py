@@ -30,8 +30,9 @@ class Head:
     b_V: dict = field(default_factory=dict)
     W_O: dict = field(default_factory=dict)  # (head dim, residual dim) -> value
     sink: Any = None  # the logit of the "attend to nothing" slot, or None
-    slope: Any = 0  # score += slope * d + curvature * d * d, d = key position - query position
-    curvature: Any = 0
+    slope: Any = 0  # score += slope * e + curvature * e * e, e = d + center,
+    curvature: Any = 0  # d = key position - query position
+    center: Any = 0
     window: int | None = None  # keys more than this many positions back are masked
     constants: dict = field(default_factory=dict)  # the margins chosen, for reports
 

@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 
 def textbook_logits(model, ids):
-    """Every head on every query and key, scores = q.k + slope*d + curvature*d^2, masked, with the
+    """Every head on every query and key, scores = q.k + slope*e + curvature*e^2 (e = d + center), masked, with the
     sink as one more softmax term whose value is zero. Head h reads key and value projection
     h // group (grouped-query attention); a tied unembedding is logit_scale * W_E^T."""
     T = ids.shape[1]
@@ -24,7 +24,8 @@ def textbook_logits(model, ids):
             for h in range(a.W_Q.shape[0]):
                 q = x @ a.W_Q[h] + a.b_Q[h]
                 k, v = (x @ W[h // group] + b[h // group] for W, b in ((a.W_K, a.b_K), (a.W_V, a.b_V)))
-                scores = q @ k.transpose(-1, -2) + a.alibi_slope[h] * d + a.alibi_curvature[h] * d * d
+                e = d + a.alibi_center[h]
+                scores = q @ k.transpose(-1, -2) + a.alibi_slope[h] * e + a.alibi_curvature[h] * e * e
                 scores = scores.masked_fill((d > 0) | (-d > a.window[h]), float("-inf"))
                 sink = a.sink[h].expand(*scores.shape[:-1], 1)
                 weights = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]

@@ -73,7 +73,7 @@ def test_weights_are_exact_and_traceable(add10_ir):
     assert carry.window == 10  # "q - k < LOOKBACK" is a sliding window, not a table
     shift = next(h for layer in w.layers for h in layer.heads if h.label == "shift(value, ALIGN)")
     M = shift.constants["M"]
-    assert (shift.curvature, shift.slope) == (-M, -2 * M * 11)  # -M (d + 11)^2 peaks 11 back
+    assert (shift.curvature, shift.slope, shift.center) == (-M, 0, 11)  # -M (d + 11)^2 peaks 11 back
     assert not shift.W_Q and not shift.W_K
     for layer in w.layers:
         for head in layer.heads:
@@ -161,9 +161,9 @@ def test_neighbouring_shifts_in_one_sum_share_a_head():
     assert ratio == 10 and ir.graph.nodes[far_id]["label"] == "shift(value, A_BACK + 1)"
     assert ir.graph.nodes[far_id]["paired_into"] is not None
     (head_a, head_b) = ir.weights.layers[0].heads
-    # The nearer key scores ln(10) above the further one: slope -M(2c+1) + ln 10, curvature -M.
-    M, c = -head_a.curvature, 21
-    assert sympy.simplify(head_a.slope - (-M * (2 * c + 1) + sympy.log(10))) == 0
+    # The nearer key scores ln(10) above the further one: -M e^2 + ln(10) e about the centre
+    # e = d + 21.5, halfway between the keys 21 and 22 back.
+    assert head_a.center == sympy.Rational(43, 2) and head_a.slope == sympy.log(10)
     assert head_a.sink is None and list(head_a.W_O.values()) == [-11]
 
 
