@@ -173,6 +173,12 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
         elif attrs["source"] in ("token", "position"):
             leaves_source = any(graph.nodes[c]["source"] != attrs["source"] for c in consumers)
             attrs["realize"] = "embed" if (leaves_source or nid == program.output.id) else "inline"
+            # An affine function of embedded values (10 * value) reads their columns: no column
+            # of its own.
+            if attrs["realize"] == "embed" and nid != program.output.id and isinstance(node, Map) \
+                    and _derivable(node, attrs, graph) \
+                    and all(graph.nodes[a.id]["realize"] in ("embed", "const") for a in node.args):
+                attrs["realize"] = "derived"
         elif isinstance(node, Aggregate):
             attrs["realize"] = "attention"
         elif isinstance(node, SelectorWidth):

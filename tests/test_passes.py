@@ -188,3 +188,10 @@ def test_heads_reading_the_same_value_share_its_projection():
     config, state = _lsb().lowered
     assert config["n_heads"] == [2] and config["n_kv_heads"] == [1]
     assert state["blocks.0.attn.W_V"].shape[0] == 1 and state["blocks.0.attn.W_Q"].shape[0] == 2
+
+
+def test_an_affine_function_of_an_embedded_value_reads_its_column(tmp_path):
+    ir = _lsb(tmp_path, "let x = 10 * v + shift(v, 3)\noutput nearest_digit(x // 11)")
+    assert _by_label(ir, "10 * v")["realize"] == "derived"
+    columns = {d for (_, d) in ir.weights.W_E}
+    assert len(columns) == 1  # v's column alone; 10 * v is read through it
