@@ -50,12 +50,12 @@ def allocate(ir: CompileIR) -> CompileIR:
         if "share_host" in attrs:  # the sum lives in one of its own values' dimension
             dims = list(graph.nodes[attrs["share_host"][0]]["dims"])
         elif updated is not None:
-            attrs["in_place"], dims = updated[0], [updated[1]]
-            read = Reads(graph, ir.program.layout.base).numeric(updated[0])
-            if read.coeffs[updated[1]] != 1 or read.bias != 0:
+            x, dim, read = updated
+            attrs["in_place"], dims = x, [dim]
+            if read.coeffs[dim] != 1 or read.bias != 0:
                 # The dimension keeps x's encoding (x = slope * dim + bias), so y is stored the same way.
-                attrs["stored_as"] = (read.coeffs[updated[1]], read.bias)
-            updated_dims.add(updated[1])
+                attrs["stored_as"] = (read.coeffs[dim], read.bias)
+            updated_dims.add(dim)
         else:
             dims = list(range(next_dim, next_dim + width_of(attrs)))
             next_dim += len(dims)
@@ -101,7 +101,7 @@ def allocate(ir: CompileIR) -> CompileIR:
 
 
 def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
-    """(input, its dimension) when an MLP value can take that dimension over, else None. An MLP computing y = f(x)
+    """(input, its dimension, its read) when an MLP value can take that dimension over, else None. An MLP computing y = f(x)
     from one number x that lives in one dimension nothing reads afterwards can write f(x) - x
     there instead of f(x) into a new dimension: no clean-up is needed, since the update replaces
     x by y, and the units that would copy x across (or undo it) are not needed at all."""
@@ -125,7 +125,7 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     # f(x) - x may need more units than f(x) (a step becomes a step minus a ramp): only when not.
     if _units(ir, graph, nid, x, read, in_place=True) > _units(ir, graph, nid, x, read, in_place=False):
         return None
-    return x, dim
+    return x, dim, read
 
 
 def _units(ir, graph, nid, x, read, in_place: bool) -> int:
@@ -135,9 +135,9 @@ def _units(ir, graph, nid, x, read, in_place: bool) -> int:
     values = sorted(graph.nodes[x]["values"], key=num)
     codes = [num(v) for v in values]
     (slope,) = read.coeffs.values()
-    # In place, the dimension goes from x's encoding (x - bias) / slope to y's, which is the same.
-    ys = [(num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) - read.bias) / slope - (num(v) - read.bias) / slope
-          if in_place else num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) for v in values]
+    ys = [num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) for v in values]
+    if in_place:  # the dimension goes from x's encoding, (x - bias) / slope, to y's, the same one
+        ys = [(y - num(v)) / slope for y, v in zip(ys, values)]
     gaps = [b - a for a, b in zip(codes, codes[1:])]
     start_slope, _, changes = _piecewise_linear(codes, ys, (min(gaps) if gaps else 1) / 4)
     return (start_slope != 0) + len({t for t, _ in changes})

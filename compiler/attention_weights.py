@@ -21,10 +21,9 @@ import math
 
 import sympy
 
-from dsl.core import SelectorWidth
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
-from compiler.encodings import predicate_roles, relative_term
+from compiler.encodings import head_mode, lone_offset, predicate_roles, relative_term
 from compiler.ir import Affine, CompileIR
 from compiler.reads import Reads
 from compiler.weights import Head
@@ -48,13 +47,8 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     def fail(message, hint=None):
         raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
 
-    if isinstance(node, SelectorWidth):
-        # The sink scores like a selected key and each key carries 1: the output is w/(w+1).
-        mode, width = "width", attrs["max_width"]
-    else:
-        mode, width = node.mode, attrs["max_width"]
-    if mode in ("first", "last") and width <= 1:
-        mode = "mean"  # at most one key: nothing to break ties between
+    # For width, the sink scores like a selected key and each key carries 1: the output is w/(w+1).
+    mode, width = head_mode(attrs), attrs["max_width"]
     head = Head(nid, attrs["label"], mode)
 
     categorical = attrs["encoding"] == "categorical"
@@ -117,8 +111,7 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.window = min(windows)
     # Position 0 holds the same values in every input of a layout that starts with a fixed token;
     # when it holds the default, it can stand in for the sink.
-    if mode == "mean" and offsets and not terms and not windows \
-            and "at_zero" in graph.nodes[node.value.id] and graph.nodes[node.value.id]["at_zero"] == node.default:
+    if lone_offset(graph, nid, n_ctx, base) is not None:
         # Before the offset key exists the closest key is position 0, at least 3M above the rest.
         head.sink = None
     if "paired_with" in attrs:

@@ -103,6 +103,30 @@ def _relative_distances(predicate, n_ctx, base):
     return None
 
 
+def head_mode(attrs) -> str:
+    """The mode an aggregate's head runs in: first or last of at most one key is a mean (there
+    is nothing to break ties between); selector_width is "width"."""
+    node = attrs["node"]
+    if isinstance(node, SelectorWidth):
+        return "width"
+    return "mean" if node.mode in ("first", "last") and attrs["max_width"] <= 1 else node.mode
+
+
+def lone_offset(graph, nid, n_ctx: int, base: int):
+    """c when a mean head selects exactly the key c back and needs no sink (position 0 holds its
+    default, so before the key exists the nearest key, position 0, reads as the default), else
+    None."""
+    attrs = graph.nodes[nid]
+    node = attrs["node"]
+    if attrs["realize"] != "attention" or len(node.selector.terms) != 1 or head_mode(attrs) != "mean":
+        return None
+    kind = relative_term(node.selector.terms[0], n_ctx, base)
+    value = graph.nodes[node.value.id]
+    if kind is None or kind[0] != "offset" or value.get("at_zero", object()) != node.default:
+        return None
+    return kind[1]
+
+
 def indicator_is_affine(values, truth) -> bool:
     """Whether [predicate] over these numeric values is an affine function of the value."""
     points = [(num(v), sympy.Integer(int(bool(t)))) for v, t in zip(values, truth)]

@@ -4,11 +4,12 @@ forward(token_ids) -> logits; decoding lives in compiler.generate. No normalisat
 attention without 1/sqrt(d) scaling, and per-head options compiled programs need, each a formula
 of the distance d = key position - query position: an "attend to nothing" sink logit (-inf for
 heads without one), an ALiBi slope and curvature about a centre (score += slope*e + curvature*e*e
-with e = d + center), and a sliding window (keys more than `window` positions back are masked; inf for none). Layers may
-differ in head count, head width and MLP width. Weight names follow TransformerLens (embed.W_E,
-blocks.0.attn.W_Q [n_heads, d_model, d_head], blocks.0.mlp.W_in [d_model, d_mlp], unembed.W_U ...).
-With config["n_kv_heads"], consecutive heads share key and value projections (grouped-query
-attention: W_K, b_K, W_V, b_V have n_kv_heads rows). With config["tied_unembed"], the unembedding is the token embedding transposed times one stored
+with e = d + center), and a sliding window (keys more than `window` positions back are masked;
+inf for none). Layers may differ in head count, head width and MLP width. Weight names follow
+TransformerLens (embed.W_E, blocks.0.attn.W_Q [n_heads, d_model, d_head], blocks.0.mlp.W_in
+[d_model, d_mlp], unembed.W_U ...). With config["n_kv_heads"], consecutive heads share key and
+value projections (grouped-query attention: W_K, b_K, W_V, b_V have n_kv_heads rows). With
+config["tied_unembed"], the unembedding is the token embedding transposed times one stored
 number, unembed.logit_scale (weight tying).
 
 Two shortcuts keep checking millions of sums cheap without changing what is computed: a head

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from compiler.encodings import relative_term
+from compiler.encodings import lone_offset
 from compiler.ir import CompileIR
 
 
@@ -25,8 +25,8 @@ def pair_offset_heads(ir: CompileIR) -> CompileIR:
     for root in sorted(graph.nodes):
         by_value: dict = {}  # (value id, default) -> {offset: term id}
         for term in graph.nodes[root].get("shared_terms", []):
-            offset = _lone_offset(graph, term, layout.n_ctx, layout.base)
-            if offset is not None:
+            offset = lone_offset(graph, term, layout.n_ctx, layout.base)
+            if offset is not None and graph.nodes[term]["encoding"] == "numerical":
                 node = graph.nodes[term]["node"]
                 by_value.setdefault((node.value.id, str(node.default)), {})[offset] = term
         for offsets in by_value.values():
@@ -41,17 +41,3 @@ def pair_offset_heads(ir: CompileIR) -> CompileIR:
                 graph.nodes[far]["paired_into"] = near
     return replace(ir, graph=graph)
 
-
-def _lone_offset(graph, nid, n_ctx, base):
-    """c when a numerical mean head selects exactly the key c back and needs no sink, else None."""
-    attrs = graph.nodes[nid]
-    node = attrs["node"]
-    if attrs["realize"] != "attention" or attrs["encoding"] != "numerical" or len(node.selector.terms) != 1:
-        return None
-    if node.mode != "mean" and not (node.mode in ("first", "last") and attrs["max_width"] <= 1):
-        return None  # (first or last of at most one key is a mean)
-    kind = relative_term(node.selector.terms[0], n_ctx, base)
-    value = graph.nodes[node.value.id]
-    if kind is None or kind[0] != "offset" or "at_zero" not in value or value["at_zero"] != node.default:
-        return None
-    return kind[1]

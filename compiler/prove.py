@@ -34,7 +34,7 @@ import sympy
 import torch
 
 from dsl.semantics import apply_op, eval_predicate, num
-from compiler.encodings import predicate_roles
+from compiler.encodings import head_mode, predicate_roles
 from compiler.inspect import number_of
 from compiler.model import per_head, unembedding_matrix
 
@@ -350,9 +350,7 @@ class _Checker:
         node = attrs["node"]
         label = attrs["label"]
         layer, h, w = self._head(nid)
-        mode = "width" if attrs["realize"] == "width" else node.mode
-        if mode in ("first", "last") and attrs["max_width"] <= 1:
-            mode = "mean"
+        mode = head_mode(attrs)
         target = self.helpers[nid] if attrs["realize"] == "width" else self.entries[nid]
         # The head may write only its own dimensions.
         writes = (w["W_O"].abs().sum(0) > 0).nonzero()[:, 0].tolist()
