@@ -97,7 +97,7 @@ def cmd_verify(args) -> int:
     if args.device != "cpu" and not __import__("torch").cuda.is_available():
         raise AdderError(f"--device {args.device}: no such device here")
     _, payload = load_model(args.model)
-    program = program_from_payload(payload, args.program)
+    program = program_from_payload(payload, args.program, args.model)
     report = verify(payload, program, samples=args.samples, seed=args.seed, per_stratum=args.per_stratum,
                     device=args.device, prove=args.prove)
     print(summary(report, args.program or f"{args.model} (embedded {payload['program']['path']})"))
@@ -165,6 +165,7 @@ def cmd_stats(args) -> int:
     model, payload = load_model(args.model)
     from compiler.stats import breakdown
     stats = model_stats(payload["config"], payload["state_dict"], payload.get("stats", {}).get("compile_seconds"))
+    stats.setdefault("compile_seconds", None)  # a model file keeps no timings (it is byte-deterministic)
     stats["breakdown"] = breakdown(payload["state_dict"], payload.get("weight_map", []), payload["residual_map"])
     if args.json:
         print(json.dumps(stats, indent=2))

@@ -117,7 +117,7 @@ def format_stats(stats: dict) -> str:
                  + (" (tied: W_U = logit_scale * W_E^T, the scale and b_U stored)" if stats.get("tied_unembed") else ""))
     lines.append(f"parameters: {stats['dense_params']} dense, {stats['nonzero_params']} nonzero "
                  f"({stats['nonzero_params_leaderboard']} without positional encodings)")
-    if "compile_seconds" in stats:
+    if stats.get("compile_seconds") is not None:
         lines.append(f"compiled in {stats['compile_seconds']:.2f} s")
     if stats.get("breakdown"):
         lines.append("where the nonzero weights go:")

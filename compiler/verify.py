@@ -15,14 +15,14 @@ The program's own meaning (`meaning sum = a + b`) is checked against its semanti
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from dsl.resolve import load_program
+from dsl.errors import AdderError
+from dsl.layout import Layout
+from dsl.resolve import load_program, source_digest
 from dsl.semantics import EvaluationError, evaluate
 from compiler import verify_inputs as inputs
 from compiler.inspect import exact_stored, same_value, stored_values
@@ -54,24 +54,46 @@ class Report:
                 "proof": self.proof}
 
 
-def program_from_payload(payload: dict, program_path: str | None):
-    """The program to check against: the given file, or the source embedded in the model file."""
-    overrides = payload["program"].get("overrides") or {}
+def program_from_payload(payload: dict, program_path: str | None, model: str = "the model file"):
+    """The program to check against: the given file, or the sources embedded in the model file,
+    resolved in memory (a name from a model file never becomes a path). Either way its layout
+    must be the model's: token ids and positions mean nothing to a model of another layout."""
+    overrides = payload["program"]["overrides"]
     if program_path:
-        return load_program(program_path, overrides)
-    sources = payload["program"].get("sources") or {payload["program"]["path"]: payload["program"]["source"]}
-    with tempfile.TemporaryDirectory(prefix="adderc-") as folder:  # imports are resolved from files
-        for name, text in sources.items():
-            (Path(folder) / name).write_text(text)
-        return load_program(Path(folder) / payload["program"]["path"], overrides)
+        program = load_program(program_path, overrides)
+    else:
+        sources = payload["program"]["sources"]
+        try:
+            program = load_program(payload["program"]["path"], overrides, embedded=sources)
+        except AdderError as err:
+            # Spans name embedded sources: quote them from the file, never from a disk file of that name.
+            if err.span is not None and err.source is None:
+                err.source = sources.get(err.span.file, "")
+            err.notes.append(f"in the program embedded in {model}")
+            raise
+    _check_layout(program, Layout.from_dict(payload["layout"]), program_path, model)
+    return program
+
+
+def _check_layout(program, layout, program_path, model):
+    theirs, where = program.layout, program_path or f"the program embedded in {model}"
+    if theirs == layout:
+        return
+    if theirs.n_ctx != layout.n_ctx:
+        difference = f"its context is {theirs.n_ctx} positions, the model's {layout.n_ctx}"
+    elif theirs.vocab != layout.vocab:
+        difference = f"its vocabulary is {' '.join(theirs.vocab)}, the model's {' '.join(layout.vocab)}"
+    else:
+        difference = "its fields or digit order differ from the model's"
+    raise AdderError(f"{where}: its layout is not the one {model} was compiled for: {difference}",
+                     hint="verify a model against a program of the same layout, or compile this program")
 
 
 def same_program(program, payload) -> bool:
     """Whether `program` (sources and constants) is the one the model file was compiled from."""
-    from dsl.resolve import source_digest
     constants = {k: int(v) for k, v in program.constants.items() if getattr(v, "is_integer", False)}
-    embedded = {k: v for k, v in payload["program"].get("constants", {}).items() if isinstance(v, int)}
-    return source_digest(program) == payload["program"].get("sha256") and constants == embedded
+    embedded = {k: v for k, v in payload["program"]["constants"].items() if isinstance(v, int)}
+    return source_digest(program) == payload["program"]["sha256"] and constants == embedded
 
 
 def _model_in(payload, dtype: str, device: str) -> CompiledTransformer:

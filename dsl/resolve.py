@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
+import posixpath
 import re
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,9 @@ class _Resolver:
         self.defs: dict[str, ast.DefDecl] = {}
         self.encodings: dict[int, str] = {}
         self.sources: dict[str, str] = {}
+        # Sources held in memory (a model file's), by plain relative name: imports resolve among
+        # them, and a name that is not there is an error, never a read from disk.
+        self.embedded: dict[str, str] | None = None
         self.layout: Layout | None = None
         self.meaning: Meaning | None = None
         self.output: tuple[Node, Span] | None = None
@@ -171,7 +175,12 @@ class _Resolver:
                              "remove this import; put what both files need in a third file that both import")
         if key in self.sources:
             return  # already imported: importing twice is harmless
-        if text is None:
+        if text is None and self.embedded is not None:
+            if key not in self.embedded:
+                raise self.error(f"cannot import {key}: the model file embeds no source of that name", span,
+                                 "a program embedded in a model file imports only the sources embedded with it")
+            text = self.embedded[key]
+        elif text is None:
             try:
                 text = path.read_text()
             except OSError as err:
@@ -193,9 +202,20 @@ class _Resolver:
                 del self.pending[statement.name]
         self.import_stack.pop()
 
+    def import_path(self, st: ast.ImportDecl, path: Path) -> Path:
+        """The file an import names: relative to the importing file's folder. Among embedded
+        sources the name is only a key: joined without the disk, and kept inside their folder."""
+        if self.embedded is None:
+            return (path.parent / st.path).resolve() if path.name else Path(st.path)
+        name = posixpath.normpath(posixpath.join(posixpath.dirname(str(path)), st.path))
+        if posixpath.isabs(st.path) or "\\" in st.path or name == ".." or name.startswith("../"):
+            raise self.error(f"cannot import {st.path!r}: a program embedded in a model file imports only "
+                             "the sources embedded with it, by a relative name", st.span)
+        return Path(name)
+
     def statement(self, st: ast.Statement, path: Path):
         if isinstance(st, ast.ImportDecl):
-            self.load((path.parent / st.path).resolve() if path.name else Path(st.path), span=st.span)
+            self.load(self.import_path(st, path), span=st.span)
         elif isinstance(st, ast.ConstDecl):
             self.define_name(st.name, st)
             self.current = st
@@ -911,10 +931,15 @@ def _children(e):
     return ()
 
 
-def load_program(path: str | Path, overrides: dict[str, int] | None = None, text: str | None = None) -> Program:
-    """Read, parse, resolve and type-check a program file (or `text` standing for it)."""
+def load_program(path: str | Path, overrides: dict[str, int] | None = None, text: str | None = None,
+                 embedded: dict[str, str] | None = None) -> Program:
+    """Read, parse, resolve and type-check a program file (or `text` standing for it). With
+    `embedded` (plain relative name -> source), `path` is one of those names, and the program and
+    its imports come from there alone: nothing is read from disk."""
     path = Path(path)
     resolver = _Resolver(overrides or {})
+    if embedded is not None:
+        resolver.embedded, text = embedded, embedded[str(path)]
     try:
         resolver.load(path.resolve() if text is None else path, text)
     except AdderError as err:
@@ -979,7 +1004,12 @@ def _reachable(roots):
 
 def source_digest(program: Program) -> str:
     """sha256 over every file the program read, in the order read."""
+    return sources_digest(program.sources.values())
+
+
+def sources_digest(texts) -> str:
+    """sha256 over source texts in order: what a model file records of the program it came from."""
     digest = hashlib.sha256()
-    for path, text in program.sources.items():
+    for text in texts:
         digest.update(text.encode() + b"\0")
     return digest.hexdigest()
