@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import zipfile
 from pathlib import Path
 
@@ -73,11 +74,14 @@ class _Fields:
             self.fail(field, f"{_show(value)} is not {what}")
         return value
 
-    def whole(self, value, field: str, low: int = 0, high: int | None = None):
+    def whole(self, value, field: str, low: int = 0, high: int | None = None, beyond: str | None = None):
+        """An int (not a bool) from low to high; `beyond` says what lies past high when the bound is
+        the model's own (a dimension, a layer), not a limit of this reader."""
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             self.fail(field, f"{_show(value)} is not a {'positive' if low > 0 else 'non-negative'} whole number")
         if high is not None and value > high:
-            self.fail(field, f"{value} is more than this adderc reads (at most {high:,})")
+            self.fail(field, f"{value} is {beyond}" if beyond else
+                      f"{value} is more than this adderc reads (at most {high:,})")
         return value
 
     def text(self, value, field: str, limit: int = MAX_TEXT, empty: bool = False):
@@ -136,9 +140,15 @@ def _is_zero(number: str) -> bool:
     return not any(c in "123456789" for c in number.split("/")[0])
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 40
+_SHORT.maxlist = _SHORT.maxdict = 8
+
+
 def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value from the file as a message quotes it: short, however large the value."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def validate(payload, name: str) -> Layout:
@@ -202,7 +212,8 @@ def _layout(check: _Fields, data: dict, vocab: list, config: dict) -> Layout:
     items = check.of_type(data["items"], list, "layout.items", "a list")
     if not 2 <= len(items) <= MAX_VOCAB + MAX_CONTEXT:
         check.fail("layout.items", f"{len(items)} items")
-    answer_index = check.whole(data["answer_index"], "layout.answer_index", 1, len(items) - 1)
+    answer_index = check.whole(data["answer_index"], "layout.answer_index", 1, len(items) - 1,
+                               f"past the layout's {len(items)} items")
     parts = []
     for i, item in enumerate(items):
         field = f"layout.items[{i}]"
@@ -265,13 +276,13 @@ def _residual_map(check: _Fields, entries: list, config: dict):
         check.keys(entry, field, ["node", "id", "encoding", "dims", "written_by", "sublayer", "line", "column"],
                    ["helper", "sum_of", "updates", "stored_as", "values", "unread_values", "default"])
         _node_fields(check, entry, field)
-        check.whole(entry["sublayer"], field + ".sublayer", 0, sublayers)
+        check.whole(entry["sublayer"], field + ".sublayer", 0, sublayers, f"past the model's {sublayers} sublayers")
         check.text(entry["written_by"], field + ".written_by", MAX_TOKEN)
         dims = check.of_type(entry["dims"], list, field + ".dims", "a list")
         if not dims or len(set(dims)) != len(dims):
             check.fail(field + ".dims", f"{_show(dims)} is not a list of distinct dimensions")
         for d in dims:
-            check.whole(d, field + ".dims", 0, d_model - 1)
+            check.whole(d, field + ".dims", 0, d_model - 1, f"past the model's {d_model} dimensions")
         check.of_type(entry.get("helper", False), bool, field + ".helper", "true or false")
         if entry.get("updates") is not None:
             check.text(entry["updates"], field + ".updates")
@@ -306,7 +317,7 @@ def _residual_map(check: _Fields, entries: list, config: dict):
             check.number(term["coefficient"], where + ".coefficient")
             check.number(term["default"], where + ".default")
             check.text(term["written_by"], where + ".written_by", MAX_TOKEN)
-            check.whole(term["sublayer"], where + ".sublayer", 0, sublayers)
+            check.whole(term["sublayer"], where + ".sublayer", 0, sublayers, f"past the model's {sublayers} sublayers")
             check.of_type(term.get("host", False), bool, where + ".host", "true or false")
 
 
@@ -329,7 +340,8 @@ def _weight_map(check: _Fields, entries: list, config: dict):
         layer, kind = int(match[1]), match[2]
         if kind == "attn":
             check.keys(entry, field, ["block", "head", "mode", "node", "id", "line", "column"], ["also"])
-            check.whole(entry["head"], field + ".head", 0, config["n_heads"][layer] - 1)
+            check.whole(entry["head"], field + ".head", 0, config["n_heads"][layer] - 1,
+                        f"past layer {layer}'s {config['n_heads'][layer]} heads")
             check.text(entry["mode"], field + ".mode", MAX_TOKEN)
             if "also" in entry:
                 check.whole(entry["also"], field + ".also")
