@@ -181,7 +181,7 @@ def validate(payload, name: str) -> Layout:
 def _config(check: _Fields, config: dict) -> dict:
     check.keys(config, "config", sorted(CONFIG_KEYS), sorted(CONFIG_OPTIONAL))
     layers = check.whole(config["n_layers"], "config.n_layers", 0, MAX_LAYERS)
-    check.whole(config["d_model"], "config.d_model", 1, MAX_D_MODEL)
+    check.whole(config["d_model"], "config.d_model", 0, MAX_D_MODEL)  # 0: a constant output reads nothing
     check.whole(config["d_vocab"], "config.d_vocab", 1, MAX_VOCAB)
     check.whole(config["n_ctx"], "config.n_ctx", 1, MAX_CONTEXT)
     heads = check.int_list(config["n_heads"], "config.n_heads", layers, MAX_HEADS)
