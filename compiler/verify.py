@@ -72,7 +72,24 @@ def program_from_payload(payload: dict, program_path: str | None, model: str = "
             err.notes.append(f"in the program embedded in {model}")
             raise
     _check_layout(program, Layout.from_dict(payload["layout"]), program_path, model)
+    if same_program(program, payload):
+        _check_node_ids(program, payload, model)
     return program
+
+
+def _check_node_ids(program, payload, model):
+    """The maps name program values by node id; for the program they came from, each id must be
+    one of its values, or the inside check and the proof would look up a value that is not there."""
+    ids = {node.id for node in program.nodes}
+    named = [(f"residual_map[{i}]", e) for i, e in enumerate(payload["residual_map"])]
+    named += [(f"residual_map[{i}].sum_of[{j}]", t) for i, e in enumerate(payload["residual_map"])
+              for j, t in enumerate(e.get("sum_of", []))]
+    named += [(f"weight_map[{i}]", e) for i, e in enumerate(payload["weight_map"])]
+    for field, entry in named:
+        for key in ("id", "also"):
+            if key in entry and entry[key] not in ids:
+                raise AdderError(f"{model}: {field}.{key}: {entry[key]} is not a value of the program it was "
+                                 f"compiled from")
 
 
 def _check_layout(program, layout, program_path, model):

@@ -265,6 +265,7 @@ def test_archives_that_are_not_a_bounded_torch_zip_are_refused_before_loading(go
 
 def test_embedded_imports_never_reach_the_disk(good, sandbox, capsys):
     (sandbox / "work" / "nearby.rasp").write_text("const SECRET_FROM_DISK = 1\n")
+    (sandbox / "work" / "add_lsb.rasp").write_text("DECOY_ON_DISK\n" * 3)  # what a disk read would quote
     hostname = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").exists() else None
     for line, what in [('import "/etc/hostname"', "cannot import '/etc/hostname'"),
                        ('import "../../etc/hostname"', "cannot import '../../etc/hostname'"),
@@ -276,7 +277,8 @@ def test_embedded_imports_never_reach_the_disk(good, sandbox, capsys):
         assert what in err and "internal error" not in err and "Traceback" not in err
         assert f"add_lsb.rasp:1:1: error: " in err and line in err  # quoted from the file, not from disk
         assert f"note: in the program embedded in {path}" in err
-        assert "SECRET_FROM_DISK" not in err and (hostname is None or hostname not in err)
+        assert "SECRET_FROM_DISK" not in err and "DECOY_ON_DISK" not in err
+        assert hostname is None or f"    {hostname}" not in err.splitlines()  # not quoted as a source line
         # run and stats do not read the program: they work, and read nothing either
         assert main(["run", str(path), PROMPT]) == 0
         assert capsys.readouterr().out.split() == ["00111111111"]
@@ -324,6 +326,18 @@ def test_every_example_model_meets_the_schema(tmp_path):
         ir, stats, digest = compile_file(example)
         save_model(tmp_path / "m.pt", ir, stats, digest)
         load_model(tmp_path / "m.pt")  # raises on any field the schema refuses
+
+
+def test_maps_naming_values_the_program_lacks_are_refused_by_verify(good, tmp_path, capsys):
+    for keys, field in [(["residual_map", 0, "id"], "residual_map[0].id"),
+                        (["residual_map", 1, "sum_of", 2, "id"], "residual_map[1].sum_of[2].id"),
+                        (["weight_map", 0, "also"], "weight_map[0].also")]:
+        path = tmp_path / "ids.pt"
+        torch.save(_set(keys, 10 ** 6)(copy.deepcopy(good[1])), path)
+        for argv in (["verify", str(path), "--samples", "10"], ["verify", str(path), str(LSB), "--prove"]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.strip() == f"error: {path}: {field}: 1000000 is not a value of the program it was compiled from"
 
 
 def test_a_program_of_another_layout_is_refused_by_verify(good, tmp_path, capsys):
