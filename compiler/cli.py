@@ -106,7 +106,7 @@ def cmd_verify(args) -> int:
 
 
 def _verify_callable(args) -> int:
-    from compiler.adapter import load_callable, stress
+    from compiler.adapter import counterexample_lines, load_callable, metadata_lines, stress
     from dsl.resolve import load_program
     program = load_program(args.model)
     if program.meaning is None:
@@ -116,10 +116,12 @@ def _verify_callable(args) -> int:
     report = stress(add, program.layout, program.meaning.expected, seed=args.seed,
                     random_count=args.samples, per_stratum=args.per_stratum)
     print(f"verify {args.callable_spec} against {args.model} (seed {report['seed']})")
+    for line in metadata_lines(report["metadata"]):
+        print(line)
     for source, entry in report["by_source"].items():
         print(f"  {source:<12} {entry['checked'] - entry['wrong']:>9,}/{entry['checked']:,} right")
-    for c in report["counterexamples"][:5]:
-        print(f"  counterexample: {c}")
+    for line in counterexample_lines(report):
+        print(line)
     print("  result: " + ("every check holds" if report["wrong"] == 0 else "MISMATCH"))
     _write_json(args.json_path, report)
     return 0 if report["wrong"] == 0 else 1
