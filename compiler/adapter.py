@@ -86,7 +86,8 @@ def _alarm_available() -> bool:
 
 @contextlib.contextmanager
 def time_limit(seconds: float | None, what: str):
-    """Raise CallTimeout("<what> took longer than <seconds>") in the code run inside, once late."""
+    """Raise CallTimeout("<what> took longer than <seconds>") in the code run inside once it has
+    run that long, and again every ALARM_REPEAT_S while it keeps running (limits: module docstring)."""
     if not seconds or seconds <= 0 or not _alarm_available():
         yield
         return
@@ -124,8 +125,8 @@ def _outside(seconds: float | None, what: str):
 class OutsideAdder:
     """add(a, b) -> int around outside code: the time limit on each call, the answer made an int.
 
-    Raises CallTimeout when the call runs past `timeout` seconds, TypeError when the answer is not
-    a whole number, and whatever the outside code raises."""
+    Raises CallTimeout when the call runs past `timeout` seconds, NotAnInteger (a TypeError) when
+    the answer is not a whole number, and whatever the outside code raises."""
     spec: str
     function: Callable[[int, int], Any]
     metadata: dict = field(default_factory=dict)
@@ -295,8 +296,7 @@ def _import_file(file_spec: str, spec: str, timeout: float | None, keep_path: bo
 
 def _missing_package_hint(exc: BaseException) -> str | None:
     if isinstance(exc, ModuleNotFoundError) and exc.name:
-        return (f"the file needs the package '{exc.name.partition('.')[0]}': install it where adderc "
-                f"runs, or check the adder where it was written")
+        return f"the file needs the package '{exc.name.partition('.')[0]}': install it in the Python that runs adderc"
     return None
 
 
@@ -362,14 +362,16 @@ def _describe(exc: BaseException, path: Path | None = None) -> str:
 
 def stress(add: Callable[[int, int], Any], layout: Layout, expected: Callable[[dict[str, int]], int], *,
            seed: int, random_count: int, per_stratum: int,
-           max_counterexamples: int = MAX_COUNTEREXAMPLES, max_timeouts: int = MAX_TIMEOUTS) -> dict:
+           max_counterexamples: int = MAX_COUNTEREXAMPLES, max_timeouts: int = MAX_TIMEOUTS,
+           on_source: Callable[[str, dict], None] | None = None) -> dict:
     """Run edge cases, carry-stratified inputs and `random_count` random inputs through add(a, b).
 
     `a` and `b` are the layout's two operands in layout order; `expected(operands)` gives the
     right answer. An exception from `add`, a call past its time limit, or an answer that is not
     an integer counts as wrong, its `got` saying what happened; so does an answer far wider than
     the layout's answer field, shown by its size. After `max_timeouts` calls past the limit the
-    adder is called no more and `stopped` says so.
+    adder is called no more and `stopped` says so. `on_source(source, {"checked", "wrong"})` is
+    called as each source is done, so that a long run shows its progress.
 
     Returns {"checked", "wrong", "counterexamples" (the first `max_counterexamples`, in the order
     found: edge, then stratified, then random; each {"a", "b", "expected", "got", "source",
@@ -385,11 +387,14 @@ def stress(add: Callable[[int, int], Any], layout: Layout, expected: Callable[[d
                     "by_source": {source: {"checked": 0, "wrong": 0} for source in SOURCES},
                     "timeouts": 0, "stopped": None, "metadata": dict(getattr(add, "metadata", None) or {})}
     run = _Run(add, layout, expected, report, max_counterexamples, max_timeouts)
-    batches = [("edge", edge_cases(layout)), ("stratified", stratified(layout, per_stratum, seed))]
-    for source, inputs in batches:
-        run.check(source, inputs)
-    for batch in random_batches(layout, random_count, seed):
-        run.check("random", batch)
+    for source in SOURCES:
+        if source == "random":
+            for batch in random_batches(layout, random_count, seed):
+                run.check(source, batch)
+        else:
+            run.check(source, edge_cases(layout) if source == "edge" else stratified(layout, per_stratum, seed))
+        if on_source:
+            on_source(source, report["by_source"][source])
     report["checked"] = sum(t["checked"] for t in report["by_source"].values())
     report["wrong"] = sum(t["wrong"] for t in report["by_source"].values())
     return report

@@ -113,13 +113,15 @@ def _verify_callable(args) -> int:
         raise AdderError(f"{args.model}: the program states no meaning to check the adder against",
                          hint="add one, e.g. meaning sum = a + b")
     add = load_callable(args.callable_spec)
+    # What is being checked shows before the run: an outside adder can take minutes.
+    for line in [f"verify {args.callable_spec} against {args.model} (seed {args.seed})",
+                 *metadata_lines(add.metadata)]:
+        print(line, flush=True)
     report = stress(add, program.layout, program.meaning.expected, seed=args.seed,
-                    random_count=args.samples, per_stratum=args.per_stratum)
-    print(f"verify {args.callable_spec} against {args.model} (seed {report['seed']})")
-    for line in metadata_lines(report["metadata"]):
-        print(line)
-    for source, entry in report["by_source"].items():
-        print(f"  {source:<12} {entry['checked'] - entry['wrong']:>9,}/{entry['checked']:,} right")
+                    random_count=args.samples, per_stratum=args.per_stratum,
+                    on_source=lambda source, entry: print(
+                        f"  {source:<12} {entry['checked'] - entry['wrong']:>9,}/{entry['checked']:,} right",
+                        flush=True))
     for line in counterexample_lines(report):
         print(line)
     print("  result: " + ("every check holds" if report["wrong"] == 0 else "MISMATCH"))

@@ -301,7 +301,10 @@ def test_cli_reports_counterexamples_with_their_carry_pattern(tmp_path, capsys):
     report_path = tmp_path / "report.json"
     assert verify_cli(ADDERS / "short_lookahead.py", "--json", str(report_path)) == 1
     out = capsys.readouterr().out
-    assert "adder        short lookahead by adderc tests, 0 parameters by its own count" in out
+    head = out.splitlines()[:6]  # what is checked, then each source as it is done
+    assert head[0].startswith("verify ") and head[1].startswith("  adder        short lookahead by adderc tests, "
+                                                                 "0 parameters by its own count")
+    assert [line.split()[0] for line in head[2:]] == ["architecture", "edge", "stratified", "random"]
     lines = [line for line in out.splitlines() if line.startswith("  counterexample (")]
     assert 0 < len(lines) <= 5
     for line in lines:
