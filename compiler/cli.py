@@ -106,20 +106,24 @@ def cmd_verify(args) -> int:
 
 
 def _verify_callable(args) -> int:
-    from compiler.adapter import load_callable, stress
+    from compiler.adapter import counterexample_lines, load_callable, metadata_lines, stress
     from dsl.resolve import load_program
     program = load_program(args.model)
     if program.meaning is None:
         raise AdderError(f"{args.model}: the program states no meaning to check the adder against",
                          hint="add one, e.g. meaning sum = a + b")
     add = load_callable(args.callable_spec)
+    # What is being checked shows before the run: an outside adder can take minutes.
+    for line in [f"verify {args.callable_spec} against {args.model} (seed {args.seed})",
+                 *metadata_lines(add.metadata)]:
+        print(line, flush=True)
     report = stress(add, program.layout, program.meaning.expected, seed=args.seed,
-                    random_count=args.samples, per_stratum=args.per_stratum)
-    print(f"verify {args.callable_spec} against {args.model} (seed {report['seed']})")
-    for source, entry in report["by_source"].items():
-        print(f"  {source:<12} {entry['checked'] - entry['wrong']:>9,}/{entry['checked']:,} right")
-    for c in report["counterexamples"][:5]:
-        print(f"  counterexample: {c}")
+                    random_count=args.samples, per_stratum=args.per_stratum,
+                    on_source=lambda source, entry: print(
+                        f"  {source:<12} {entry['checked'] - entry['wrong']:>9,}/{entry['checked']:,} right",
+                        flush=True))
+    for line in counterexample_lines(report):
+        print(line)
     print("  result: " + ("every check holds" if report["wrong"] == 0 else "MISMATCH"))
     _write_json(args.json_path, report)
     return 0 if report["wrong"] == 0 else 1

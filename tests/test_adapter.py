@@ -1,44 +1,27 @@
+"""Outside adders (`adderc verify PROGRAM --callable FILE`): AdderBoard-style files in tests/adders/,
+each right or wrong in one known way, and what the report must say about each."""
+import json
+import signal
 import sys
 import textwrap
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from compiler.adapter import as_int, load_callable, stress
+import compiler.adapter as adapter
+from compiler.adapter import (CallTimeout, as_int, load_callable, stress, time_limit, unpack_built)
+from compiler.cli import main
+from compiler.verify_inputs import carry_pattern
 from dsl.errors import AdderError
 from dsl.resolve import load_program
-from tests.conftest import ADD10
+from tests.conftest import ADD10, ROOT
 
 SEED = 20261122
+ADDERS = Path(__file__).resolve().parent / "adders"
 
-# A leaderboard-style adder that is right except when a carry has to cross a run of 6 or more
-# propagating places (digit pairs summing to 9): its carry lookahead sees only 6 places below.
-SHORT_LOOKAHEAD = textwrap.dedent('''
-    LOOKAHEAD = 6
-
-    def build_model():
-        return {"base": 10, "lookahead": LOOKAHEAD}
-
-    def add(model, a, b):
-        base, window = model["base"], model["lookahead"]
-        da, db = [], []
-        while a or b:
-            da.append(a % base)
-            db.append(b % base)
-            a, b = a // base, b // base
-        pairs = [x + y for x, y in zip(da, db)]
-        total = 0
-        for place in range(len(pairs) + 1):
-            carry = 0
-            for below in range(place - 1, max(place - 1 - window, -1), -1):
-                if pairs[below] != base - 1:       # the nearest place that does not pass a carry on
-                    carry = int(pairs[below] >= base)
-                    break
-            digit = ((pairs[place] if place < len(pairs) else 0) + carry) % base
-            total += digit * base ** place
-        return total
-''')
-
-CORRECT = textwrap.dedent('''
+CORRECT_BARE = textwrap.dedent('''
     def build_model():
         return None
 
@@ -58,17 +41,57 @@ def write(tmp_path, name, text):
     return str(path)
 
 
-def test_short_lookahead_adder_is_caught_by_strata_but_not_by_random(tmp_path, add10):
-    add = load_callable(write(tmp_path, "short_lookahead.py", SHORT_LOOKAHEAD))
+def run_stress(add, program, random_count=0, per_stratum=0, **kw):
+    return stress(add, program.layout, program.meaning.expected, seed=SEED, random_count=random_count,
+                  per_stratum=per_stratum, **kw)
+
+
+# ----- the board's format --------------------------------------------------------------------------
+
+def test_build_model_tuple_is_unpacked_and_its_metadata_kept(add10):
+    add = load_callable(str(ADDERS / "digit_module.py"))  # add would fail on the tuple itself
+    assert add(1234567890, 9876543210) == 11111111100
+    assert add.metadata == {"name": "digit module", "author": "adderc tests", "params": 2,
+                            "architecture": "one Linear(2, 1) over digit pairs", "tricks": ["carries in Python"]}
+    report = run_stress(add, add10, random_count=300, per_stratum=1)
+    assert report["wrong"] == 0 and report["metadata"]["name"] == "digit module"
+
+
+def test_what_build_model_returns():
+    model = object()
+    assert unpack_built((model, {"name": "x"})) == (model, {"name": "x"})
+    assert unpack_built((model, None)) == (model, {})
+    assert unpack_built(model) == (model, {})              # a bare model
+    assert unpack_built((1, 2)) == ((1, 2), {})            # a bare model that is a pair
+    assert unpack_built([model, {}]) == ([model, {}], {})  # the board unpacks tuples only
+    odd = unpack_built((model, {"params": 10 ** 40, "tricks": ["a" * 1000], 3: float("nan")}))[1]
+    json.dumps(odd)  # printable and JSON-safe whatever the file put there
+    assert len(odd["tricks"][0]) <= 300 and isinstance(odd["params"], str) and odd["3"] == "nan"
+
+
+def test_correct_adders_pass(tmp_path, add10):
+    bare = load_callable(write(tmp_path, "right.py", CORRECT_BARE))
+    assert bare.metadata == {}
+    for add in (bare, load_callable("operator:add")):
+        report = run_stress(add, add10, random_count=500, per_stratum=1)
+        assert report["wrong"] == 0 and report["counterexamples"] == [] and report["stopped"] is None
+        assert report["by_source"]["edge"]["checked"] > 0
+        assert report["by_source"]["stratified"]["checked"] > 0
+        assert report["by_source"]["random"]["checked"] == 500
+
+
+# ----- wrong adders --------------------------------------------------------------------------------
+
+def test_short_lookahead_adder_is_caught_by_strata_but_not_by_random(add10):
+    add = load_callable(str(ADDERS / "short_lookahead.py"))
     assert add(1234567890, 9876543210) == 11111111100
     assert add(10 ** 10 - 1, 1) != 10 ** 10  # a carry through nine 9s goes missing
-    layout, expected = add10.layout, add10.meaning.expected
 
-    random_only = stress(add, layout, expected, seed=SEED, random_count=2000, per_stratum=0)
+    random_only = run_stress(add, add10, random_count=2000)
     assert random_only["by_source"]["random"] == {"checked": 2000, "wrong": 0}
     assert random_only["by_source"]["stratified"]["checked"] == 0
 
-    report = stress(add, layout, expected, seed=SEED, random_count=2000, per_stratum=2)
+    report = run_stress(add, add10, random_count=2000, per_stratum=2)
     assert report["by_source"]["random"]["wrong"] == 0  # same seed, same random inputs
     assert report["by_source"]["stratified"]["wrong"] > 0
     assert report["wrong"] == sum(s["wrong"] for s in report["by_source"].values()) > 0
@@ -80,30 +103,135 @@ def test_short_lookahead_adder_is_caught_by_strata_but_not_by_random(tmp_path, a
     for e in examples:
         assert e["expected"] == e["a"] + e["b"] != e["got"]
         assert "pppppp" in e["carry_pattern"]
+        assert e["carry_pattern"] == carry_pattern(add10.layout, {"a": e["a"], "b": e["b"]})
 
 
-def test_correct_adders_pass(tmp_path, add10):
-    layout, expected = add10.layout, add10.meaning.expected
-    for add in (load_callable(write(tmp_path, "right.py", CORRECT)), load_callable("operator:add")):
-        report = stress(add, layout, expected, seed=SEED, random_count=500, per_stratum=1)
-        assert report["wrong"] == 0 and report["counterexamples"] == []
-        assert report["by_source"]["edge"]["checked"] > 0
-        assert report["by_source"]["stratified"]["checked"] > 0
-        assert report["by_source"]["random"]["checked"] == 500
+def test_an_exception_in_add_is_a_wrong_answer_naming_its_line(add10):
+    report = run_stress(load_callable(str(ADDERS / "raises.py")), add10, random_count=200)
+    assert report["wrong"] > 0 and report["stopped"] is None
+    for e in report["counterexamples"]:
+        assert e["got"] == f"add raised IndexError: list index out of range (at {ADDERS / 'raises.py'}:13)"
+        assert e["expected"] >= 10 ** 10  # only sums with an eleventh digit
+    right = report["checked"] - report["wrong"]
+    assert right > 0
 
 
-def test_exceptions_and_non_integers_count_as_wrong(add10):
-    def flaky(a, b):
+def test_exceptions_non_integers_and_absurd_answers_count_as_wrong(add10):
+    def odd(a, b):
         if a == 0:
             raise ZeroDivisionError("no zeros here")
-        return float(a + b) + (0.5 if b == 1 else 0.0)
+        if a == 1:
+            return -(a + b)
+        if b == 0:
+            return 10 ** 5000
+        if b == 1:
+            return float(a + b) + 0.5
+        if a == b:
+            raise SystemExit(3)
+        return a + b
 
-    report = stress(flaky, add10.layout, add10.meaning.expected, seed=SEED, random_count=10, per_stratum=0)
+    report = run_stress(odd, add10, max_counterexamples=200)
     gots = [e["got"] for e in report["counterexamples"]]
-    assert "ZeroDivisionError: no zeros here" in gots
-    assert any(isinstance(g, str) and "not an integer" in g for g in gots)
-    assert report["wrong"] > 0
+    assert any(isinstance(g, str) and g.startswith("add raised ZeroDivisionError: no zeros here (at ")
+               and "test_adapter.py:" in g for g in gots)
+    assert any(isinstance(g, int) and g < 0 for g in gots)
+    assert "add returned an integer of about 5,001 digits (the answer field has 11)" in gots
+    assert any(isinstance(g, str) and "(float), not an integer" in g for g in gots)
+    assert "add called exit(3)" in gots
+    json.dumps(report)
+    assert adapter.counterexample_lines(report)  # a 5,001-digit answer is never turned into text
 
+
+def test_as_int():
+    assert as_int(5) == 5 and as_int(7.0) == 7
+    for bad in (True, 7.5, "12", None):
+        with pytest.raises(TypeError):
+            as_int(bad)
+
+
+# ----- time limits ---------------------------------------------------------------------------------
+
+def test_a_hanging_adder_is_stopped_and_reported(add10):
+    add = load_callable(str(ADDERS / "hangs.py"), call_timeout=0.2)
+    assert add(1, 2) == 3
+    started = time.monotonic()
+    report = run_stress(add, add10, random_count=1000, per_stratum=2)
+    assert time.monotonic() - started < 20
+    assert report["timeouts"] == 3 and report["stopped"].startswith("stopped after 3 calls took longer than 0.2 s")
+    timed_out = [e for e in report["counterexamples"] if "took longer" in str(e["got"])]
+    assert len(timed_out) == 3
+    for e in timed_out:
+        assert (e["a"] + e["b"]) % 10 == 9 and e["carry_pattern"].endswith("p")
+        assert e["got"].startswith(f"add({e['a']}, {e['b']}) took longer than 0.2 s (at {ADDERS / 'hangs.py'}:")
+    assert report["by_source"]["random"]["checked"] == 0  # it stopped before them
+
+
+@pytest.mark.parametrize("text,message", [
+    ("while True:\n    pass\n", "importing .* took longer than 0.2 s \\(at .*slow.py:1\\)"),
+    ("def build_model():\n    while True:\n        pass\ndef add(m, a, b):\n    return a + b\n",
+     "build_model\\(\\) took longer than 0.2 s \\(at .*slow.py:2\\)"),
+])
+def test_a_hang_while_loading_is_an_error(tmp_path, text, message):
+    with pytest.raises(AdderError, match=message):
+        load_callable(write(tmp_path, "slow.py", text), build_timeout=0.2)
+    assert str(tmp_path) not in sys.path
+
+
+def test_time_limit_leaves_the_alarm_as_it_was():
+    fired = []
+
+    def mine(*_):
+        fired.append(1)
+
+    previous = signal.signal(signal.SIGALRM, mine)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(CallTimeout, match="spin took longer than 0.05 s"):
+            with time_limit(0.05, "spin"):
+                while True:
+                    pass
+        assert signal.getsignal(signal.SIGALRM) is mine  # the test's own handler is back
+        time.sleep(0.6)
+        assert fired == [1]  # and its pending alarm still went off
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_swallowed_alarm_fires_again(monkeypatch):
+    monkeypatch.setattr(adapter, "ALARM_REPEAT_S", 0.1)
+
+    def stubborn():
+        try:
+            while True:
+                pass
+        except BaseException:  # a bare `except:` in the outside code eats the first alarm
+            pass
+        while True:
+            pass
+
+    started = time.monotonic()
+    with pytest.raises(CallTimeout):
+        with time_limit(0.1, "stubborn"):
+            stubborn()
+    assert time.monotonic() - started < 5
+
+
+def test_time_limit_outside_the_main_thread_runs_without_one():
+    done = []
+    thread = threading.Thread(target=lambda: done.append(_limited_sleep()))
+    thread.start()
+    thread.join()
+    assert done == ["slept"]
+
+
+def _limited_sleep():
+    with time_limit(0.01, "sleep"):
+        time.sleep(0.05)
+    return "slept"
+
+
+# ----- loading errors ------------------------------------------------------------------------------
 
 def test_module_function_spec(tmp_path, monkeypatch):
     (tmp_path / "my_adders.py").write_text("def plus(a, b):\n    return a + b\nNOT_CALLABLE = 3\n")
@@ -120,10 +248,12 @@ def test_module_function_spec(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,message", [
     ("def add(model, a, b):\n    return a + b\n", "defines no build_model()"),
     ("def build_model():\n    return 1\n", "defines no add()"),
-    ("import no_such_module_for_adderc\n", "ModuleNotFoundError"),
-    ("def build_model(:\n", "SyntaxError"),
+    ("x = 1\nimport no_such_module_for_adderc\n", "ModuleNotFoundError: .*no_such_module_for_adderc.* \\(at .*bad.py:2\\)"),
+    ("def build_model(:\n", "SyntaxError: .* \\(at .*bad.py:1\\)"),
     ("def build_model():\n    raise RuntimeError('weights missing')\ndef add(m, a, b):\n    return 0\n",
-     "build_model\\(\\) failed: RuntimeError: weights missing"),
+     "build_model\\(\\) failed: RuntimeError: weights missing \\(at .*bad.py:2\\)"),
+    ("def build_model():\n    raise SystemExit(4)\ndef add(m, a, b):\n    return 0\n", "build_model\\(\\) called exit\\(4\\)"),
+    ("import sys\nsys.exit(5)\n", "called exit\\(5\\)"),
     ("def build_model():\n    return 1\ndef add(a, b):\n    return a + b\n", "cannot be called with 3"),
 ])
 def test_bad_files_raise_adder_error(tmp_path, text, message):
@@ -132,6 +262,12 @@ def test_bad_files_raise_adder_error(tmp_path, text, message):
         load_callable(path)
     assert "Traceback" not in info.value.render()
     assert str(tmp_path) not in sys.path
+
+
+def test_a_missing_package_says_which(tmp_path):
+    with pytest.raises(AdderError) as info:
+        load_callable(write(tmp_path, "needs.py", "import no_such_package_for_adderc.sub\n"))
+    assert "the file needs the package 'no_such_package_for_adderc'" in info.value.render()
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -154,8 +290,87 @@ def test_stress_needs_two_operands():
         stress(lambda a, b: a, one, lambda ops: ops["a"], seed=1, random_count=1, per_stratum=1)
 
 
-def test_as_int():
-    assert as_int(5) == 5 and as_int(7.0) == 7
-    for bad in (True, 7.5, "12", None):
-        with pytest.raises(TypeError):
-            as_int(bad)
+# ----- through the command line --------------------------------------------------------------------
+
+def verify_cli(adder, *extra):
+    return main(["verify", str(ADD10), "--callable", str(adder), "--samples", "300", "--per-stratum", "1",
+                 *extra])
+
+
+def test_cli_reports_counterexamples_with_their_carry_pattern(tmp_path, capsys):
+    report_path = tmp_path / "report.json"
+    assert verify_cli(ADDERS / "short_lookahead.py", "--json", str(report_path)) == 1
+    out = capsys.readouterr().out
+    head = out.splitlines()[:6]  # what is checked, then each source as it is done
+    assert head[0].startswith("verify ") and head[1].startswith("  adder        short lookahead by adderc tests, "
+                                                                 "0 parameters by its own count")
+    assert [line.split()[0] for line in head[2:]] == ["architecture", "edge", "stratified", "random"]
+    lines = [line for line in out.splitlines() if line.startswith("  counterexample (")]
+    assert 0 < len(lines) <= 5
+    for line in lines:
+        assert ": expected " in line and ", got " in line and "pppppp" in line.split("carries ")[1]
+    assert adapter.CARRY_LEGEND in out and "result: MISMATCH" in out
+    saved = json.loads(report_path.read_text())
+    assert saved["metadata"]["name"] == "short lookahead" and saved["wrong"] > len(lines)
+
+
+def test_cli_a_hanging_adder_ends_with_exit_1(monkeypatch, capsys):
+    monkeypatch.setattr(adapter, "CALL_TIMEOUT_S", 0.2)
+    started = time.monotonic()
+    assert verify_cli(ADDERS / "hangs.py") == 1
+    assert time.monotonic() - started < 20
+    out = capsys.readouterr().out
+    assert "took longer than 0.2 s" in out and "stopped after 3 calls" in out and "MISMATCH" in out
+
+
+def test_cli_an_adder_that_raises_ends_with_exit_1(capsys):
+    assert verify_cli(ADDERS / "raises.py") == 1
+    assert "but add raised IndexError: list index out of range" in capsys.readouterr().out
+
+
+def test_cli_a_failing_build_model_is_exit_2_naming_the_line(capsys):
+    assert verify_cli(ADDERS / "build_fails.py") == 2
+    err = capsys.readouterr().err
+    assert "build_model() failed: FileNotFoundError" in err and f"{ADDERS / 'build_fails.py'}:6" in err
+
+
+def test_cli_an_import_error_is_exit_2_naming_the_line(tmp_path, capsys):
+    adder = write(tmp_path, "typo.py", "import math\n\ndef build_model():\n    return None, {}\n\nundefined_name\n")
+    assert verify_cli(adder) == 2
+    err = capsys.readouterr().err
+    assert "NameError" in err and "typo.py:6" in err and "Traceback" not in err
+
+
+def test_cli_a_right_adder_is_exit_0(capsys):
+    assert verify_cli(ADDERS / "digit_module.py") == 0
+    out = capsys.readouterr().out
+    assert "digit module by adderc tests" in out and "every check holds" in out
+
+
+# ----- the project's seed ----------------------------------------------------------------------------
+
+def _shared_folder() -> Path | None:
+    """../shared beside this checkout, or beside the main checkout when this is a git worktree."""
+    candidates = [ROOT.parent / "shared"]
+    git = ROOT / ".git"
+    if git.is_file() and git.read_text().startswith("gitdir:"):  # .../main/.git/worktrees/<name>
+        candidates.append(Path(git.read_text().split(":", 1)[1].strip()).parents[2].parent / "shared")
+    return next((c for c in candidates if (c / "seeds").is_dir()), None)
+
+
+def test_the_seed_tinyadder95_is_caught_on_long_carry_chains(add10, monkeypatch):
+    shared = _shared_folder()
+    seed_file = shared / "seeds" / "tinyadder95_reference.py" if shared else None
+    if seed_file is None or not seed_file.is_file():
+        pytest.skip("../shared/seeds/tinyadder95_reference.py is not beside this checkout")
+    monkeypatch.setenv("TINYADDER95_SEED", str(seed_file))
+    add = load_callable(str(ADDERS / "tinyadder95_seed.py"))
+    assert add.metadata["params"] == 95
+    assert add(1234567890, 9876543210) == 11111111100
+    # Known wrong (an outside formal check found it): a carry seen through a run of seven 9s.
+    assert carry_pattern(add10.layout, {"a": 5193798811, "b": 1806201129}) == "kpppppppkg"
+    assert add(5193798811, 1806201129) != 6999999940
+    report = run_stress(add, add10)  # the edge cases alone find it
+    assert report["wrong"] > 0 and report["timeouts"] == 0
+    for e in report["counterexamples"]:
+        assert isinstance(e["got"], int) and e["got"] != e["expected"] and "pppppp" in e["carry_pattern"]
