@@ -21,13 +21,16 @@ MAX_NUMBER_DIGITS = 4000
 # answer has at most MAX_POSITIONS base-36 digits (about 42,000 bits); products of two such
 # operands fit as well.
 MAX_MEANING_BITS = 100_000
+# Tokens in one file (names, numbers, operators, strings; a comment counts as one). The parser
+# takes about a second for 10,000 on a busy machine; 3,000 one-line defs are 37,000.
+MAX_TOKENS = 40_000
 # Operators nested inside one another in one expression as written (a + b + c nests two deep).
 # The parser and the resolver walk expressions recursively.
 MAX_NESTING = 100
 # Defs called inside defs, one inside another.
 MAX_DEF_DEPTH = 64
 # Expressions the resolver visits, counting a def's body once per call it is expanded for.
-MAX_EXPANSION = 200_000
+MAX_EXPANSION = 100_000
 # Operations of the resolved program (values after defs are expanded and equal ones shared), and
 # the longest chain of operations each reading the one before. Compiler passes walk the chains.
 MAX_OPERATIONS = 1000
@@ -54,6 +57,11 @@ def show_number(value) -> str:
     return " / ".join(_show_long(part) for part in ((numerator, denominator) if denominator != 1 else (numerator,)))
 
 
+def show_count(value: int) -> str:
+    """A count for a message: with thousands separators, or by its size when very long."""
+    return f"{value:,}" if digits_in(value) <= 40 else _show_long(value)
+
+
 def _show_long(value: int) -> str:
     count = digits_in(value)
     if count <= 40:
@@ -61,4 +69,4 @@ def _show_long(value: int) -> str:
     sign = "-" if value < 0 else ""
     value = abs(value)
     head, tail = value // 10 ** (count - 6), value % 10 ** 6
-    return f"{sign}{head}...{tail:06d} (a {count:,}-digit number)"
+    return f"{sign}{head}...{tail:06d} ({count:,} digits)"

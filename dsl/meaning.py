@@ -180,6 +180,8 @@ def _bits(e, operand_bits, constants, limit):
     if e.op == "**":
         if left <= 1:  # 0, 1 or -1 to any power
             return 1
-        exponent = e.right.value if isinstance(e.right, ast.Number) else (2 ** right if right < 64 else None)
-        return limit + 1 if exponent is None or exponent * left > limit else exponent * left
+        # a bound on the exponent's value: the literal, else from its bit length (cheap to form
+        # even when huge: the product is then only compared with the limit)
+        exponent = abs(e.right.value) if isinstance(e.right, ast.Number) else 1 << right
+        return exponent * left
     return max(left, right)

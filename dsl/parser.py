@@ -10,7 +10,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from dsl import ast
 from dsl.errors import AdderError, Span
-from dsl.limits import MAX_NESTING, MAX_NUMBER_DIGITS
+from dsl.limits import MAX_NESTING, MAX_NUMBER_DIGITS, MAX_TOKENS
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 
@@ -373,8 +373,24 @@ def _check_nesting(tree: Tree, source: str, path: str):
                 stack.append((child, depth + nested, child if node.data == "start" else outer))
 
 
+# A token as the lexer will see it, near enough to count them before parsing (which is far slower).
+_ROUGH_TOKEN = re.compile(r'"[^"\n]*"|#[^\n]*|\w+|\S')
+
+
+def _check_length(source: str, path: str):
+    for count, match in enumerate(_ROUGH_TOKEN.finditer(source), 1):
+        if count > MAX_TOKENS:
+            line = source.count("\n", 0, match.start()) + 1
+            column = match.start() - (source.rfind("\n", 0, match.start()) + 1) + 1
+            raise AdderError(f"this file has more than {MAX_TOKENS:,} tokens; this is token {count:,}",
+                             Span(path, line, column), source,
+                             "a program is a few dozen statements: compute repeated work over positions, "
+                             "with a select or sum(...), rather than writing it out")
+
+
 def parse(source: str, path: str = "<string>") -> ast.Module:
     """Parse program text; every syntax error becomes an AdderError with line and column."""
+    _check_length(source, path)
     try:
         tree = _parser().parse(source)
     except UnexpectedInput as err:

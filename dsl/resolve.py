@@ -5,6 +5,7 @@ are folded; `-D NAME=VALUE` overrides a declared constant. Every error names fil
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 import hashlib
 import itertools
@@ -22,7 +23,8 @@ from dsl.errors import AdderError, Span, display_path
 from dsl import meaning as meaning_rules
 from dsl.layout import Layout, Meaning, build_layout
 from dsl.limits import (MAX_CHAIN, MAX_DEF_DEPTH, MAX_EXPANSION, MAX_MEANING_BITS, MAX_NUMBER_BITS,
-                        MAX_NUMBER_DIGITS, MAX_OPERATIONS, MAX_POSITIONS, digits_in, show_number)
+                        MAX_NUMBER_DIGITS, MAX_OPERATIONS, MAX_POSITIONS, digits_in, show_count,
+                        show_number)
 from dsl.parser import parse
 from dsl.semantics import EvaluationError, apply_op, eval_predicate, num
 
@@ -148,6 +150,7 @@ class _Resolver:
         # (def name, argument node ids) -> the expanded body: a def is a pure function of its
         # arguments, so a second call with the same ones is the same node, and is not expanded again
         self.expanded: dict[tuple, Node] = {}
+        self._line_starts: dict[str, list[int]] = {}
 
     # ----- errors
     def error(self, message, span, hint=None):
@@ -160,17 +163,24 @@ class _Resolver:
         source = self.sources.get(st.span.file)
         if source is None:
             return st.span
-        lines = source.splitlines(keepends=True)
-        offset = sum(len(line) for line in lines[:st.span.line - 1]) + st.span.column - 1
+        starts = self.line_starts(st.span.file)
+        offset = starts[st.span.line - 1] + st.span.column - 1
         if after:
             offset = max(offset, source.find(after, offset))
         matches = re.compile(rf"\b{re.escape(name)}\b").finditer(source, offset)
         match = next((m for i, m in enumerate(matches, 1) if i == nth), None)
         if match is None:
             return st.span
-        line = source.count("\n", 0, match.start()) + 1
-        column = match.start() - (source.rfind("\n", 0, match.start()) + 1) + 1
+        line = bisect.bisect_right(starts, match.start())
+        column = match.start() - starts[line - 1] + 1
         return Span(st.span.file, line, column, line, column + len(name))
+
+    def line_starts(self, file: str) -> list[int]:
+        """Offsets where each line of `file` begins, computed once: a span is found in time of its line."""
+        if file not in self._line_starts:
+            source = self.sources[file]
+            self._line_starts[file] = [0] + [m.end() for m in re.finditer("\n", source)]
+        return self._line_starts[file]
 
     # ----- files
     def load(self, path: Path, text: str | None = None, span: Span | None = None):
@@ -273,14 +283,13 @@ class _Resolver:
             self.output = (node, st.span)
 
     def define_name(self, name, st):
-        span = self.name_span(st, name)
         self.declarations.setdefault(name, st)
         if name in self.globals or name in self.defs:
             previous = self.globals[name][1] if name in self.globals else self.defs[name].span
-            raise self.error(f"'{name}' is already defined", span,
+            raise self.error(f"'{name}' is already defined", self.name_span(st, name),
                              f"choose another name; the first definition is at {previous}")
         if name in BUILTIN_FUNCTIONS or name in {"tokens", "indices", "k", "q"}:
-            raise self.error(f"'{name}' is a built-in name and cannot be redefined", span,
+            raise self.error(f"'{name}' is a built-in name and cannot be redefined", self.name_span(st, name),
                              f"choose another name, e.g. '{name}_'")
 
     def used_too_early(self, name, span, what="name"):
@@ -302,15 +311,23 @@ class _Resolver:
                           f"statements are read from top to bottom: move the definition of '{name}' above this line")
 
     def _path_to(self, name, target, seen) -> list[str] | None:
-        """The names through which pending declaration `name` uses `target`, ending with it, or None."""
-        for used in _names_used(self.pending[name]):
-            if used == target:
-                return [target]
-            if used in self.pending and used not in seen:
+        """The names through which pending declaration `name` uses `target`, ending with it, or None.
+
+        A depth-first search with its own stack: a chain of thousands of declarations is no deeper
+        for it than a chain of two."""
+        stack = [iter(_names_used(self.pending[name]))]
+        path = [name]
+        while stack:
+            used = next(stack[-1], None)
+            if used is None:
+                stack.pop()
+                path.pop()
+            elif used == target:
+                return path[1:] + [target]
+            elif used in self.pending and used not in seen:
                 seen.add(used)
-                rest = self._path_to(used, target, seen)
-                if rest is not None:
-                    return [used] + rest
+                path.append(used)
+                stack.append(iter(_names_used(self.pending[used])))
         return None
 
     def let(self, st: ast.LetDecl, scope):
@@ -365,7 +382,7 @@ class _Resolver:
         size = show_number(width)
         what = f"{written} = {size}" if written and written != size else size
         raise self.error(f"field '{item.name}' is {what} digits wide: too large, a sequence has at most "
-                         f"{MAX_POSITIONS:,} positions (this layout has {show_number(positions)} up to here)",
+                         f"{MAX_POSITIONS:,} positions (this layout has {show_count(positions)} up to here)",
                          item.span, "choose smaller widths; every width adds its digits to the positions a model "
                                     "reads and writes")
 
@@ -389,7 +406,7 @@ class _Resolver:
         try:
             meaning_rules.bit_bound(expression, operand_bits, constants, MAX_MEANING_BITS)
         except meaning_rules.TooLarge as err:
-            raise self.error(f"this part of the meaning can need {show_number(err.bits)} bits for the largest "
+            raise self.error(f"this part of the meaning can need {show_count(err.bits)} bits for the largest "
                              f"operands; at most {MAX_MEANING_BITS:,} are supported", err.expression.span,
                              "a meaning computes the answer, which has at most as many digits as the answer "
                              "field: use smaller powers and products") from None
@@ -466,8 +483,9 @@ class _Resolver:
     def expr(self, e: ast.Expr, scope: dict) -> Node:
         self.work += 1
         if self.work > MAX_EXPANSION:
+            inside = f" (expanding {' -> '.join(self.def_stack)})" if self.def_stack else ""
             raise self.error(f"the program grows past {MAX_EXPANSION:,} expressions when its defs are written "
-                             "out at every call", e.span,
+                             f"out at every call{inside}", e.span,
                              "defs are expanded where they are called: a def that calls another def twice, "
                              "level after level, doubles at each level; compute shared values once with let")
         method = getattr(self, "expr_" + type(e).__name__)
