@@ -8,26 +8,54 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 from dsl.errors import AdderError
+from dsl.limits import MAX_NUMBER_DIGITS, show_number
 
 COMMANDS = ("compile", "run", "stats", "check", "verify")
 RUN_BATCH = 1024
+
+
+# A whole number as a user types it: int() also takes "1_2", full-width and other Unicode digits
+# and surrounding spaces, none of which a program could contain.
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def _whole_number(text: str, what: str, low: int | None = None, high: int | None = None) -> int:
+    if not WHOLE_NUMBER.fullmatch(text):
+        raise AdderError(f"{what}: {text!r} is not a whole number", hint="write plain digits 0-9, e.g. 20")
+    if len(text.lstrip("+-")) > MAX_NUMBER_DIGITS:
+        raise AdderError(f"{what}: the number has {len(text.lstrip('+-')):,} digits; at most "
+                         f"{MAX_NUMBER_DIGITS:,} are supported")
+    value = int(text)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
+        raise AdderError(f"{what}: {show_number(value)} is out of range; give a whole number {bounds}")
+    return value
 
 
 def _defines(values: list[str]) -> dict[str, int]:
     overrides = {}
     for item in values or []:
         name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
+        if not sep or not name.isidentifier() or not name.isascii():
             raise AdderError(f"-D {item}: write -D NAME=VALUE, e.g. -D N=20")
-        try:
-            overrides[name] = int(value)
-        except ValueError:
-            raise AdderError(f"-D {item}: the value must be a whole number") from None
+        overrides[name] = _whole_number(value, f"-D {item}" if len(item) <= 60 else f"-D {name}=...")
     return overrides
+
+
+def _count(low: int, high: int | None = None):
+    """An argparse type: a whole number from `low` (to `high`), with the same strict digits as -D."""
+    def parse(text: str) -> int:
+        try:
+            return _whole_number(text, "the value", low, high)
+        except AdderError as err:
+            raise argparse.ArgumentTypeError(err.message.removeprefix("the value: ")) from None
+    parse.__name__ = "whole number"
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,9 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check a model against its program (exit 0: holds, 1: mismatch)")
     p.add_argument("model", help="a model file, or with --callable a layout program")
     p.add_argument("program", nargs="?", help="program to check against (default: the one in the model file)")
-    p.add_argument("--samples", type=int, default=1_000_000, help="random inputs (default 1,000,000)")
-    p.add_argument("--seed", type=int, default=20261122)
-    p.add_argument("--per-stratum", type=int, default=20, help="inputs per carry-structure stratum")
+    p.add_argument("--samples", type=_count(0), default=1_000_000,
+                   help="random inputs (default 1,000,000; 0: none, only edge cases and strata)")
+    # torch's generators take a seed below 2**64; the verifier also uses seed + 1
+    p.add_argument("--seed", type=_count(0, 2 ** 63 - 1), default=20261122)
+    p.add_argument("--per-stratum", type=_count(0), default=20, help="inputs per carry-structure stratum")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--prove", action="store_true",
                    help="also prove the model equal to the program on every input of the layout")
@@ -68,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "compile")
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit:  # argparse has printed its message (exit 2) or the help (exit 0)
+        return exit.code
     try:
         return {"compile": cmd_compile, "run": cmd_run, "stats": cmd_stats, "check": cmd_check,
                 "verify": cmd_verify}[args.command](args)
@@ -90,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_verify(args) -> int:
+    if args.json_path:  # before the run, which can take minutes, not after it
+        _check_writable(Path(args.json_path), "--json", [args.model] + ([args.program] if args.program else []))
     if args.callable_spec:
         return _verify_callable(args)
     from compiler.model_file import load_model
@@ -148,16 +183,46 @@ def cmd_check(args) -> int:
     return 0
 
 
+def _check_writable(path: Path, what: str, sources=()) -> None:
+    """Refuse an output path that cannot be written, before any work is done for it."""
+    def fail(reason, hint=None):
+        raise AdderError(f"{what} {path}: {reason}", hint=hint)
+    if path.is_dir():
+        fail("is a folder", f"name a file, e.g. {what} {path / ('model.pt' if what == '-o' else 'report.json')}")
+    folder = path.parent
+    if not folder.exists():
+        fail(f"the folder {folder} does not exist", f"create it first: mkdir -p {folder}")
+    if not folder.is_dir():
+        fail(f"{folder} is not a folder")
+    for source in sources:
+        if path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            fail("this is a program source; writing there would overwrite it", "choose another name, e.g. "
+                 + (f"-o {Path(source).with_suffix('.pt').name}" if what == "-o" else f"{what} report.json"))
+    if path.exists() and not os.access(path, os.W_OK):
+        fail("the file is not writable")
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"cannot create files in the folder {folder}")
+
+
 def cmd_compile(args) -> int:
     from compiler.api import compile_file
     from compiler.model_file import save_model
     from compiler.stats import format_stats
-    ir, stats, digest = compile_file(args.program, _defines(args.defines), args.dtype)
     output = Path(args.output)
+    overrides = _defines(args.defines)
+    _check_writable(output, "-o", [args.program])
+    ir, stats, digest = compile_file(args.program, overrides, args.dtype)
+    _check_writable(output, "-o", list(ir.program.sources))  # its imports as well
+    # written beside the target, then renamed over it: an interrupted or failed write leaves no
+    # half-written model, and the old file (if any) stays as it was
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
     try:
-        save_model(output, ir, stats, digest)
-    except OSError as err:
-        raise AdderError(f"cannot write {output}: {err.strerror}") from None
+        save_model(partial, ir, stats, digest)
+        os.replace(partial, output)
+    except (OSError, RuntimeError) as err:  # torch.save reports a file it cannot open as a RuntimeError
+        raise AdderError(f"cannot write {output}: {getattr(err, 'strerror', None) or err}") from None
+    finally:
+        partial.unlink(missing_ok=True)
     print(format_stats(stats))
     print(f"wrote {output}")
     return 0
@@ -184,6 +249,10 @@ def cmd_run(args) -> int:
     from dsl.layout import Layout
     model, payload = load_model(args.model)
     layout = Layout.from_dict(payload["layout"])
+    if args.operands and args.prompts:
+        raise AdderError(f"give prompts or --operands, not both (got {len(args.prompts)} prompt(s) and "
+                         f"{len(args.operands)} operand value(s))",
+                         hint="with --operands, every value is an operand; put prompts in a run of their own")
     if args.operands:
         operands = layout.operands
         if len(args.operands) % len(operands):
@@ -194,11 +263,13 @@ def cmd_run(args) -> int:
             values = {}
             for field, text in zip(operands, args.operands[start:start + len(operands)]):
                 try:
+                    if not WHOLE_NUMBER.fullmatch(text) or len(text) > MAX_NUMBER_DIGITS:
+                        raise ValueError(text)
                     values[field.name] = int(text)
                     layout.digits_of(values[field.name], field.width)
                 except ValueError:
                     raise AdderError(f"--operands: {text!r} is not a whole number from 0 to "
-                                     f"{layout.base ** field.width - 1} for field '{field.name}'") from None
+                                     f"{show_number(layout.base ** field.width - 1)} for field '{field.name}'") from None
             prompts.append(layout.prompt_tokens(values))
     else:
         texts = args.prompts or [line for line in sys.stdin.read().splitlines() if line.strip()]

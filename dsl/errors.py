@@ -21,6 +21,21 @@ def display_path(file: str) -> str:
     return file if relative.startswith("..") else relative
 
 
+MAX_SHOWN = 160  # characters of a source line quoted in a message
+
+
+def _window(line: str, column: int) -> tuple[str, int]:
+    """The part of a long line around `column` (and the column within it): a 100,000-digit
+    literal or a 5,000-term sum would otherwise be quoted in full."""
+    if len(line) <= MAX_SHOWN:
+        return line, column
+    start = max(0, column - 1 - MAX_SHOWN // 4)
+    shown = line[start:start + MAX_SHOWN]
+    prefix = "..." if start else ""
+    suffix = "..." if start + MAX_SHOWN < len(line) else ""
+    return prefix + shown + suffix, column - start + len(prefix)
+
+
 @dataclass(frozen=True)
 class Span:
     """Where a piece of program text sits: 1-based line and column, as editors count."""
@@ -65,7 +80,9 @@ class AdderError(Exception):
                 elif self.span.end_line and self.span.end_line > self.span.line:
                     # the rest of the first line: the caret should not stop short of what it marks
                     caret_width = max(1, len(line_text.rstrip()) - self.span.column + 1)
-                text += f"\n    {line_text}\n    {' ' * (self.span.column - 1)}{'^' * caret_width}"
+                shown, column = _window(line_text, self.span.column)
+                caret_width = min(caret_width, len(shown) - column + 1)
+                text += f"\n    {shown}\n    {' ' * (column - 1)}{'^' * max(1, caret_width)}"
         for note in self.notes:
             text += f"\n  note: {note}"
         if self.hint:

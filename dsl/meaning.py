@@ -128,3 +128,60 @@ def magnitude_bound(e, bounds: dict, constants: dict) -> int | None:
         parts = [rec(a) for a in e.args]
         return None if None in parts else max(parts)
     return None
+
+
+class TooLarge(Exception):
+    """A meaning's value at `expression` can need `bits` bits: more than the caller allows."""
+
+    def __init__(self, expression, bits: int):
+        super().__init__(f"{bits} bits")
+        self.expression, self.bits = expression, bits
+
+
+def bit_bound(e, operand_bits: dict, constants: dict, limit: int) -> int:
+    """An upper bound on the bit length of |value| of `e`, where operand `name` has at most
+    operand_bits[name] bits; raises TooLarge at the first subexpression whose bound passes `limit`.
+
+    Computed from sizes alone, so a meaning such as a ** 1000000 is refused before it is evaluated.
+    """
+    bits = _bits(e, operand_bits, constants, limit)
+    if bits > limit:
+        raise TooLarge(e, bits)
+    return bits
+
+
+def _bits(e, operand_bits, constants, limit):
+    rec = lambda x: bit_bound(x, operand_bits, constants, limit)
+    if isinstance(e, ast.Number):
+        return abs(e.value).bit_length()
+    if isinstance(e, ast.Name):
+        return operand_bits[e.name] if e.name in operand_bits else abs(int(constants[e.name])).bit_length()
+    if isinstance(e, ast.UnaryOp):
+        operand = rec(e.operand)
+        return operand if e.op == "neg" else 1
+    if isinstance(e, ast.Compare):
+        for x in e.operands:
+            rec(x)
+        return 1
+    if isinstance(e, ast.IfElse):
+        rec(e.condition)
+        return max(rec(e.then), rec(e.otherwise))
+    if isinstance(e, ast.Call):
+        return max(rec(a) for a in e.args)
+    if not isinstance(e, ast.BinOp):
+        return 1
+    left, right = rec(e.left), rec(e.right)
+    if e.op in ("+", "-"):
+        return max(left, right) + 1
+    if e.op in ("*", "/"):  # a fraction's numerator and denominator together
+        return left + right
+    if e.op in ("//", "%", "and", "or"):
+        return max(left, right)
+    if e.op == "**":
+        if left <= 1:  # 0, 1 or -1 to any power
+            return 1
+        # a bound on the exponent's value: the literal, else from its bit length (cheap to form
+        # even when huge: the product is then only compared with the limit)
+        exponent = abs(e.right.value) if isinstance(e.right, ast.Number) else 1 << right
+        return exponent * left
+    return max(left, right)

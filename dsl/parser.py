@@ -10,6 +10,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from dsl import ast
 from dsl.errors import AdderError, Span
+from dsl.limits import MAX_NESTING, MAX_NUMBER_DIGITS, MAX_TOKENS
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 
@@ -163,6 +164,10 @@ class _ToAst(Transformer):
     # expressions
     @v_args(meta=True)
     def number(self, meta, items):
+        if len(items[0]) > MAX_NUMBER_DIGITS:
+            raise AdderError(f"this number has {len(items[0]):,} digits; at most {MAX_NUMBER_DIGITS:,} are supported",
+                             self._span(meta), hint="a program's numbers are sizes, offsets and small factors: "
+                                                    "write a smaller one")
         return ast.Number(self._span(meta), int(items[0]))
 
     @v_args(meta=True)
@@ -346,12 +351,51 @@ def _syntax_error(err: UnexpectedInput, source: str, path: str) -> AdderError:
     return error(f"unexpected {tok.value!r}", where, hint)
 
 
+# Rules that group a call's arguments or a map's entries: they add a tree level, not a nesting.
+_GROUPING_RULES = {"args", "kwarg", "map_item"}
+
+
+def _check_nesting(tree: Tree, source: str, path: str):
+    """Refuse an expression nested deeper than MAX_NESTING before anything walks it recursively
+    (the tree transformer and the resolver do, and Python's stack would give out around 300)."""
+    stack = [(tree, 0, tree)]
+    while stack:
+        node, depth, outer = stack.pop()
+        if depth > MAX_NESTING:  # the caret marks the whole expression, from its start
+            meta = outer.meta
+            span = Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
+            raise AdderError(f"an expression in this statement nests more than {MAX_NESTING} operations deep", span, source,
+                             "split it into lets of a few terms each, e.g. let part = ... then use part")
+        for child in node.children:
+            if isinstance(child, Tree):
+                # the statement level (start, then a declaration) is not nesting
+                nested = node.data != "start" and child.data not in _GROUPING_RULES
+                stack.append((child, depth + nested, child if node.data == "start" else outer))
+
+
+# A token as the lexer will see it, near enough to count them before parsing (which is far slower).
+_ROUGH_TOKEN = re.compile(r'"[^"\n]*"|#[^\n]*|\w+|\S')
+
+
+def _check_length(source: str, path: str):
+    for count, match in enumerate(_ROUGH_TOKEN.finditer(source), 1):
+        if count > MAX_TOKENS:
+            line = source.count("\n", 0, match.start()) + 1
+            column = match.start() - (source.rfind("\n", 0, match.start()) + 1) + 1
+            raise AdderError(f"this file has more than {MAX_TOKENS:,} tokens; this is token {count:,}",
+                             Span(path, line, column), source,
+                             "a program is a few dozen statements: compute repeated work over positions, "
+                             "with a select or sum(...), rather than writing it out")
+
+
 def parse(source: str, path: str = "<string>") -> ast.Module:
     """Parse program text; every syntax error becomes an AdderError with line and column."""
+    _check_length(source, path)
     try:
         tree = _parser().parse(source)
     except UnexpectedInput as err:
         raise _syntax_error(err, source, path) from None
+    _check_nesting(tree, source, path)
     try:
         statements = _ToAst(path).transform(tree)
     except VisitError as err:

@@ -5,9 +5,11 @@ are folded; `-D NAME=VALUE` overrides a declared constant. Every error names fil
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 import hashlib
 import itertools
+import math
 import posixpath
 import re
 from pathlib import Path
@@ -21,8 +23,11 @@ from dsl.core import (Aggregate, Const, Indices, Map, Node, Program, Select, Sel
 from dsl.errors import AdderError, Span, display_path
 from dsl import meaning as meaning_rules
 from dsl.layout import Layout, Meaning, build_layout
+from dsl.limits import (MAX_CHAIN, MAX_DEF_DEPTH, MAX_EXPANSION, MAX_MEANING_BITS, MAX_NUMBER_BITS,
+                        MAX_NUMBER_DIGITS, MAX_OPERATIONS, MAX_POSITIONS, digits_in, show_count,
+                        show_number)
 from dsl.parser import parse
-from dsl.semantics import EvaluationError, apply_op, eval_predicate
+from dsl.semantics import EvaluationError, apply_op, eval_predicate, num
 
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod", "**": "pow",
               "and": "and", "or": "or"}
@@ -32,7 +37,10 @@ ELEMENTWISE_BUILTINS = {"digit": 1, "digit_token": 1, "is_digit": 1, "min": 2, "
 LAYOUT_BUILTINS = {"start", "end", "width"}
 BUILTIN_FUNCTIONS = (set(AGGREGATES) | set(ELEMENTWISE_BUILTINS) | LAYOUT_BUILTINS
                      | {"select", "selector_width", "shift", "nearest", "nearest_digit"})
-MAX_DEF_DEPTH = 64
+# Every model file is a zip archive (torch.save); a program is text and never starts with these bytes.
+MODEL_FILE_MAGIC = b"PK\x03\x04"
+NUMBER_HINT = ("a program's constants are sizes, offsets and factors; keep them smaller (a very large one "
+               "is also beyond what a float weight can hold)")
 MEANING_HINT = ("a meaning states the answer from the operands' values, with numbers, consts, + - * // % **, "
                 "comparisons, conditionals, min, max and abs, e.g. meaning sum = a + b")
 # How each built-in is called, for hints that show the right shape of a call.
@@ -142,6 +150,11 @@ class _Resolver:
         self.answer_span: Span | None = None
         self.encoding_spans: dict[int, Span] = {}
         self.declarations: dict[str, ast.Statement] = {}
+        self.work = 0  # expressions visited, against MAX_EXPANSION
+        # (def name, argument node ids) -> the expanded body: a def is a pure function of its
+        # arguments, so a second call with the same ones is the same node, and is not expanded again
+        self.expanded: dict[tuple, Node] = {}
+        self._line_starts: dict[str, list[int]] = {}
 
     # ----- errors
     def error(self, message, span, hint=None):
@@ -154,17 +167,24 @@ class _Resolver:
         source = self.sources.get(st.span.file)
         if source is None:
             return st.span
-        lines = source.splitlines(keepends=True)
-        offset = sum(len(line) for line in lines[:st.span.line - 1]) + st.span.column - 1
+        starts = self.line_starts(st.span.file)
+        offset = starts[st.span.line - 1] + st.span.column - 1
         if after:
             offset = max(offset, source.find(after, offset))
         matches = re.compile(rf"\b{re.escape(name)}\b").finditer(source, offset)
         match = next((m for i, m in enumerate(matches, 1) if i == nth), None)
         if match is None:
             return st.span
-        line = source.count("\n", 0, match.start()) + 1
-        column = match.start() - (source.rfind("\n", 0, match.start()) + 1) + 1
+        line = bisect.bisect_right(starts, match.start())
+        column = match.start() - starts[line - 1] + 1
         return Span(st.span.file, line, column, line, column + len(name))
+
+    def line_starts(self, file: str) -> list[int]:
+        """Offsets where each line of `file` begins, computed once: a span is found in time of its line."""
+        if file not in self._line_starts:
+            source = self.sources[file]
+            self._line_starts[file] = [0] + [m.end() for m in re.finditer("\n", source)]
+        return self._line_starts[file]
 
     # ----- files
     def load(self, path: Path, text: str | None = None, span: Span | None = None):
@@ -181,13 +201,7 @@ class _Resolver:
                                  "a program embedded in a model file imports only the sources embedded with it")
             text = self.embedded[key]
         elif text is None:
-            try:
-                text = path.read_text()
-            except OSError as err:
-                if span is None:
-                    raise AdderError(f"cannot read program {key}: {err.strerror}") from None
-                raise self.error(f"cannot import {display_path(key)}: {err.strerror}", span,
-                                 "an import path is relative to the folder of the file that imports it") from None
+            text = self.read(path, span)
         self.sources[key] = text
         module = parse(text, key)
         self.import_stack.append(key)
@@ -213,6 +227,39 @@ class _Resolver:
                              "the sources embedded with it, by a relative name", st.span)
         return Path(name)
 
+    def read(self, path: Path, span: Span | None) -> str:
+        """A program file's text; a file that is not a program (a model file, bytes that are not
+        UTF-8) is reported as such, at the import that names it when there is one."""
+        key = str(path)
+        def fail(message, hint):
+            if span is None:
+                return AdderError(message, hint=hint)
+            return self.error(message, span, hint)
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            if span is None:
+                raise AdderError(f"cannot read program {key}: {err.strerror}") from None
+            raise self.error(f"cannot import {display_path(key)}: {err.strerror}", span,
+                             "an import path is relative to the folder of the file that imports it") from None
+        if data.startswith(MODEL_FILE_MAGIC):
+            raise fail(f"{display_path(key)} is a model file (a zip archive), not a program",
+                       f"to use a model: adderc run {display_path(key)} PROMPT..., or adderc verify "
+                       f"{display_path(key)}; to compile, name a .rasp program")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            column = len(data[data.rfind(b"\n", 0, err.start) + 1:err.start].decode("utf-8", "replace")) + 1
+            message = f"{display_path(key)} is not UTF-8 text: byte 0x{data[err.start]:02x} cannot be read"
+            if span is not None:
+                raise self.error(f"{message} (at line {line}, column {column} of that file)", span,
+                                 "save the file as UTF-8; a program is text") from None
+            raise AdderError(message, Span(key, line, column), data.decode("utf-8", "replace"),
+                             "save the file as UTF-8; a program is text") from None
+        # as text mode reads it: every line ending becomes "\n", and a leading byte-order mark goes
+        return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
     def statement(self, st: ast.Statement, path: Path):
         if isinstance(st, ast.ImportDecl):
             self.load(self.import_path(st, path), span=st.span)
@@ -222,6 +269,7 @@ class _Resolver:
             if st.name in self.overrides:
                 value = sympy.Integer(self.overrides[st.name])
                 self.used_overrides.add(st.name)
+                self.check_constant(value, self.name_span(st, st.name))
             else:
                 value = self.constant(st.value, {}, "a const")
             self.current = None
@@ -255,14 +303,13 @@ class _Resolver:
             self.output = (node, st.span)
 
     def define_name(self, name, st):
-        span = self.name_span(st, name)
         self.declarations.setdefault(name, st)
         if name in self.globals or name in self.defs:
             previous = self.globals[name][1] if name in self.globals else self.defs[name].span
-            raise self.error(f"'{name}' is already defined", span,
+            raise self.error(f"'{name}' is already defined", self.name_span(st, name),
                              f"choose another name; the first definition is at {previous}")
         if name in BUILTIN_FUNCTIONS or name in {"tokens", "indices", "k", "q"}:
-            raise self.error(f"'{name}' is a built-in name and cannot be redefined", span,
+            raise self.error(f"'{name}' is a built-in name and cannot be redefined", self.name_span(st, name),
                              f"choose another name, e.g. '{name}_'")
 
     def used_too_early(self, name, span, what="name"):
@@ -284,15 +331,23 @@ class _Resolver:
                           f"statements are read from top to bottom: move the definition of '{name}' above this line")
 
     def _path_to(self, name, target, seen) -> list[str] | None:
-        """The names through which pending declaration `name` uses `target`, ending with it, or None."""
-        for used in _names_used(self.pending[name]):
-            if used == target:
-                return [target]
-            if used in self.pending and used not in seen:
+        """The names through which pending declaration `name` uses `target`, ending with it, or None.
+
+        A depth-first search with its own stack: a chain of thousands of declarations is no deeper
+        for it than a chain of two."""
+        stack = [iter(_names_used(self.pending[name]))]
+        path = [name]
+        while stack:
+            used = next(stack[-1], None)
+            if used is None:
+                stack.pop()
+                path.pop()
+            elif used == target:
+                return path[1:] + [target]
+            elif used in self.pending and used not in seen:
                 seen.add(used)
-                rest = self._path_to(used, target, seen)
-                if rest is not None:
-                    return [used] + rest
+                path.append(used)
+                stack.append(iter(_names_used(self.pending[used])))
         return None
 
     def let(self, st: ast.LetDecl, scope):
@@ -320,18 +375,36 @@ class _Resolver:
             raise self.error("the program already has a layout", st.span,
                              f"a program has one layout; the first one is at {self.layout_span}")
         base = 10 if st.base is None else self.int_constant(st.base, "the base")
-        entries = []
+        entries, positions = [], 0
         for item in st.prompt + st.answer:
             if isinstance(item, ast.LayoutLiteral):
                 entries.append(("literal", item.span, item.token))
+                positions += 1
             else:
-                entries.append(("field", item.span, item.name, self.int_constant(item.width, "a field width")))
+                width = self.int_constant(item.width, "a field width")
+                positions += max(width, 0)
+                if positions > MAX_POSITIONS:
+                    self.too_many_positions(item, width, positions)
+                entries.append(("field", item.span, item.name, width))
         n_prompt = len(st.prompt)
         self.layout = build_layout(base, st.order or "msb_first", entries[:n_prompt], entries[n_prompt:],
                                    st.span, self.sources.get(st.span.file),
                                    base_span=st.base.span if st.base is not None else None)
         self.layout_span = st.span
         self.answer_span = st.answer[0].span
+
+    def too_many_positions(self, item: ast.LayoutField, width: int, positions: int):
+        """The error for a layout longer than MAX_POSITIONS, at the field that takes it past the limit."""
+        source = self.sources.get(item.span.file, "")
+        w = item.width.span
+        written = source.splitlines()[w.line - 1][w.column - 1:w.end_column - 1] \
+            if source and w.end_line == w.line else ""
+        size = show_number(width)
+        what = f"{written} = {size}" if written and written != size else size
+        raise self.error(f"field '{item.name}' is {what} digits wide: too large, a sequence has at most "
+                         f"{MAX_POSITIONS:,} positions (this layout has {show_count(positions)} up to here)",
+                         item.span, "choose smaller widths; every width adds its digits to the positions a model "
+                                    "reads and writes")
 
     def meaning_decl(self, st: ast.MeaningDecl):
         layout = self.require_layout(st.span)
@@ -349,6 +422,14 @@ class _Resolver:
             raise self.error(f"a meaning is an integer expression over the operands; it cannot contain {problem}",
                              expression.span, MEANING_HINT)
         constants = dict(self.constants)
+        operand_bits = {f.name: (layout.base ** f.width - 1).bit_length() for f in layout.operands}
+        try:
+            meaning_rules.bit_bound(expression, operand_bits, constants, MAX_MEANING_BITS)
+        except meaning_rules.TooLarge as err:
+            raise self.error(f"this part of the meaning can need {show_count(err.bits)} bits for the largest "
+                             f"operands; at most {MAX_MEANING_BITS:,} are supported", err.expression.span,
+                             "a meaning computes the answer, which has at most as many digits as the answer "
+                             "field: use smaller powers and products") from None
         self.meaning = Meaning(st.field, text, expression, constants)
         self.check_answer_width(st)
 
@@ -369,16 +450,17 @@ class _Resolver:
                 value = meaning.expected(values)
             except (ValueError, ArithmeticError):
                 continue  # no answer at this input: the verifier reports it
-            at = ", ".join(f"{name} = {v}" for name, v in values.items())
+            at = ", ".join(f"{name} = {show_number(v)}" for name, v in values.items())
             if value < 0:
-                raise self.error(f"the meaning of '{answer.name}' can be negative ({value} at {at}), but an answer "
+                raise self.error(f"the meaning of '{answer.name}' can be negative ({show_number(value)} at {at}), but an answer "
                                  "field holds digits", st.value.span,
                                  "add an offset that keeps it at 0 or more, as examples/sub.rasp does with "
                                  "a - b + 10 ** N")
             if value >= limit:
-                needed = len(_digits_of(value, layout.base))
+                needed = _digit_count(value, layout.base)
                 error = self.error(f"the layout's widths do not add up: '{answer.name}' has {answer.width} "
-                                   f"digit(s), but its meaning can be {value} ({at}), which needs {needed}",
+                                   f"digit(s), but its meaning can be {show_number(value)} ({at}), which needs "
+                                   f"{needed}",
                                    self.answer_span,
                                    f"make '{answer.name}' {needed} digits wide, or change the meaning")
                 error.notes.append(f"the meaning is at {st.span}: meaning {st.field} = {meaning.text}")
@@ -419,6 +501,13 @@ class _Resolver:
 
     # ----- expressions
     def expr(self, e: ast.Expr, scope: dict) -> Node:
+        self.work += 1
+        if self.work > MAX_EXPANSION:
+            inside = f" (expanding {' -> '.join(self.def_stack)})" if self.def_stack else ""
+            raise self.error(f"the program grows past {MAX_EXPANSION:,} expressions when its defs are written "
+                             f"out at every call{inside}", e.span,
+                             "defs are expanded where they are called: a def that calls another def twice, "
+                             "level after level, doubles at each level; compute shared values once with let")
         method = getattr(self, "expr_" + type(e).__name__)
         return method(e, scope)
 
@@ -468,12 +557,41 @@ class _Resolver:
         """
         type_name = self.result_type(op, args, span, arg_spans or tuple(span for _ in args))
         if all(isinstance(a, Const) for a in args):
+            if op == "pow":
+                self.check_power(args[0].value, args[1].value, span)
             try:
                 value = apply_op(op, tuple(a.value for a in args), self.layout.base if self.layout else 10)
             except EvaluationError as err:
                 raise self.error(f"{err}, in a constant expression", span, self.constant_hint(op, args)) from None
+            self.check_constant(value, span)
             return self.builder.const(value, span)
         return self.builder.map(op, args, type_name, span)
+
+    def check_power(self, base, exponent, span):
+        """Refuse a constant power too large to compute, from its size alone: 2 ** 100000000 would
+        take minutes to build before any other check could see it."""
+        base, exponent = num(base), num(exponent)
+        if not (base.is_Rational and exponent.is_Rational):
+            return
+        bits = max(abs(base.p).bit_length(), abs(base.q).bit_length()) - 1  # log2 of the larger part, rounded down
+        if bits >= 1 and abs(exponent) * bits > MAX_NUMBER_BITS:
+            digits = int(abs(exponent) * bits / 3.33)
+            raise self.error(f"{show_number(base)} ** {show_number(exponent)} has over {digits:,} digits; a "
+                             f"constant has at most {MAX_NUMBER_DIGITS:,}", span, NUMBER_HINT)
+
+    def check_constant(self, value, span):
+        """Refuse a folded constant past MAX_NUMBER_DIGITS, so that repeated products cannot grow
+        one without bound (each step is checked, so none is ever much larger than the limit)."""
+        if type_of_value(value) != "num":
+            return
+        if not value.is_Rational:
+            raise self.error(f"this constant is {value}, which is not a rational number", span,
+                             "constants are whole numbers and fractions; a root such as 2 ** (1/2) is neither")
+        # the bit length rules out almost every constant before counting digits exactly
+        if max(abs(value.p).bit_length(), abs(value.q).bit_length()) > MAX_NUMBER_BITS - 8 and \
+                max(digits_in(value.p), digits_in(value.q)) > MAX_NUMBER_DIGITS:
+            raise self.error(f"this constant is {show_number(value)}; a constant has at most "
+                             f"{MAX_NUMBER_DIGITS:,} digits", span, NUMBER_HINT)
 
     def constant_hint(self, op, args):
         """What to change when folding constants fails; the values come from consts, maybe set by -D."""
@@ -835,13 +953,21 @@ class _Resolver:
         if len(e.args) != len(definition.params):
             raise self.error(f"{e.function}(...) takes {len(definition.params)} argument(s), got {len(e.args)}",
                              e.span, f"call it as {shape}; it is defined at {definition.span}")
-        if e.function in self.def_stack or len(self.def_stack) > MAX_DEF_DEPTH:
-            chain = self.def_stack[self.def_stack.index(e.function):] if e.function in self.def_stack else []
+        if e.function in self.def_stack:
+            chain = self.def_stack[self.def_stack.index(e.function):]
             through = f" ({' -> '.join(chain + [e.function])})" if len(chain) > 1 else ""
             raise self.error(f"'{e.function}' calls itself{through}; defs are expanded at compile time and "
                              "cannot recurse", e.span,
                              "write the repetition out, or compute it over positions with a select or sum(...)")
+        if len(self.def_stack) >= MAX_DEF_DEPTH:
+            raise self.error(f"defs call each other {len(self.def_stack) + 1} deep here ({self.def_stack[0]} -> "
+                             f"... -> {self.def_stack[-1]} -> {e.function}); at most {MAX_DEF_DEPTH} calls can be "
+                             "open at once", e.span, "call fewer defs inside one another: give intermediate "
+                                                     "results names with let")
         local = {p: self.expr(a, scope) for p, a in zip(definition.params, e.args)}
+        key = (e.function, tuple(local[p].id for p in definition.params))
+        if key in self.expanded:
+            return self.expanded[key]
         self.def_stack.append(e.function)
         try:
             for let in definition.lets:
@@ -856,6 +982,7 @@ class _Resolver:
                 err.notes.append(f"in the call {e.function}(...) at {e.span}")
             raise
         self.def_stack.pop()
+        self.expanded[key] = result
         return result
 
 
@@ -873,16 +1000,17 @@ def _function_name_span(e: ast.Call) -> Span:
 
 
 def _show(value) -> str:
-    return str(value) if not isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        return repr(value)
+    return show_number(value) if type_of_value(value) == "num" and getattr(value, "is_Rational", False) else str(value)
 
 
-def _digits_of(value: int, base: int) -> list[int]:
-    digits = []
-    while True:
-        digits.append(value % base)
-        value //= base
-        if not value:
-            return digits
+def _digit_count(value: int, base: int) -> int:
+    """Base-`base` digits of a whole number >= 0, from its size (dividing digit by digit is quadratic)."""
+    count = max(1, int(value.bit_length() / math.log2(base)) - 1)
+    while base ** count <= value:
+        count += 1
+    return count
 
 
 def _has_variable_power(e, operands) -> bool:
@@ -971,8 +1099,29 @@ def load_program(path: str | Path, overrides: dict[str, int] | None = None, text
     keep = _reachable([output] + [n for n, _ in resolver.globals.values()])
     nodes = [n for n in builder.nodes
              if n.id in keep and n.id not in builder.predicate_ids and n.type != "selector"]
+    _check_size(nodes, resolver)
     return Program(main, resolver.sources[main], resolver.sources, dict(resolver.constants), resolver.layout,
                    output, nodes, dict(resolver.encodings), resolver.meaning)
+
+
+def _check_size(nodes: list[Node], resolver: _Resolver):
+    """Refuse a program with more operations, or longer chains of them, than the compiler is meant for.
+
+    Checked on the resolved program, where equal values are shared: what the compiler will build.
+    """
+    if len(nodes) > MAX_OPERATIONS:
+        raise resolver.error(f"the program has {len(nodes):,} operations; at most {MAX_OPERATIONS:,} are "
+                             f"supported (this is operation {MAX_OPERATIONS + 1:,})", nodes[MAX_OPERATIONS].span,
+                             "a model's size grows with its operations; compute repeated work over positions, "
+                             "with a select or sum(...), rather than writing it out")
+    chain: dict[int, int] = {}
+    for node in nodes:  # in topological order: every input comes before the nodes that read it
+        chain[node.id] = 1 + max((chain.get(i.id, 0) for i in node.inputs()), default=0)
+        if chain[node.id] > MAX_CHAIN:
+            raise resolver.error(f"this value comes at the end of a chain of more than {MAX_CHAIN} operations, each "
+                                 f"reading the one before; at most {MAX_CHAIN} are supported", node.span,
+                                 "a long chain is usually a long sum written term by term: sum over positions "
+                                 "with a select and sum(...) instead")
 
 
 def _note_overrides(err: AdderError, resolver: _Resolver):
