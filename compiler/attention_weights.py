@@ -23,7 +23,7 @@ import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
-from compiler.encodings import head_mode, lone_offset, predicate_roles, relative_term
+from compiler.encodings import constant_term, head_mode, live_terms, lone_offset, predicate_roles, relative_term
 from compiler.ir import Affine, CompileIR
 from compiler.reads import Reads
 from compiler.weights import Head
@@ -58,17 +58,14 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
 
     # ----- score terms
     terms, relative = [], []
-    for term in node.selector.terms:
+    for term in live_terms(node.selector, graph, base):
+        if constant_term(term, graph, base) is False:
+            fail("this select never selects anything (its predicate is false for every value)")
         kind = relative_term(term, n_ctx, base)
         if kind is not None:
             relative.append(kind)
             continue
-        roles = predicate_roles(term.predicate)
-        if not roles:
-            if eval_predicate(term.predicate, None, None, base):
-                continue
-            fail("this select never selects anything (its predicate is always false)")
-        terms.append((term, roles))
+        terms.append((term, predicate_roles(term.predicate)))
     offsets = [c for kind, c in relative if kind == "offset"]
     windows = [w for kind, w in relative if kind == "window"]
     T = len(terms) + len(offsets)

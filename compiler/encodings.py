@@ -47,6 +47,39 @@ def predicate_roles(predicate) -> set[str]:
     return roles
 
 
+# A term over two values decides its truth on every pair of their values; past this many pairs
+# it is left to the weights (a table) rather than enumerated.
+_CONSTANT_TERM_PAIRS = 10_000
+
+
+def constant_term(term, graph, base: int):
+    """True or False when a select term holds for every key and query value or for none (over the
+    value sets, which over-approximate, so the fold is sound), else None. Such a term selects
+    nothing a weight could express: true, it is left out; false, nothing is ever selected. A
+    weight for it would add the same score to every key but not to the sink, which is no
+    selection at all."""
+    roles = predicate_roles(term.predicate)
+    keys = graph.nodes[term.keys.id]["values"] if "k" in roles else (None,)
+    queries = graph.nodes[term.queries.id]["values"] if "q" in roles else (None,)
+    if len(keys) * len(queries) > _CONSTANT_TERM_PAIRS:
+        return None
+    return _constant_truth(term.predicate, keys, queries, base)
+
+
+@lru_cache(maxsize=1024)
+def _constant_truth(predicate, keys: tuple, queries: tuple, base: int):
+    # A one-sided predicate is evaluated with the value on both sides, as its weights read it.
+    pairs = [(k, q) for k in keys for q in queries] if keys[0] is not None and queries[0] is not None else \
+        [(v, v) for v in (keys if keys[0] is not None else queries)]
+    truth = {bool(eval_predicate(predicate, k, q, base)) for k, q in pairs}
+    return truth.pop() if len(truth) == 1 else None
+
+
+def live_terms(selector, graph, base: int) -> list:
+    """The terms of a select that weights must express: those not true for every value."""
+    return [t for t in selector.terms if constant_term(t, graph, base) is not True]
+
+
 def relative_term(term, n_ctx: int, base: int):
     """("offset", c) when a term on indices selects exactly the key c positions back,
     ("window", w) when it selects the keys at most w positions back, else None. Such terms need no
@@ -118,9 +151,12 @@ def lone_offset(graph, nid, n_ctx: int, base: int):
     None."""
     attrs = graph.nodes[nid]
     node = attrs["node"]
-    if attrs["realize"] != "attention" or len(node.selector.terms) != 1 or head_mode(attrs) != "mean":
+    if attrs["realize"] != "attention" or head_mode(attrs) != "mean":
         return None
-    kind = relative_term(node.selector.terms[0], n_ctx, base)
+    terms = live_terms(node.selector, graph, base)
+    if len(terms) != 1:
+        return None
+    kind = relative_term(terms[0], n_ctx, base)
     value = graph.nodes[node.value.id]
     if kind is None or kind[0] != "offset" or value.get("at_zero", object()) != node.default:
         return None
@@ -152,7 +188,7 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
         if node.type == "token":
             needs_categorical.setdefault(nid, "it holds tokens")
         if isinstance(node, (Aggregate, SelectorWidth)):
-            for term in node.selector.terms:
+            for term in live_terms(node.selector, graph, base):
                 roles = predicate_roles(term.predicate)
                 if relative_term(term, program.layout.n_ctx, base):
                     continue  # a position-relative term reads nothing from the residual stream
@@ -192,7 +228,9 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
         attrs = graph.nodes[nid]
         node = attrs["node"]
         consumers = list(graph.successors(nid))
-        if attrs["source"] == "const":
+        if attrs["source"] == "const" or len(attrs["values"]) == 1:
+            # One value over every input is a constant wherever it comes from (an aggregate whose
+            # select never selects, a comparison no input satisfies): folded into its readers.
             attrs["realize"] = "const"
         elif attrs["source"] in ("token", "position"):
             leaves_source = any(graph.nodes[c]["source"] != attrs["source"] for c in consumers)

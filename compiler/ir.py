@@ -50,6 +50,9 @@ class CompileIR:
     lowered: Any = None  # (config, state_dict) once lowered
     weight_map: list[dict] = field(default_factory=list)  # which heads and units serve which node
     notes: list[str] = field(default_factory=list)
+    # (operands, whole token sequence, interpreter evaluation) of the inputs compiler.probe ran,
+    # which compiler.self_check compares the lowered model with.
+    probes: list = field(default_factory=list)
 
     def nodes_with(self, **attrs):
         """Node ids whose attributes match, in program (topological) order."""

@@ -73,9 +73,10 @@ class Attention(nn.Module):
         return torch.cat([self.sink[heads, None, None].to(torch.float64).expand(-1, T_q, 1), scores], dim=-1)
 
     def content_free(self) -> torch.Tensor:
-        """Per head: whether q.k is the same for every key (no key weights, or a zero query), so
-        the attention pattern depends on positions alone and is shared by every sequence."""
-        no_keys = (self.W_K == 0).all(dim=(1, 2)).repeat_interleave(self.group)
+        """Per head: whether q.k is zero for every key (zero keys, or a zero query), so the attention
+        pattern depends on positions alone and is shared by every sequence. A key bias alone is
+        not enough: q.b_K is the same for every key but not for the sink, whose key is 0."""
+        no_keys = ((self.W_K == 0).all(dim=(1, 2)) & (self.b_K == 0).all(dim=1)).repeat_interleave(self.group)
         zero_query = (self.W_Q == 0).all(dim=(1, 2)) & (self.b_Q == 0).all(dim=1)
         return no_keys | zero_query
 

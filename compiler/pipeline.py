@@ -11,6 +11,7 @@ from compiler.ir import CompileIR
 from compiler.lower import lower
 from compiler.prune import prune
 from compiler.schedule import schedule
+from compiler.self_check import check_precision, self_check
 from compiler.pair_heads import pair_offset_heads
 from compiler.probe import probe_inputs
 from compiler.share import share_sums
@@ -22,6 +23,7 @@ PASSES = [
     infer_value_sets,   # 2. every value each node can take (exact, sympy)
     probe_inputs,       # (a check) run on a few inputs: an undefined operation is an error at its line
     choose_encodings,   # 3. one-hot or scalar; embedded, derived, attention, MLP or fused
+    check_precision,    # (a check) a value the emitted dtype cannot tell from its neighbours is an error
     schedule,           # 4. attention and MLP sublayers, as shallow as the dependencies allow
     share_sums,         # 5. terms of a sum that nothing else reads: one dimension for them all
     pair_offset_heads,  # 6. two shifts of one value at neighbouring offsets in a sum: one head
@@ -30,6 +32,7 @@ PASSES = [
     prune,              # 9. drop zero weights and dimensions, heads and units that carry nothing
     tie_unembedding,    # 10. W_U stored as a multiple of W_E^T when it is one
     lower,              # 11. dense torch tensors
+    self_check,         # (a check) the model, in its dtype, against the interpreter: a wrong one is an error
 ]
 
 

@@ -10,10 +10,12 @@ defined, and right, everywhere.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dsl.core import Aggregate, Program, SelectorWidth
 from compiler.ir import CompileIR
 from dsl.errors import AdderError
-from dsl.semantics import EvaluationError, evaluate
+from dsl.semantics import Evaluation, EvaluationError, evaluate
 from compiler.value_sets import hint_for
 from compiler.verify_inputs import edge_cases
 
@@ -26,30 +28,40 @@ BUDGET = 60_000
 
 def probe_inputs(ir: CompileIR) -> CompileIR:
     """The check as a step of the pipeline: after the value sets, which catch what they can
-    with messages of their own; the IR passes through unchanged."""
-    probe_program(ir.program)
-    return ir
+    with messages of their own. Its evaluations are kept in ir.probes for the self-check."""
+    return replace(ir, probes=probe_program(ir.program))
 
 
-def probe_program(program: Program) -> None:
+def probe_program(program: Program) -> list[tuple[dict, list[str], Evaluation]]:
+    """(operands, whole token sequence, the interpreter on all but its last token) per input probed."""
     layout = program.layout
     aggregates = sum(isinstance(n, (Aggregate, SelectorWidth)) for n in program.nodes)
     work = layout.n_ctx * layout.n_ctx * max(aggregates, 1)
+    probes = []
     for operands in edge_cases(layout)[:min(PROBES, BUDGET // work)]:
         tokens = layout.prompt_tokens(operands)
         try:
             answer = program.meaning.expected(operands) if program.meaning is not None else None
             if answer is not None:  # the whole sequence the model sees: all but the last token
-                evaluate(program, (tokens + layout.answer_tokens(answer))[:layout.n_ctx])
+                tokens += layout.answer_tokens(answer)
+                evaluation = evaluate(program, tokens[:layout.n_ctx])
             else:
                 for _ in range(layout.answer.width):
-                    tokens.append(evaluate(program, tokens).output[-1])
+                    evaluation = evaluate(program, list(tokens))  # tokens grows on
+                    tokens.append(evaluation.output[-1])
         except EvaluationError as err:
-            node = err.node
-            where = ", ".join(f"{name} = {value}" for name, value in operands.items())
-            hint = ("take one key with first(...) or last(...), or select only keys that hold one value"
-                    if "categorical mean" in str(err) else hint_for(str(err)))
-            raise AdderError(f"{err}, on the input {where}", node.span if node is not None else None,
-                             program.sources.get(node.span.file) if node is not None else None, hint) from None
+            raise undefined_error(program, err, operands) from None
         except ValueError:
-            return  # the meaning gives no answer that fits the layout: the verifier reports that
+            break  # the meaning gives no answer that fits the layout: the verifier reports that
+        probes.append((operands, tokens, evaluation))
+    return probes
+
+
+def undefined_error(program: Program, err: EvaluationError, operands: dict) -> AdderError:
+    """The program is undefined on this input: an error at the node the interpreter stopped at."""
+    node = err.node
+    where = ", ".join(f"{name} = {value}" for name, value in operands.items())
+    hint = ("take one key with first(...) or last(...), or select only keys that hold one value"
+            if "categorical mean" in str(err) else hint_for(str(err)))
+    return AdderError(f"{err}, on the input {where}", node.span if node is not None else None,
+                      program.sources.get(node.span.file) if node is not None else None, hint)

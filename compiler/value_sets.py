@@ -112,10 +112,12 @@ def _source(node, input_sources):
     if isinstance(node, Const):
         return "const"
     kinds = input_sources - {"const"}
+    if isinstance(node, (Aggregate, SelectorWidth)):
+        # Which keys a query sees depends on its position (causal), even over constants:
+        # selector_width(select(1, 1, k == q)) is the position plus one.
+        return "position" if kinds <= {"position"} else "mixed"
     if not kinds:
         return "const"
-    if isinstance(node, (Aggregate, SelectorWidth)):
-        return "position" if kinds == {"position"} else "mixed"
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
@@ -136,12 +138,14 @@ def _infer(node, graph, layout, position_values, ir):
             raise AdderError(f"'{graph.nodes[node.id]['label']}' combines {size} input values, too many to compile",
                              node.span, ir.program.sources.get(node.span.file), TOO_MANY_HINT)
         return _sorted({apply_op(node.op, combo, layout.base) for combo in itertools.product(*domains)})
-    width, distances = selector_reach(node.selector, layout, position_values)
+    width, distances = selector_reach(node.selector, layout, position_values, graph)
     graph.nodes[node.id]["max_width"] = width
     if isinstance(node, SelectorWidth):
         return _sorted({sympy.Integer(w) for w in range(width + 1)})
     value_set = set(values_of(node.value))
     default = node.default
+    if width == 0:  # nothing is ever selected
+        return (default,)
     if node.mode in ("first", "last") or width <= 1:
         return _sorted(value_set | {default})
     if node.mode == "mean":
@@ -223,15 +227,17 @@ def _grown(sums, nums, weight, too_many: str) -> set:
     return out
 
 
-def selector_reach(selector, layout, position_values) -> tuple[int, list[int]]:
+def selector_reach(selector, layout, position_values, graph) -> tuple[int, list[int]]:
     """The most keys any query selects, and the query-to-key distances it can select at.
 
-    Exact for a term on positions alone (its selection is known for every query); otherwise
-    any key at or before the query may be selected.
+    Exact for a term on positions alone (its selection is known for every query), and none for
+    a term that no value satisfies; otherwise any key at or before the query may be selected.
     """
-    from compiler.encodings import relative_term
+    from compiler.encodings import constant_term, relative_term
     width, distances = layout.n_ctx, set(range(layout.n_ctx))
     for term in selector.terms:
+        if constant_term(term, graph, layout.base) is False:
+            return 0, []
         kind = relative_term(term, layout.n_ctx, layout.base)
         if kind is not None:  # known without looking at every (key, query) pair
             reach = {kind[1]} if kind[0] == "offset" else set(range(kind[1] + 1))

@@ -1,0 +1,338 @@
+"""Two checks that no compile writes a model that disagrees with its program.
+
+`check_precision`, before any weight is built: a value whose magnitude puts neighbouring float
+numbers of the emitted dtype further apart than two of its own values cannot be held by any
+weights in that dtype (`value * 10 ** 30 + shift(value, 1)` in float64). It is refused at its line.
+
+`self_check`, after `lower`: the emitted model, in the emitted dtype, runs teacher-forced on the
+layout's first edge cases and a few seeded random inputs, as many as a fixed budget of interpreter
+work allows. On each, every stored program value is decoded right after the sublayer that writes
+it and compared with the interpreter (dsl.semantics), within the margin its readers were built
+with: a quarter of the gap between neighbouring values of a number (MLP kinks sit a quarter gap
+away from every input value), a quarter of a one-hot. Every answer position's argmax must be the
+program's token, by a logit gap that float rounding of the logits cannot close. A layout too wide
+for the interpreter is checked against the program's meaning (a disagreement is confirmed with the
+interpreter where it can be afforded), and always for a logit gap. The first failure, in the
+order the model computes values, is an error at the line of that program node.
+The check is evidence on a few inputs, as the probe is; `adderc verify` and `--prove` go further.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+import torch
+
+from dsl.core import Aggregate, SelectorWidth
+from dsl.errors import AdderError
+from dsl.semantics import EvaluationError, evaluate, num
+from compiler.inspect import UNREAD, decode, exact_stored, same_value
+from compiler.ir import CompileIR
+from compiler.generate import greedy
+from compiler.model import CompiledTransformer
+from compiler.probe import undefined_error
+from compiler.verify_inputs import edge_cases, random_batches
+
+EPSILON = {"float64": 2.0 ** -52, "float32": 2.0 ** -23}
+LARGEST = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38}
+# Interpreter work, in (key, query) pairs over every aggregate, that the check may spend: about
+# a quarter of a second on the 2-core development machine. Counts, never timings, decide it.
+WORK_BUDGET = 200_000
+MAX_INPUTS = 24
+RANDOM_INPUTS = 12
+SEED = 20261201
+# A disagreement with the meaning on a layout too wide for the budget is confirmed with the
+# interpreter up to this much work (only on that failure), else reported against the meaning.
+CONFIRM_LIMIT = 40 * WORK_BUDGET
+# Attention scores of a content-reading head, in floats, per model call: wide layouts go in
+# smaller batches.
+SCORE_BUDGET = 1 << 25
+WIDE_INPUTS = 2
+ONE_HOT_MARGIN = 0.25
+# Float rounding of a logit is at most this many units of the dtype's epsilon times its size.
+LOGIT_ROUNDING = 64
+
+
+# ----- before the weights -------------------------------------------------------------------
+
+
+def check_precision(ir: CompileIR) -> CompileIR:
+    """Refuse a value the emitted dtype cannot tell from a neighbouring value: two of its values
+    closer together than neighbouring floats are apart where they lie."""
+    dtype = ir.options.get("dtype", "float64")
+    for nid in sorted(ir.graph.nodes):
+        attrs = ir.graph.nodes[nid]
+        if attrs.get("realize") in ("const", "inline", "fused"):
+            continue  # exact in the compiler's own tables, never a float of the model
+        numbers = sorted({num(v) for v in attrs["values"] if not isinstance(v, str)})
+        for low, high in zip(numbers, numbers[1:]):
+            top = max(abs(low), abs(high))
+            spacing = _spacing(top, dtype)
+            if spacing >= high - low:
+                _refuse(ir, attrs, dtype, low, high, spacing)
+    return ir
+
+
+def _refuse(ir, attrs, dtype, low, high, spacing):
+    node, gap = attrs["node"], high - low
+    held = "cannot hold it at all" if spacing == math.inf else f"numbers are {spacing:.3g} apart there"
+    hint = f"keep its values below about {float(gap) / EPSILON[dtype]:.3g}"
+    if dtype == "float32" and _spacing(max(abs(low), abs(high)), "float64") < gap:
+        hint = "compile in float64 (--dtype float64), or " + hint
+    raise AdderError(f"{dtype} cannot hold '{attrs['label']}': it takes {_number(low)} and {_number(high)}, "
+                     f"{float(gap):.3g} apart, where {dtype} {held}", node.span,
+                     ir.program.sources.get(node.span.file),
+                     hint + " (scale it down, or reduce it with % or // before combining)")
+
+
+def _number(value) -> str:
+    """A value as the program has it: whole ones in full (neighbours differ in the last digits)."""
+    if getattr(value, "is_integer", False) and abs(value) < 10 ** 40:
+        return str(value)
+    return f"{float(value):.6g}"
+
+
+def _spacing(magnitude, dtype: str) -> float:
+    """The distance between neighbouring floats of the dtype at this magnitude (inf past its range)."""
+    value = float(magnitude) if magnitude < sympy.Float(LARGEST[dtype]) else math.inf
+    if value == math.inf:
+        return math.inf
+    _, exponent = math.frexp(value)
+    return math.ldexp(EPSILON[dtype], exponent - 1)
+
+
+# ----- after lowering -----------------------------------------------------------------------
+
+
+def self_check(ir: CompileIR) -> CompileIR:
+    """The lowered model against the interpreter (or, when too wide, the meaning). Raises an
+    AdderError at the first offending node; the IR passes through unchanged."""
+    config, state = ir.lowered
+    model = CompiledTransformer(config)
+    model.load_state_dict(state)
+    model.eval()
+    checker = _Checker(ir, model)
+    layout = ir.program.layout
+    # The probe's evaluations are reused; a few seeded random inputs add what edge cases miss.
+    extra = min(RANDOM_INPUTS, WORK_BUDGET // checker.work_per_input())
+    cases = list(ir.probes)
+    if extra:
+        cases += checker.evaluated(next(random_batches(layout, extra, SEED, extra)))
+    if cases:
+        checker.against_interpreter(cases)
+        return ir
+    # Too wide for the interpreter: a few edge cases spread over the list (zeros, the longest
+    # carries, the largest operands...), as many as one batch of the model takes.
+    candidates = edge_cases(layout)
+    count = min(len(candidates), max(WIDE_INPUTS, checker.model_batch()), MAX_INPUTS)
+    inputs = [candidates[i * len(candidates) // count] for i in range(count)]
+    if ir.program.meaning is not None:
+        checker.against_meaning(inputs)
+    else:  # nothing to compare with: the model's own answers must at least be unambiguous
+        checker.own_answers(inputs)
+    return ir
+
+
+class _Checker:
+    def __init__(self, ir: CompileIR, model: CompiledTransformer):
+        self.ir, self.model = ir, model
+        self.program, self.layout = ir.program, ir.program.layout
+        self.dtype = ir.lowered[0]["dtype"]
+        self.index = {t: i for i, t in enumerate(self.layout.vocab)}
+        self.entries = sorted((e for e in ir.residual_map if not e.get("helper")),
+                              key=lambda e: (e["sublayer"], e["dims"][0]))
+
+    def work_per_input(self) -> int:
+        aggregates = sum(isinstance(n, (Aggregate, SelectorWidth)) for n in self.program.nodes)
+        runs = 1 if self.program.meaning is not None else self.layout.answer.width
+        return self.layout.n_ctx * self.layout.n_ctx * max(aggregates, 1) * runs
+
+    def model_batch(self) -> int:
+        # A head whose pattern is fixed by position keeps one pattern for the whole batch.
+        heads = max([int((~b.attn.content_free()).sum()) for b in self.model.blocks if b.attn is not None] + [1])
+        return max(1, SCORE_BUDGET // (self.layout.n_ctx * self.layout.n_ctx * heads))
+
+    # --- the sequences
+    def _sequence(self, operands):
+        """The whole sequence, prompt and answer, or None where the meaning gives no answer that
+        fits the layout (the verifier reports those). The model reads all but its last token."""
+        tokens = self.layout.prompt_tokens(operands)
+        if self.program.meaning is not None:
+            try:
+                return tokens + self.layout.answer_tokens(self.program.meaning.expected(operands))
+            except (ValueError, EvaluationError):
+                return None
+        try:
+            while len(tokens) < self.layout.sequence_length:
+                tokens.append(evaluate(self.program, tokens).output[-1])
+        except EvaluationError as err:
+            raise undefined_error(self.program, err, operands) from None
+        return tokens
+
+    def evaluated(self, inputs) -> list:
+        """(operands, whole sequence, the interpreter on what the model reads) per input."""
+        cases = []
+        for operands in inputs:
+            tokens = self._sequence(operands)
+            if tokens is not None:
+                cases.append((operands, tokens, None))
+        return [self._complete(case) for case in cases]
+
+    def _complete(self, case):
+        operands, tokens, evaluation = case
+        seen = tokens[:self.layout.n_ctx]
+        if evaluation is None or len(evaluation.output) != len(seen):
+            try:
+                evaluation = evaluate(self.program, seen)
+            except EvaluationError as err:
+                raise undefined_error(self.program, err, operands) from None
+        return operands, seen, evaluation
+
+    def _run(self, rows):
+        """(residual states, logits) for equal-length token rows, in batches a wide layout affords."""
+        states, logits = [], []
+        batch = self.model_batch()
+        with torch.no_grad():
+            for start in range(0, len(rows), batch):
+                part = self.model.residuals(self._ids(rows[start:start + batch]))
+                states.append(part)
+                logits.append(self._logits(part[-1]))
+        return [torch.cat(s) for s in zip(*states)], torch.cat(logits)
+
+    def _answer_logits(self, rows):
+        """Logits at the answer positions only (the final layer runs there alone), NaN elsewhere."""
+        answers = self.layout.n_ctx - (self.layout.prompt_length - 1)
+        logits = []
+        with torch.no_grad():
+            for start in range(0, len(rows), self.model_batch()):
+                ids = self._ids(rows[start:start + self.model_batch()])
+                part = torch.full((*ids.shape, len(self.layout.vocab)), math.nan, dtype=torch.float64)
+                part[:, -answers:] = self.model(ids, last=answers).to(torch.float64)
+                logits.append(part)
+        return torch.cat(logits)
+
+    def _ids(self, rows):
+        return torch.tensor([[self.index[t] for t in r[:self.layout.n_ctx]] for r in rows])
+
+    def _logits(self, x):
+        state = dict(self.model.named_parameters())
+        W_U = (state["embed.W_E"].T * state["unembed.logit_scale"] if "unembed.logit_scale" in state
+               else state["unembed.W_U"])
+        return x @ W_U + state["unembed.b_U"]
+
+    # --- the checks
+    def against_interpreter(self, cases):
+        cases = [self._complete(case) for case in cases]
+        states, logits = self._run([seen for _, seen, _ in cases])
+        for entry in self.entries:  # in the order the model computes them: the first is the cause
+            for row, (operands, _, evaluation) in enumerate(cases):
+                self._stored(entry, states[entry["sublayer"]][row], evaluation.values, operands)
+        for row, (operands, _, evaluation) in enumerate(cases):
+            self._answers(logits[row], evaluation.output, operands)
+
+    def against_meaning(self, inputs):
+        cases = [(o, s) for o in inputs if (s := self._sequence(o)) is not None]
+        if not cases:
+            return
+        logits = self._answer_logits([s for _, s in cases])
+        for row, (operands, tokens) in enumerate(cases):
+            try:  # the meaning's next token at every position
+                self._answers(logits[row], tokens[1:], operands, against="its meaning")
+            except AdderError:
+                if self.work_per_input() > CONFIRM_LIMIT:
+                    raise
+                # The program itself may disagree with its meaning: the model answers to the program.
+                self._answers(logits[row], self._complete((operands, tokens, None))[2].output, operands)
+
+    def own_answers(self, inputs):
+        prompts = torch.tensor([[self.index[t] for t in self.layout.prompt_tokens(o)] for o in inputs])
+        width = self.layout.sequence_length - self.layout.prompt_length
+        with torch.no_grad():
+            answers = greedy(self.model, prompts, width)
+        rows = [[self.layout.vocab[i] for i in row] for row in torch.cat([prompts, answers], dim=1).tolist()]
+        logits = self._answer_logits(rows)
+        for row, (operands, tokens) in enumerate(zip(inputs, rows)):
+            self._answers(logits[row], tokens[1:], operands)
+
+    def _stored(self, entry, state, values, operands):
+        """One stored value at every position of one input, within the margin its readers have."""
+        want = exact_stored(entry, values)
+        if want is None:
+            return
+        allowed = self._allowed(entry)
+        got = decode(entry, state)
+        if entry["encoding"] == "numerical":
+            errors = (torch.tensor(got, dtype=torch.float64) - torch.tensor([float(w) for w in want],
+                                                                           dtype=torch.float64)).abs()
+        else:
+            block = state[:len(want), entry["dims"]].to(torch.float64)
+            target = torch.zeros_like(block)
+            for position, (exact, decoded) in enumerate(zip(want, got)):
+                if not same_value(entry, decoded, exact):
+                    target[position] = math.nan  # the wrong value: no margin can hold
+                elif str(exact) in entry["values"] and float(block[position].max()) >= 0.5:
+                    target[position, entry["values"].index(str(exact))] = 1
+            errors = (block - target).abs().amax(dim=1)
+        bad = (~(errors <= allowed)).nonzero()  # a NaN fails too
+        if len(bad):
+            position = int(bad[0, 0])
+            error = float(errors[position])
+            shown = f"{got[position]:.6g}" if entry["encoding"] == "numerical" else \
+                ("nothing (all zero)" if got[position] == UNREAD else f"'{got[position]}'")
+            self._fail_value(entry, operands, position, shown, want[position], error, allowed)
+
+    def _allowed(self, entry) -> float:
+        if entry["encoding"] != "numerical":
+            return ONE_HOT_MARGIN
+        numbers = sorted({num(v) for v in self.ir.graph.nodes[entry["id"]]["values"] if not isinstance(v, str)})
+        if len(numbers) < 2:
+            return ONE_HOT_MARGIN
+        return float(min(b - a for a, b in zip(numbers, numbers[1:]))) / 4
+
+    def _answers(self, logits, written, operands, against="the program"):
+        """Every answer position's argmax is the written token, by a gap rounding cannot close."""
+        first = self.layout.prompt_length - 1
+        room = LOGIT_ROUNDING * EPSILON[self.dtype] * (1 + float(logits[first:].abs().max()))
+        for position in range(first, logits.shape[0]):
+            want = self.index[written[position]]
+            others = logits[position].clone()
+            others[want] = -math.inf
+            gap = float(logits[position, want] - others.max())
+            if gap > room:
+                continue
+            got = self.layout.vocab[int(logits[position].argmax())]
+            what = (f"writes '{got}' where {against} writes '{written[position]}'" if gap <= 0 else
+                    f"writes '{written[position]}' by a logit gap of only {gap:.3g}, within float rounding "
+                    f"({room:.3g})")
+            self._raise(self.program.output.id, f"the {self.dtype} model {what}, on the input "
+                        f"{_where(operands)} at position {position}", self._hint(None))
+
+    def _fail_value(self, entry, operands, position, got, exact, error, allowed):
+        value = entry["node"] if "sum_of" not in entry else f"the shared dimension of '{entry['node']}'"
+        lost = "loses this value" if error < 1 else "computes this value wrongly"
+        error = "the wrong value" if math.isnan(error) else f"error {error:.3g}"
+        self._raise(entry["id"], f"{self.dtype} {lost}: on the input {_where(operands)}, at position {position}, "
+                    f"'{value}' is {got} where the program has {_shown(exact)} ({error}, allowed "
+                    f"{allowed:.3g})", self._hint(entry))
+
+    def _hint(self, entry) -> str:
+        top = ""
+        if entry is not None and entry["encoding"] == "numerical":
+            numbers = [abs(num(v)) for v in self.ir.graph.nodes[entry["id"]]["values"] if not isinstance(v, str)]
+            top = f" (this one reaches {float(max(numbers)):.3g})" if numbers else ""
+        if self.dtype == "float32":
+            return f"compile in float64 (--dtype float64), or keep values smaller{top}"
+        return (f"keep values smaller{top}, or combine fewer terms in one step; if neither is the cause, "
+                f"the compiler built this model wrong: please report it")
+
+    def _raise(self, nid, message, hint):
+        node = self.ir.graph.nodes[nid]["node"]
+        raise AdderError(message, node.span, self.program.sources.get(node.span.file), hint)
+
+
+def _where(operands: dict) -> str:
+    return ", ".join(f"{name} = {value}" for name, value in operands.items())
+
+
+def _shown(value) -> str:
+    return f"'{value}'" if isinstance(value, str) else str(value)
