@@ -856,7 +856,20 @@ class _Resolver:
             if type_of_value(decay) != "num" or decay <= 0:
                 raise self.error(f"decay must be a positive number, got {_show(decay)}", kwargs["decay"].span,
                                  "each key's value is divided by decay ** (q - k); use a number above 0, e.g. decay=2")
+            self.check_decay(decay, kwargs["decay"].span)
         return self.builder.aggregate(mode, selector, value, default, decay, result_type, e.span)
+
+    def check_decay(self, decay, span):
+        """decay ** (q - k) is computed exactly for every distance in the context: refuse a decay
+        whose largest power would be a number past MAX_MEANING_BITS bits."""
+        layout = self.layout
+        if layout is None or not decay.is_Rational:
+            return  # without a layout there is no context yet; the compiler sees every sum again
+        bits = max(abs(decay.p).bit_length(), abs(decay.q).bit_length()) * layout.n_ctx
+        if bits > MAX_MEANING_BITS:
+            raise self.error(f"decay {_show(decay)} to the power of the context ({layout.n_ctx:,} positions) "
+                             f"needs {bits:,} bits; at most {MAX_MEANING_BITS:,} are supported", span,
+                             "a decay is a small factor per position, e.g. decay=2")
 
     def default_value(self, expr, result_type, e, scope):
         if expr is None:
