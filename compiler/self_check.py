@@ -308,11 +308,14 @@ class _Checker:
                         f"{_where(operands)} at position {position}", self._hint(None))
 
     def _fail_value(self, entry, operands, position, got, exact, error, allowed):
-        value = entry["node"] if "sum_of" not in entry else f"the shared dimension of '{entry['node']}'"
+        value = f"'{entry['node']}'"
+        if "sum_of" in entry:  # terms written into one dimension cannot be told apart: name them all
+            terms = " + ".join(f"'{t['node']}'" for t in entry["sum_of"])
+            value = f"the dimension of '{entry['node']}' (holding {terms})"
         lost = "loses this value" if error < 1 else "computes this value wrongly"
         error = "the wrong value" if math.isnan(error) else f"error {error:.3g}"
         self._raise(entry["id"], f"{self.dtype} {lost}: on the input {_where(operands)}, at position {position}, "
-                    f"'{value}' is {got} where the program has {_shown(exact)} ({error}, allowed "
+                    f"{value} is {got} where the program has {_shown(exact)} ({error}, allowed "
                     f"{allowed:.3g})", self._hint(entry))
 
     def _hint(self, entry) -> str:
