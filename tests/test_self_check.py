@@ -142,7 +142,7 @@ def test_a_multiply_float32_gets_wrong_is_refused_and_writes_no_model(tmp_path, 
     assert main(["compile", str(program), "-o", str(model), "--dtype", "float32"]) == 2
     err = capsys.readouterr().err
     assert not model.exists()
-    assert ":9:" in err.splitlines()[0] and "float32" in err.splitlines()[0]  # the digit picked from P
+    assert ":8:" in err.splitlines()[0] and "float32" in err.splitlines()[0]  # the digit picked from P
     assert "compile in float64" in err
 
 
