@@ -225,8 +225,9 @@ class _Checker:
         cases = [self._complete(case) for case in cases]
         states, logits = self._run([seen for _, seen, _ in cases])
         for entry in self.entries:  # in the order the model computes them: the first is the cause
+            allowed = self._allowed(entry)
             for row, (operands, _, evaluation) in enumerate(cases):
-                self._stored(entry, states[entry["sublayer"]][row], evaluation.values, operands)
+                self._stored(entry, allowed, states[entry["sublayer"]][row], evaluation.values, operands)
         for row, (operands, _, evaluation) in enumerate(cases):
             self._answers(logits[row], evaluation.output, operands)
 
@@ -254,12 +255,11 @@ class _Checker:
         for row, (operands, tokens) in enumerate(zip(inputs, rows)):
             self._answers(logits[row], tokens[1:], operands)
 
-    def _stored(self, entry, state, values, operands):
+    def _stored(self, entry, allowed, state, values, operands):
         """One stored value at every position of one input, within the margin its readers have."""
         want = exact_stored(entry, values)
         if want is None:
             return
-        allowed = self._allowed(entry)
         got = decode(entry, state)
         if entry["encoding"] == "numerical":
             errors = (torch.tensor(got, dtype=torch.float64) - torch.tensor([float(w) for w in want],
@@ -308,11 +308,14 @@ class _Checker:
                         f"{_where(operands)} at position {position}", self._hint(None))
 
     def _fail_value(self, entry, operands, position, got, exact, error, allowed):
-        value = entry["node"] if "sum_of" not in entry else f"the shared dimension of '{entry['node']}'"
+        value = f"'{entry['node']}'"
+        if "sum_of" in entry:  # terms written into one dimension cannot be told apart: name them all
+            terms = " + ".join(f"'{t['node']}'" for t in entry["sum_of"])
+            value = f"the dimension of '{entry['node']}' (holding {terms})"
         lost = "loses this value" if error < 1 else "computes this value wrongly"
         error = "the wrong value" if math.isnan(error) else f"error {error:.3g}"
         self._raise(entry["id"], f"{self.dtype} {lost}: on the input {_where(operands)}, at position {position}, "
-                    f"'{value}' is {got} where the program has {_shown(exact)} ({error}, allowed "
+                    f"{value} is {got} where the program has {_shown(exact)} ({error}, allowed "
                     f"{allowed:.3g})", self._hint(entry))
 
     def _hint(self, entry) -> str:
