@@ -35,10 +35,10 @@ def _slice_failures():
     return summarize(run_tasks(tasks, jobs=2, timeout=60))
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz findings F1 (selector_width of a selector that picks every key "
-                                       "compiles to a constant) and F2 (a one-hot read of a numerical "
-                                       "value: AssertionError in compiler/reads.py), listed in "
-                                       "/work/wt/fuzz-findings/SUMMARY.md; remove once both are fixed")
+@pytest.mark.xfail(strict=True, reason="fuzz finding F1 in /work/wt/fuzz-findings/SUMMARY.md: a selector term "
+                                       "that holds for every key (here select(indices, digit(tokens) > 9, k >= 0) "
+                                       "under selector_width) compiles into a model that writes 0; program "
+                                       "gen-20261182783371 of this slice. Remove once F1 is fixed")
 def test_fuzz_slice_finds_nothing_wrong():
     result = _slice_failures()
     counts = result["counts"]
