@@ -19,6 +19,7 @@ keeps what it found.
 """
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 import time
@@ -485,7 +486,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
                         smallest_categorical = min(smallest_categorical, float(top[0] - top[1]))
                     bad = not same_value(entry, g, w)
                 if bad and divergence is None:
-                    divergence = {"dtype": dtype, "node": entry["node"], "line": entry["line"],
+                    divergence = {"dtype": dtype, "node": _value_name(program, entry), "line": entry["line"],
                                   "column": entry["column"], "sublayer": entry["sublayer"],
                                   "layer": (entry["sublayer"] - 1) // 2 if entry["sublayer"] else "embedding",
                                   "position": position, "operands": operands, "expected": str(w), "got": str(g)}
@@ -495,6 +496,19 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
     report.margins[f"{dtype} largest value error"] = largest_error
     if smallest_categorical != float("inf"):
         report.margins[f"{dtype} smallest one-hot margin"] = smallest_categorical
+
+
+def _value_name(program, entry) -> str:
+    """A stored value as its reader knows it: the model file's label, or, where that is an
+    internal id (an expression written over several lines), its source text."""
+    if not re.search(r"#\d+", entry["node"]):
+        return entry["node"]
+    node = next((n for n in program.nodes if n.id == entry["id"]), None)
+    lines = program.sources.get(node.span.file, "").splitlines() if node is not None else []
+    if not 1 <= entry["line"] <= len(lines):
+        return f"the value at line {entry['line']}"
+    text = lines[entry["line"] - 1][entry["column"] - 1:].strip()
+    return text if len(text) <= 48 else text[:45] + "..."
 
 
 def heading(program_path: str, seed: int) -> str:
