@@ -58,8 +58,26 @@ def _count(low: int, high: int | None = None):
     return parse
 
 
+VERIFY_EPILOG = """\
+exit status:
+  0  every check holds (and with --prove, the model is proved equal to its program)
+  1  a mismatch: a concrete input on which the model (or the program, against its
+     meaning) is wrong, printed as a counterexample
+  2  bad input: a program, model file or option that cannot be used
+  4  nothing wrong was found, but the proof could not be completed ("could not
+     prove: <why>, at <program line>"); no counterexample was found
+
+A counterexample is always an input of the layout that was run through the model and
+answered wrong. A proof check that fails on a combination of values that no replayed
+input produces is reported as "could not prove", never as a counterexample.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adderc", description="Compile arithmetic programs into transformers.")
+    parser = argparse.ArgumentParser(
+        prog="adderc", description="Compile arithmetic programs into transformers. Exit status: 0 done (for verify: "
+                                   "every check holds), 1 verify found a mismatch, 2 bad input, 3 internal error, "
+                                   "4 verify --prove found nothing wrong but could not complete the proof.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compile", help="compile a program into a model file")
     p.add_argument("program")
@@ -73,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="print a model's size figures")
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("verify", help="check a model against its program (exit 0: holds, 1: mismatch)")
+    p = sub.add_parser("verify", help="check a model against its program (exit 0 holds, 1 mismatch, 4 unproved)",
+                       epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a model file, or with --callable a layout program")
     p.add_argument("program", nargs="?", help="program to check against (default: the one in the model file)")
     p.add_argument("--samples", type=_count(0), default=1_000_000,
@@ -128,16 +147,17 @@ def cmd_verify(args) -> int:
     if args.callable_spec:
         return _verify_callable(args)
     from compiler.model_file import load_model
-    from compiler.verify import program_from_payload, summary, verify
+    from compiler.verify import heading, program_from_payload, verify
     if args.device != "cpu" and not __import__("torch").cuda.is_available():
         raise AdderError(f"--device {args.device}: no such device here")
     _, payload = load_model(args.model)
     program = program_from_payload(payload, args.program, args.model)
+    # Each line is printed as its check completes: a run cut short still shows what it found.
+    print(heading(args.program or f"{args.model} (embedded {payload['program']['path']})", args.seed), flush=True)
     report = verify(payload, program, samples=args.samples, seed=args.seed, per_stratum=args.per_stratum,
-                    device=args.device, prove=args.prove)
-    print(summary(report, args.program or f"{args.model} (embedded {payload['program']['path']})"))
+                    device=args.device, prove=args.prove, emit=lambda line: print(line, flush=True))
     _write_json(args.json_path, report.to_dict())
-    return 0 if report.ok else 1
+    return report.exit_code
 
 
 def _verify_callable(args) -> int:

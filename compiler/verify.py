@@ -11,9 +11,15 @@ Evidence, all in one report:
   margins   the smallest gap between the right token's logit and the runner-up, and the largest
             error of a decoded value, in float64 and float32.
 The program's own meaning (`meaning sum = a + b`) is checked against its semantics on the subset.
+
+The verdict has three values, each with its exit status: every check holds (0); a mismatch, shown
+on a concrete input (1); nothing wrong found, but the proof asked for could not be completed (4).
+Each line of the report is handed to `emit` as soon as its check completes, so a run cut short
+keeps what it found.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +35,10 @@ from compiler.inspect import exact_stored, same_value, stored_values
 from compiler.model import CompiledTransformer
 
 EXHAUSTIVE_LIMIT = 200_000
+HOLDS, MISMATCH, UNPROVED = "holds", "mismatch", "could not prove"
+EXIT_CODES = {HOLDS: 0, MISMATCH: 1, UNPROVED: 4}
+RESULT_TEXT = {HOLDS: "every check holds", MISMATCH: "MISMATCH", UNPROVED: "could not prove (no mismatch found)"}
+SHOWN_COUNTEREXAMPLES = 5
 
 
 @dataclass
@@ -43,15 +53,28 @@ class Report:
     proof: dict = field(default_factory=dict)  # dtype -> Proof.to_dict(), with --prove
 
     @property
+    def status(self) -> str:
+        """HOLDS, MISMATCH (some concrete input shows the model or the program wrong) or UNPROVED."""
+        if (any(c["wrong"] for c in self.checks.values()) or self.inside.get("divergence")
+                or self.meaning.get("wrong", 0) or any(p["status"] == "counterexample" for p in self.proof.values())):
+            return MISMATCH
+        if any(p["status"] != "proved" for p in self.proof.values()):
+            return UNPROVED
+        return HOLDS
+
+    @property
     def ok(self) -> bool:
-        return (all(c["wrong"] == 0 for c in self.checks.values()) and not self.inside.get("divergence")
-                and self.meaning.get("wrong", 0) == 0
-                and all(p["status"] == "proved" for p in self.proof.values()))
+        return self.status == HOLDS
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "seed": self.seed, "checks": self.checks, "counterexamples": self.counterexamples,
-                "inside": self.inside, "margins": self.margins, "meaning": self.meaning, "timings": self.timings,
-                "proof": self.proof}
+        return {"ok": self.ok, "status": self.status, "result": RESULT_TEXT[self.status],
+                "exit_code": self.exit_code, "seed": self.seed, "checks": self.checks,
+                "counterexamples": self.counterexamples, "inside": self.inside, "margins": self.margins,
+                "meaning": self.meaning, "timings": self.timings, "proof": self.proof}
 
 
 def program_from_payload(payload: dict, program_path: str | None, model: str = "the model file"):
@@ -230,9 +253,24 @@ def _teacher_forced_ids(model, layout, ids):
     return wrong.cpu(), gap.cpu()
 
 
+def _input_sets(layout, samples, per_stratum, seed):
+    """The named input sets the outputs are checked on, each a maker of batches."""
+    if inputs.input_space_size(layout) <= EXHAUSTIVE_LIMIT:
+        return [("exhaustive", lambda: iter([list(inputs.exhaustive(layout))]))]
+    sets = [("edge cases", lambda: iter([inputs.edge_cases(layout)]))]
+    if len(layout.operands) >= 2:
+        sets.append(("carry strata", lambda: iter([inputs.stratified(layout, per_stratum, seed)])))
+    if samples:
+        sets.append((f"random (seed {seed})", lambda: inputs.random_batches(layout, samples, seed, 8192)))
+    return sets
+
+
 def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int = 20261122,
            per_stratum: int = 20, inside_count: int = 300, greedy_count: int = 2000,
-           device: str = "cpu", progress: bool = True, prove: bool = False) -> Report:
+           device: str = "cpu", progress: bool = True, prove: bool = False, emit=None) -> Report:
+    """The report on a model. `emit`, if given, receives each line of the summary (all but the
+    heading) as soon as the check behind it completes."""
+    emit = emit or (lambda line: None)
     program = program or program_from_payload(payload, None)
     # Stored values are matched to program nodes by id, which only holds for the compiled program.
     compiled_from_it = same_program(program, payload)
@@ -240,52 +278,34 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
     report = Report(seed)
     expected_fn = _expected_function(program, layout)
     size = inputs.input_space_size(layout)
-    sets = []
-    if size <= EXHAUSTIVE_LIMIT:
-        sets.append(("exhaustive", lambda: iter([list(inputs.exhaustive(layout))])))
-    else:
-        sets.append(("edge cases", lambda: iter([inputs.edge_cases(layout)])))
-        if len(layout.operands) >= 2:
-            sets.append(("carry strata", lambda: iter([inputs.stratified(layout, per_stratum, seed)])))
-        if samples:
-            sets.append((f"random (seed {seed})", lambda: inputs.random_batches(layout, samples, seed, 8192)))
+    sets = _input_sets(layout, samples, per_stratum, seed)
     fast_random = samples and size > EXHAUSTIVE_LIMIT and \
         tensor_batches(layout, program.meaning, 1, seed, 1, device) is not None
     _check_meaning(program, layout, report, seed)
+    if report.meaning.get("stated"):
+        emit(_meaning_line(report.meaning))
 
     for dtype in ("float64", "float32"):
         model = _model_in(payload, dtype, device)
         started = time.perf_counter()
         smallest_gap = float("inf")
         for name, make in sets:
-            key = f"{dtype} {name}"
+            key, before = f"{dtype} {name}", len(report.counterexamples)
             entry = report.checks.setdefault(key, {"checked": 0, "wrong": 0})
             total = size if name == "exhaustive" else (samples if name.startswith("random") else None)
             bar = _Progress(total or 0, key, progress and bool(total))
             if name.startswith("random") and fast_random:
-                smallest_gap = min(smallest_gap, _random_on_tensors(model, layout, program.meaning, samples, seed,
-                                                                    device, entry, report, dtype, name, bar))
-                bar.close()
-                continue
-            for batch in make():
-                for start in range(0, len(batch), 8192):
-                    chunk, rows, answers, undefined = _sequences(layout, batch[start:start + 8192], expected_fn)
-                    _record_undefined(report, entry, undefined, dtype, name)
-                    bar.advance(len(undefined))
-                    if not rows:
-                        continue
-                    wrong, gap = _teacher_forced(model, layout, rows, device)
-                    smallest_gap = min(smallest_gap, float(gap.min()))
-                    entry["checked"] += len(chunk)
-                    entry["wrong"] += int(wrong.sum())
-                    for i in wrong.nonzero()[:, 0].tolist():
-                        if len(report.counterexamples) < 20:
-                            report.counterexamples.append(_counterexample(model, layout, chunk[i], answers[i],
-                                                                          dtype, name, device))
-                    bar.advance(len(chunk))
+                gap = _random_on_tensors(model, layout, program.meaning, samples, seed, device, entry, report,
+                                         dtype, name, bar)
+            else:
+                gap = _check_batches(model, layout, make, expected_fn, entry, report, dtype, name, bar, device)
+            smallest_gap = min(smallest_gap, gap)
             bar.close()
+            _emit_check(report, key, before, emit)
         report.margins[f"{dtype} smallest logit gap"] = smallest_gap
+        before = len(report.counterexamples)
         _greedy(model, layout, expected_fn, report, dtype, seed, greedy_count, device)
+        _emit_check(report, f"{dtype} greedy generation", before, emit)
         if compiled_from_it:
             _inside(model, payload, program, report, dtype, seed, inside_count, expected_fn, device)
         else:
@@ -293,14 +313,78 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
         report.timings[f"{dtype} seconds"] = round(time.perf_counter() - started, 2)
         checked = sum(c["checked"] for k, c in report.checks.items() if k.startswith(dtype) and "greedy" not in k)
         report.timings[f"{dtype} sums per second"] = round(checked / max(report.timings[f"{dtype} seconds"], 1e-9))
-    if prove:
-        from compiler.prove import prove as prove_model
-        for dtype in ("float64", "float32"):
-            report.proof[dtype] = prove_model(payload, program, dtype).to_dict()
     report.margins["float32 safe"] = (all(c["wrong"] == 0 for k, c in report.checks.items() if k.startswith("float32"))
                                       and report.margins.get("float32 smallest logit gap", 0) > 0
                                       and not report.inside.get("divergence"))
+    for line in [_inside_line(report.inside)] + _margin_lines(report.margins):
+        emit(line)
+    if prove:
+        from compiler.prove import prove as prove_model
+        for dtype in ("float64", "float32"):
+            report.proof[dtype] = prove_model(payload, program, dtype, seed).to_dict()
+            emit(_proof_line(dtype, report.proof[dtype]))
+    emit(_result_line(report))
     return report
+
+
+def _check_batches(model, layout, make, expected_fn, entry, report, dtype, name, bar, device):
+    """Teacher-forced outputs on every batch of one input set; returns the smallest logit gap."""
+    smallest_gap = float("inf")
+    for batch in make():
+        for start in range(0, len(batch), 8192):
+            chunk, rows, answers, undefined = _sequences(layout, batch[start:start + 8192], expected_fn)
+            _record_undefined(report, entry, undefined, dtype, name)
+            bar.advance(len(undefined))
+            if not rows:
+                continue
+            wrong, gap = _teacher_forced(model, layout, rows, device)
+            smallest_gap = min(smallest_gap, float(gap.min()))
+            entry["checked"] += len(chunk)
+            entry["wrong"] += int(wrong.sum())
+            for i in wrong.nonzero()[:, 0].tolist():
+                if len(report.counterexamples) < 20:
+                    report.counterexamples.append(_counterexample(model, layout, chunk[i], answers[i],
+                                                                  dtype, name, device))
+            bar.advance(len(chunk))
+    return smallest_gap
+
+
+def _emit_check(report, key, before, emit):
+    """A check's line and the counterexamples it found, tagged with it so summary() places them alike."""
+    for c in report.counterexamples[before:]:
+        c["check"] = key
+    for line in _check_lines(report, key):
+        emit(line)
+
+
+def first_wrong_input(payload: dict, program, dtype: str, *, seed: int = 20261122, budget: int = 20_000,
+                      device: str = "cpu") -> dict | None:
+    """An input of the layout that the model (in `dtype`) answers wrong, or None: the verifier's
+    own inputs (all of them for a layout of at most `budget`, else edge cases, carry strata and
+    seeded random ones) replayed through the model. What it returns was regenerated greedily,
+    so its "got" is what the model really writes."""
+    layout = program.layout
+    if program.meaning is None:  # the interpreter is the reference: slow, so fewer inputs
+        budget = min(budget, 2_000)
+    model = _model_in(payload, dtype, device)
+    expected_fn = _expected_function(program, layout)
+    if inputs.input_space_size(layout) <= budget:
+        candidates = list(inputs.exhaustive(layout))
+    else:
+        candidates = inputs.edge_cases(layout)[:budget // 2]
+        if len(layout.operands) >= 2:
+            candidates += inputs.stratified(layout, 1, seed)[:budget // 4]
+        candidates += next(inputs.random_batches(layout, max(1, budget - len(candidates)), seed + 4, budget))
+    for start in range(0, len(candidates), 8192):
+        chunk, rows, answers, _ = _sequences(layout, candidates[start:start + 8192], expected_fn)
+        if not rows:
+            continue  # an input the meaning has no answer for says nothing about the model
+        wrong, _ = _teacher_forced(model, layout, rows, device)
+        for i in wrong.nonzero()[:, 0].tolist():
+            found = _counterexample(model, layout, chunk[i], answers[i], dtype, "replay", device)
+            if found["got"] != found["expected"]:
+                return found
+    return None
 
 
 def _random_on_tensors(model, layout, meaning, samples, seed, device, entry, report, dtype, name, bar):
@@ -441,7 +525,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
                         smallest_categorical = min(smallest_categorical, float(top[0] - top[1]))
                     bad = not same_value(entry, g, w)
                 if bad and divergence is None:
-                    divergence = {"dtype": dtype, "node": entry["node"], "line": entry["line"],
+                    divergence = {"dtype": dtype, "node": _value_name(program, entry), "line": entry["line"],
                                   "column": entry["column"], "sublayer": entry["sublayer"],
                                   "layer": (entry["sublayer"] - 1) // 2 if entry["sublayer"] else "embedding",
                                   "position": position, "operands": operands, "expected": str(w), "got": str(g)}
@@ -453,36 +537,77 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
         report.margins[f"{dtype} smallest one-hot margin"] = smallest_categorical
 
 
+def _value_name(program, entry) -> str:
+    """A stored value as its reader knows it: the model file's label, or, where that is an
+    internal id (an expression written over several lines), its source text."""
+    if not re.search(r"#\d+", entry["node"]):
+        return entry["node"]
+    node = next((n for n in program.nodes if n.id == entry["id"]), None)
+    lines = program.sources.get(node.span.file, "").splitlines() if node is not None else []
+    if not 1 <= entry["line"] <= len(lines):
+        return f"the value at line {entry['line']}"
+    text = lines[entry["line"] - 1][entry["column"] - 1:].strip()
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+def heading(program_path: str, seed: int) -> str:
+    return f"verify {program_path} (seed {seed})"
+
+
 def summary(report: Report, program_path: str) -> str:
-    lines = [f"verify {program_path} (seed {report.seed})"]
+    """The whole report, in the order verify() emits its lines."""
+    lines = [heading(program_path, report.seed)]
     if report.meaning.get("stated"):
-        m = report.meaning
-        lines.append(f"  program vs its meaning {m['expression']}: {m['checked'] - m['wrong']}/{m['checked']} agree"
-                     + (f"; first disagreement {m['first']}" if m["first"] else ""))
-    for name, c in report.checks.items():
-        lines.append(f"  {name:<34} {c['checked'] - c['wrong']:>9,}/{c['checked']:,} right")
-    inside = report.inside
-    if inside.get("skipped"):
-        lines.append(f"  inside: skipped, {inside['skipped']}")
-    elif inside.get("divergence"):
-        d = inside["divergence"]
-        lines.append(f"  inside: first divergence at '{d['node']}' (line {d['line']}, layer {d['layer']}, "
-                     f"position {d['position']}) on {d['operands']} [{d['dtype']}]: expected {d['expected']}, "
-                     f"got {d['got']}")
-    else:
-        lines.append(f"  inside: every stored value matches the interpreter on {inside.get('checked_inputs', 0)} "
-                     f"inputs (both dtypes)")
-    for name, value in report.margins.items():
-        lines.append(f"  {name:<34} {value:.6g}" if isinstance(value, float) else f"  {name:<34} {value}")
-    for c in report.counterexamples[:5]:
-        lines.append(f"  counterexample [{c['dtype']}, {c['source']}]: {c['operands']} -> {c['got']}, "
-                     f"expected {c['expected']}" + (f", carries {c['carry_pattern']}" if c.get("carry_pattern") else ""))
-    for dtype, proof in report.proof.items():
-        status = proof["status"] + (f": {proof['reason']}" if proof["reason"] else "")
-        if proof["status"] == "proved":
-            status += (f" for every input of the layout ({proof['seconds']:.1f} s; largest proven value error "
-                       f"{max(proof['errors'].values(), default=0):.3g}, logit margin "
-                       f"{proof['margins'].get('smallest logit margin after errors', float('nan')):.3g})")
-        lines.append(f"  proof ({dtype} weights): {status}")
-    lines.append("  result: " + ("every check holds" if report.ok else "MISMATCH"))
+        lines.append(_meaning_line(report.meaning))
+    for name in report.checks:
+        lines += _check_lines(report, name)
+    lines += [_inside_line(report.inside)] + _margin_lines(report.margins)
+    lines += [_proof_line(dtype, proof) for dtype, proof in report.proof.items()]
+    lines.append(_result_line(report))
     return "\n".join(lines)
+
+
+def _meaning_line(m) -> str:
+    return (f"  program vs its meaning {m['expression']}: {m['checked'] - m['wrong']}/{m['checked']} agree"
+            + (f"; first disagreement {m['first']}" if m["first"] else ""))
+
+
+def _check_lines(report, name) -> list[str]:
+    c = report.checks[name]
+    lines = [f"  {name:<34} {c['checked'] - c['wrong']:>9,}/{c['checked']:,} right"]
+    for c in report.counterexamples[:SHOWN_COUNTEREXAMPLES]:
+        if c.get("check") == name:
+            lines.append(f"  counterexample [{c['dtype']}, {c['source']}]: {c['operands']} -> {c['got']}, "
+                         f"expected {c['expected']}"
+                         + (f", carries {c['carry_pattern']}" if c.get("carry_pattern") else ""))
+    return lines
+
+
+def _inside_line(inside) -> str:
+    if inside.get("skipped"):
+        return f"  inside: skipped, {inside['skipped']}"
+    if inside.get("divergence"):
+        d = inside["divergence"]
+        return (f"  inside: first divergence at '{d['node']}' (line {d['line']}, layer {d['layer']}, "
+                f"position {d['position']}) on {d['operands']} [{d['dtype']}]: expected {d['expected']}, "
+                f"got {d['got']}")
+    return (f"  inside: every stored value matches the interpreter on {inside.get('checked_inputs', 0)} "
+            f"inputs (both dtypes)")
+
+
+def _margin_lines(margins) -> list[str]:
+    return [f"  {name:<34} {value:.6g}" if isinstance(value, float) else f"  {name:<34} {value}"
+            for name, value in margins.items()]
+
+
+def _proof_line(dtype, proof) -> str:
+    status = proof["status"] + (f": {proof['reason']}" if proof["reason"] else "")
+    if proof["status"] == "proved":
+        status += (f" for every input of the layout ({proof['seconds']:.1f} s; largest proven value error "
+                   f"{max(proof['errors'].values(), default=0):.3g}, logit margin "
+                   f"{proof['margins'].get('smallest logit margin after errors', float('nan')):.3g})")
+    return f"  proof ({dtype} weights): {status}"
+
+
+def _result_line(report) -> str:
+    return "  result: " + RESULT_TEXT[report.status]

@@ -1,4 +1,6 @@
 """--prove: proves add10 for all 10^20 inputs, finds a planted error, and says when it cannot."""
+import re
+
 import pytest
 
 from compiler.api import compile_file
@@ -36,7 +38,10 @@ def test_a_planted_error_is_a_counterexample(payload):
     broken = _edited(payload, "blocks.0.mlp.W_out", lambda t: t[:, dims[0]].mul_(2))
     proof = prove(broken, program_from_payload(payload, None))
     assert proof.status == "counterexample"
-    assert "'generates'" in proof.reason
+    # A concrete input, what the model wrote on it, and the failed check named by its source line.
+    assert "the model writes" in proof.reason and proof.counterexample["got"] != proof.counterexample["expected"]
+    assert "'generates'" in proof.reason and "add10.rasp:20)" in proof.reason
+    assert not re.search(r"#\d+", proof.reason)
 
 
 def test_what_cannot_be_proved_is_said_plainly(payload):
@@ -45,7 +50,7 @@ def test_what_cannot_be_proved_is_said_plainly(payload):
     layer, head = int(heads[0]["block"].split(".")[1]), heads[0]["head"]
     drowned = _edited(payload, f"blocks.{layer}.attn.sink", lambda t: t.__setitem__(head, 1e4))
     proof = prove(drowned, program_from_payload(payload, None))
-    assert proof.status == "could not prove" and "'carry'" in proof.reason
+    assert proof.status == "could not prove" and "'carry'" in proof.reason and "add10.rasp:" in proof.reason
     other = load_program(ADD10, {"N": 3})
     assert prove(payload, other).status == "could not prove"
 
