@@ -32,6 +32,7 @@ import torch
 
 from compiler import pipeline
 from compiler.api import load_compiled
+from compiler.generate import greedy
 from compiler.verify_inputs import edge_cases, exhaustive, input_space_size
 from dsl.errors import AdderError
 from dsl.resolve import load_program
@@ -115,11 +116,9 @@ def _greedy_model(model, layout, prompts: list[list[str]]) -> list[list[str]]:
     """The model's whole sequences (prompt plus greedy continuation, n_ctx + 1 tokens)."""
     vocab = layout.vocab
     ids = torch.tensor([[vocab.index(t) for t in p] for p in prompts], dtype=torch.long)
-    with torch.no_grad():
-        for _ in range(layout.sequence_length - layout.prompt_length):
-            next_ids = model(ids, last=1)[:, -1, :].argmax(dim=-1, keepdim=True)
-            ids = torch.cat([ids, next_ids], dim=1)
-    return [[vocab[i] for i in row] for row in ids.tolist()]
+    # no end token given: every row runs to the full length, so every answer position is compared
+    new = greedy(model, ids, layout.sequence_length - layout.prompt_length)
+    return [[vocab[i] for i in row] for row in torch.cat([ids, new], dim=1).tolist()]
 
 
 def _teacher_forced(model, layout, sequence: list[str]) -> list[str]:
