@@ -71,8 +71,8 @@ class _Layout:
         return [f"{fn}({name})" for fn in ("start", "end", "width") for name in names]
 
 
-class ProgramGenerator:
-    """One program: a layout, consts, defs, lets (numbers, booleans, tokens, selectors), an output."""
+class _Expressions:
+    """Expressions of each type (number, boolean, token, selector) over the names defined so far."""
 
     def __init__(self, seed: int):
         self.rng = random.Random(seed)
@@ -239,7 +239,11 @@ class ProgramGenerator:
                        f"abs(k - q) <= {c}"]
         return rng.choice(options)
 
-    # ----- statements
+
+
+class ProgramGenerator(_Expressions):
+    """One program: a layout, consts, defs, lets (numbers, booleans, tokens, selectors), an output."""
+
     def const(self, index: int):
         rng = self.rng
         name = f"C{index}"
