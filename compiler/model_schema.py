@@ -25,6 +25,7 @@ import torch
 
 from dsl.errors import AdderError
 from dsl.layout import DIGIT_ALPHABET, Layout, build_layout
+from dsl.limits import MAX_POSITIONS
 from dsl.resolve import sources_digest
 from compiler.model import CompiledTransformer
 
@@ -35,7 +36,7 @@ MAX_D_MODEL = 1 << 16
 MAX_HEADS = 1024  # per layer
 MAX_D_HEAD = 1 << 16
 MAX_D_MLP = 1 << 20
-MAX_CONTEXT = 1 << 17  # positions
+MAX_CONTEXT = MAX_POSITIONS  # the compiler's own bound: no program has a longer sequence
 MAX_VOCAB = 1024  # tokens
 MAX_TOKEN = 64  # characters in one token
 MAX_TEXT = 10_000  # characters in a label or a value written as text
