@@ -95,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a model file, or with --callable a layout program")
     p.add_argument("program", nargs="?", help="program to check against (default: the one in the model file)")
-    p.add_argument("--samples", type=_count(0), default=1_000_000,
-                   help="random inputs (default 1,000,000; 0: none, only edge cases and strata)")
+    p.add_argument("--samples", type=_count(0), default=None,
+                   help="random inputs (default 1,000,000 for a model, 10,000 for --callable, as the board "
+                        "checks; 0: none, only edge cases and strata)")
     # torch's generators take a seed below 2**64; the verifier also uses seed + 1
     p.add_argument("--seed", type=_count(0, 2 ** 63 - 1), default=20261122)
     p.add_argument("--per-stratum", type=_count(0), default=20, help="inputs per carry-structure stratum")
@@ -107,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--callable", dest="callable_spec", metavar="SPEC",
                    help="verify an outside adder instead: file.py with build_model() and add(model, a, b), "
                         "or module:function; MODEL is then the program whose layout and meaning it must meet")
+    p.add_argument("--call-timeout", type=_count(1, 3600), default=None, metavar="SECONDS",
+                   help="with --callable: seconds one add() call may take (default 5)")
     p = sub.add_parser("check", help="parse and type-check a program")
     p.add_argument("program")
     p.add_argument("-D", dest="defines", action="append", metavar="NAME=VALUE")
@@ -154,7 +157,8 @@ def cmd_verify(args) -> int:
     program = program_from_payload(payload, args.program, args.model)
     # Each line is printed as its check completes: a run cut short still shows what it found.
     print(heading(args.program or f"{args.model} (embedded {payload['program']['path']})", args.seed), flush=True)
-    report = verify(payload, program, samples=args.samples, seed=args.seed, per_stratum=args.per_stratum,
+    samples = 1_000_000 if args.samples is None else args.samples
+    report = verify(payload, program, samples=samples, seed=args.seed, per_stratum=args.per_stratum,
                     device=args.device, prove=args.prove, emit=lambda line: print(line, flush=True))
     _write_json(args.json_path, report.to_dict())
     return report.exit_code
@@ -167,13 +171,14 @@ def _verify_callable(args) -> int:
     if program.meaning is None:
         raise AdderError(f"{args.model}: the program states no meaning to check the adder against",
                          hint="add one, e.g. meaning sum = a + b")
-    add = load_callable(args.callable_spec)
+    limits = {} if args.call_timeout is None else {"call_timeout": args.call_timeout}
+    add = load_callable(args.callable_spec, **limits)
     # What is being checked shows before the run: an outside adder can take minutes.
     for line in [f"verify {args.callable_spec} against {args.model} (seed {args.seed})",
                  *metadata_lines(add.metadata)]:
         print(line, flush=True)
     report = stress(add, program.layout, program.meaning.expected, seed=args.seed,
-                    random_count=args.samples, per_stratum=args.per_stratum,
+                    random_count=10_000 if args.samples is None else args.samples, per_stratum=args.per_stratum,
                     on_source=lambda source, entry: print(
                         f"  {source:<12} {entry['checked'] - entry['wrong']:>9,}/{entry['checked']:,} right",
                         flush=True))
