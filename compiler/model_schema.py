@@ -249,7 +249,7 @@ def _state(check: _Fields, state: dict, config: dict):
     for key in state:
         if key not in expected:
             check.fail(f"state_dict.{key}" if isinstance(key, str) else "state_dict",
-                       f"not a weight of a model with this config")
+                       "not a weight of a model with this config")
     missing = [k for k in expected if k not in state]
     if missing:
         check.fail(f"state_dict.{missing[0]}", "is missing")

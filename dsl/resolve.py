@@ -547,7 +547,7 @@ class _Resolver:
         known = list(scope) + list(self.globals) + ["tokens", "indices"]
         close = difflib.get_close_matches(e.name, known, n=1)
         raise self.error(f"unknown name '{e.name}'", e.span, f"did you mean '{close[0]}'?" if close else
-                         f"define it with let or const above this line")
+                         "define it with let or const above this line")
 
     def elementwise(self, op, args, span, arg_spans=None):
         """Type-check and build an elementwise op, folding it when every argument is constant.

@@ -4,10 +4,19 @@ from pathlib import Path
 import pytest
 
 from compiler.api import compile_file, load_compiled
+from compiler.model_file import save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ADD10 = ROOT / "examples" / "add10.rasp"
 SEED = 20261122  # fixed so every run checks the same random sums
+
+
+def saved_model(folder, source, name="m.pt", dtype="float64"):
+    """A program compiled and written as a model file, as `adderc PROGRAM -o` would."""
+    ir, stats, digest = compile_file(source, dtype=dtype)
+    path = folder / name
+    save_model(path, ir, stats, digest)
+    return path
 
 
 @pytest.fixture(scope="session")

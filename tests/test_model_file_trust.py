@@ -275,7 +275,7 @@ def test_embedded_imports_never_reach_the_disk(good, sandbox, capsys):
         assert main(["verify", str(path), "--samples", "10"]) == 2
         err = capsys.readouterr().err
         assert what in err and "internal error" not in err and "Traceback" not in err
-        assert f"add_lsb.rasp:1:1: error: " in err and line in err  # quoted from the file, not from disk
+        assert "add_lsb.rasp:1:1: error: " in err and line in err  # quoted from the file, not from disk
         assert f"note: in the program embedded in {path}" in err
         assert "SECRET_FROM_DISK" not in err and "DECOY_ON_DISK" not in err
         assert hostname is None or f"    {hostname}" not in err.splitlines()  # not quoted as a source line

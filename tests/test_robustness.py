@@ -150,7 +150,7 @@ def test_a_program_that_is_not_utf8(tmp_path, capsys):
     refused(["check", program], capsys, f"{program}:1:5: error:", "is not UTF-8 text: byte 0xe9 cannot be read",
             "save the file as UTF-8")
     helper = tmp_path / "uses_latin1.rasp"
-    helper.write_text(f'import "latin1.rasp"\n')
+    helper.write_text('import "latin1.rasp"\n')
     refused(["check", helper], capsys, f"{helper}:1:1: error:", "at line 1, column 5 of that file")
 
 

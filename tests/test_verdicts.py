@@ -12,22 +12,15 @@ from compiler.cli import main
 from compiler.model_file import load_model, save_model
 from compiler.prove import prove
 from compiler.verify import EXIT_CODES, Report, heading, program_from_payload, summary, verify
-from tests.conftest import ADD10, ROOT
+from tests.conftest import ADD10, saved_model, ROOT
 
 PROGRAMS = ROOT / "tests" / "programs"
 INTERNAL_ID = re.compile(r"#\d+")
 
 
-def _saved(folder, source, dtype="float64", name="m.pt"):
-    ir, stats, digest = compile_file(source, dtype=dtype)
-    path = folder / name
-    save_model(path, ir, stats, digest)
-    return path
-
-
 @pytest.fixture(scope="module")
 def add10_path(tmp_path_factory):
-    return _saved(tmp_path_factory.mktemp("verdicts"), ADD10)
+    return saved_model(tmp_path_factory.mktemp("verdicts"), ADD10)
 
 
 def _broken_add10(add10_path, tmp_path):

@@ -4,24 +4,16 @@ import json
 import pytest
 import torch
 
-from compiler.api import compile_file
 from compiler.cli import main
-from compiler.model_file import load_model, save_model
+from compiler.model_file import load_model
 from compiler.testing import assert_model_matches_program
 from compiler.verify import verify
-from tests.conftest import ADD10
-
-
-def _saved(tmp_path, source_path, name="m.pt"):
-    ir, stats, digest = compile_file(source_path)
-    path = tmp_path / name
-    save_model(path, ir, stats, digest)
-    return path
+from tests.conftest import ADD10, saved_model
 
 
 @pytest.fixture(scope="module")
 def good_model(tmp_path_factory):
-    return _saved(tmp_path_factory.mktemp("verify"), ADD10)
+    return saved_model(tmp_path_factory.mktemp("verify"), ADD10)
 
 
 def test_a_correct_model_passes_and_reports_margins(good_model, tmp_path, capsys):
@@ -61,7 +53,7 @@ def test_a_rare_carry_bug_is_caught_by_strata_when_random_sampling_misses_it(tmp
     assert BUGGY != ADD10.read_text()
     buggy = tmp_path / "buggy.rasp"
     buggy.write_text(BUGGY)  # looks only 6 places down for the carry: wrong behind 6+ nines
-    path = _saved(tmp_path, buggy, "buggy.pt")
+    path = saved_model(tmp_path, buggy, "buggy.pt")
     _, payload = load_model(path)
     from dsl.resolve import load_program
     reference = load_program(ADD10)
@@ -98,7 +90,7 @@ def test_a_meaning_without_an_answer_is_a_reported_mismatch(tmp_path, capsys):
     program = tmp_path / "div.rasp"
     program.write_text('layout base 10, msb_first: "<bos>" a[1] "+" b[1] "=" => s[2] "<eos>"\n'
                        'meaning s = a // b\noutput "0"\n')  # b = 0 has no answer
-    model = _saved(tmp_path, program, "div.pt")
+    model = saved_model(tmp_path, program, "div.pt")
     assert main(["verify", str(model), "--samples", "0"]) == 1
     out = capsys.readouterr().out
     assert "divides by zero" in out and "internal error" not in out
