@@ -26,9 +26,11 @@ from dsl.semantics import EvaluationError, _evaluate_node, apply_op, selection_m
 from compiler.ir import CompileIR
 
 MAX_VALUES = 100_000
-# Work one aggregate's value set may take, in machine words of bit masks or in enumerated
-# additions: about a second. Past it the aggregate is refused, never left to run for minutes.
-WORK_LIMIT = 2_000_000
+# Work one aggregate's value set may take: machine words of bit masks shifted, then additions of
+# enumerated values, each about a second. Past it the aggregate is refused, never left to run
+# for minutes.
+MASK_WORDS = 100_000_000
+ADDITIONS = 2_000_000
 TOO_MANY_HINT = ("every value a node can take is compiled into its readers' weights: store fewer distinct "
                  "values (e.g. reduce with % or // before combining), or combine fewer inputs in one let")
 
@@ -203,24 +205,19 @@ def _exact(value):
 
 def _sumsets(steps, too_many, every=True):
     """The sets {a1 + ... + ai : each aj in steps[j]}, for i = 1, 2, ..., one after another
-    (with every=False only the last).
-    Rational values are scaled to whole numbers by their common denominator and each set is a bit
-    mask (bit i set: the sum low + i occurs), fast enough to find a set too big before enumerating
-    it; values no affordable mask holds are enumerated. Either way the work is bounded, so a sum of
-    many distinct fractions is refused within seconds instead of running for minutes."""
+    (with every=False at least the last). Rational values are scaled to whole numbers by their
+    common denominator and each set is a bit mask (bit i set: the sum low + i occurs), fast enough
+    to find a set too big before enumerating it; once the masks grow too wide to shift (far-apart
+    values over a large denominator), the steps left are enumerated. Both ways the work is bounded,
+    so a sum of many distinct fractions is refused within seconds instead of running for minutes."""
     fractions = [[_fraction(v) for v in step] for step in steps]
+    sums, done = {0}, 0
     if all(f is not None for step in fractions for f in step):
         scale = reduce(math.lcm, (f.denominator for step in fractions for f in step), 1)
         whole = [{f.numerator * (scale // f.denominator) for f in step} for step in fractions]
-        span, words = 0, 0
-        for step in whole:
-            span += max(step) - min(step)
-            words += len(step) * (span // 64 + 1)
-        if words <= WORK_LIMIT:
-            yield from _masked_sumsets(whole, scale, too_many, every)
-            return
+        done, sums = yield from _masked_sumsets(whole, scale, too_many, every)
         steps = [set(step) for step in fractions]
-    yield from _enumerated_sumsets(steps, too_many)
+    yield from _enumerated_sumsets(sums, steps[done:], too_many)
 
 
 def _fraction(value):
@@ -233,29 +230,41 @@ def _fraction(value):
 
 
 def _masked_sumsets(whole, scale, too_many, every):
-    mask, low = 1, 0
-    for count, step in enumerate(whole, start=1):
+    """Yields the sets the steps of whole make; returns how many steps it took and the last set,
+    stopping before a step whose shifts would pass MASK_WORDS."""
+    mask, low, span, words, last = 1, 0, 0, 0, {0}
+    for count, step in enumerate(whole):
         least = min(step)
+        span += max(step) - least
+        words += len(step) * (span // 64 + 1)
+        if words > MASK_WORDS:
+            return count, last if every or count == 0 else _unmasked(mask, low, scale)
         grown = 0
         for bit in (v - least for v in step):
             grown |= mask << bit
         mask, low = grown, low + least
         if mask.bit_count() > MAX_VALUES:
             raise TooManyValues(too_many)
-        if every or count == len(whole):
-            yield {Fraction(low + i, scale) for i in _bits(mask)}
+        if every or count + 1 == len(whole):
+            last = _unmasked(mask, low, scale)
+            yield last
+    return len(whole), last
 
 
-def _enumerated_sumsets(steps, too_many):
-    sums, work = {0}, 0
+def _unmasked(mask, low, scale) -> set:
+    return {Fraction(low + i, scale) for i in _bits(mask)}
+
+
+def _enumerated_sumsets(sums, steps, too_many):
+    work = 0
     for step in steps:
         # |A + B| >= |A| + |B| - 1 for sets of numbers: past MAX_VALUES before adding anything.
         if len(sums) + len(step) - 1 > MAX_VALUES:
             raise TooManyValues(too_many)
         work += len(sums) * len(step)
-        if work > WORK_LIMIT:
+        if work > ADDITIONS:
             raise TooManyValues(f"{too_many.replace(f'more than {MAX_VALUES}', 'too many')} to enumerate "
-                                f"(more than {WORK_LIMIT:,} additions)")
+                                f"(more than {ADDITIONS:,} additions)")
         sums = _grown(sums, step, 1, too_many)
         yield sums
 
