@@ -125,3 +125,21 @@ def test_too_many_fraction_sums_are_refused_quickly():
     with pytest.raises(TooManyValues, match="possible values"):
         _sums(values, 12, None, list(range(12)))
     assert time.perf_counter() - started < SECONDS
+
+
+# Campaign seed 3 (gen-3002598): a sum a select tests with a non-linear predicate must be one-hot, which a
+# head cannot write; it was built as a histogram of one-hots. Refused at its line; through `% 100` it compiles.
+CATEGORICAL_SUM = ('layout base 10, msb_first: "<bos>" a[2] "," b[1] "=" => s[1] "<eos>"\n'
+                   'let t = sum(select(indices, indices, k < q), digit(tokens)){through}\n'
+                   'output "<eos>" if indices == end(s) else digit_token(last(select(t, indices, k % 3 == 0), 1))\n')
+
+
+def test_sum_that_must_be_categorical_is_refused_at_its_line():
+    outcome = oracle.check(CATEGORICAL_SUM.format(through=""), "sum.rasp")
+    assert outcome.kind == "located" and "it cannot be categorical, but a select tests it" in outcome.message, \
+        (outcome.kind, outcome.message)
+
+
+def test_sum_read_through_a_function_compiles_right():
+    outcome = oracle.check(CATEGORICAL_SUM.format(through=" % 100"), "sum.rasp")
+    assert outcome.kind == "compiled", (outcome.kind, outcome.message, outcome.detail)
