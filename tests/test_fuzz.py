@@ -35,10 +35,6 @@ def _slice_failures():
     return summarize(run_tasks(tasks, jobs=2, timeout=60))
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz finding F1 in /work/wt/fuzz-findings/SUMMARY.md: a selector term "
-                                       "that holds for every key (here select(indices, digit(tokens) > 9, k >= 0) "
-                                       "under selector_width) compiles into a model that writes 0; program "
-                                       "gen-20261182783371 of this slice. Remove once F1 is fixed")
 def test_fuzz_slice_finds_nothing_wrong():
     result = _slice_failures()
     counts = result["counts"]
