@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from compiler import pipeline
 from compiler.api import load_compiled
