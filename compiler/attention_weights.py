@@ -13,7 +13,9 @@ sum: the sink becomes an anchor far above every key, so each key's weight is e^(
 and W_O multiplies by e^anchor; a decay d adds the slope ln(d), weighting a key d^-(q-k).
 
 Every constant is derived from the value sets: the gap G is chosen so that the worst-case leaked
-weight times the largest value stays below TOLERANCE.
+weight times the largest value stays below the head's tolerance: TOLERANCE, or less where two of
+the head's own values lie closer than that (a decayed sum's 10^-9 steps, a mean's fractions), since
+its readers put their steps a quarter of that distance away from every value.
 """
 from __future__ import annotations
 
@@ -31,10 +33,29 @@ from compiler.weights import Head
 TOLERANCE = sympy.Rational(1, 10**6)
 
 
-def _gap(n_keys: int, magnitude) -> sympy.Integer:
-    """Smallest whole G with n_keys * magnitude * e^-G <= TOLERANCE."""
-    bound = float(n_keys * max(magnitude, 1) / TOLERANCE)
+# Of the quarter gap a reader leaves around each value, the share one kind of head error may use:
+# the leak past unselected keys and the anchor's share of a sum's denominator each take one, and
+# float rounding of the output must fit in what is left.
+GAP_SHARE = 16
+
+
+def _gap(n_keys: int, magnitude, tolerance=TOLERANCE) -> sympy.Integer:
+    """Smallest whole G with n_keys * magnitude * e^-G <= tolerance."""
+    bound = float(n_keys * max(magnitude, 1) / tolerance)
     return sympy.Integer(math.ceil(math.log(bound)))
+
+
+def head_tolerance(attrs):
+    """How far the head's output may stray from its value: TOLERANCE, or a share of the smallest
+    distance between two of its values where that is smaller (a fixed tolerance would let the leak
+    cross a reader's step between two values that close)."""
+    if attrs["encoding"] == "categorical":
+        return TOLERANCE
+    numbers = sorted({num(v) for v in attrs["values"] if not isinstance(v, str)})
+    closest = min((b - a for a, b in zip(numbers, numbers[1:])), default=None)
+    if closest is None or closest >= TOLERANCE * GAP_SHARE:
+        return TOLERANCE
+    return closest / GAP_SHARE
 
 
 def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
@@ -54,7 +75,8 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     categorical = attrs["encoding"] == "categorical"
     magnitude = 1 if categorical or mode == "width" else \
         max(abs(num(v) - num(node.default)) for v in attrs["values"])
-    G = _gap(n_ctx, magnitude)
+    tolerance = head_tolerance(attrs) if mode != "width" else TOLERANCE
+    G = _gap(n_ctx, magnitude, tolerance)
 
     # ----- score terms
     terms, relative = [], []
@@ -89,7 +111,7 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         if num(node.default) != 0:
             fail("sum(...) compiles only with default 0", "add the default afterwards with a conditional")
         total = max(abs(num(v)) for v in attrs["values"])
-        anchor = _gap(n_ctx, total)
+        anchor = _gap(n_ctx, total, tolerance)
         M = G
         head.sink = T * M + anchor
         if node.decay is not None:

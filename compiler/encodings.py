@@ -136,6 +136,12 @@ def _relative_distances(predicate, n_ctx, base):
     return None
 
 
+def _summed_by_a_head(attrs) -> bool:
+    node = attrs["node"]
+    return isinstance(node, Aggregate) and node.mode == "sum" and attrs["source"] == "mixed" and \
+        attrs.get("max_width", 0) > 1 and len(attrs["values"]) > 1
+
+
 def head_mode(attrs) -> str:
     """The mode an aggregate's head runs in: first or last of at most one key is a mean (there
     is nothing to break ties between); selector_width is "width"."""
@@ -223,6 +229,13 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
             fail(nid, f"'{attrs['label']}' is declared numerical, but it must be categorical: "
                       f"{needs_categorical[nid]}", "remove the ': numerical' annotation")
         attrs["encoding"] = "categorical" if (declared == "categorical" or nid in needs_categorical) else "numerical"
+        if attrs["encoding"] == "categorical" and _summed_by_a_head(attrs):
+            # A head adds its keys' one-hots: a histogram of the values, not the one-hot of their sum.
+            why = needs_categorical.get(nid, "it is declared categorical")
+            fail(nid, f"'{attrs['label']}' is a sum over up to {attrs['max_width']} keys, which a head computes as a "
+                      f"number: it cannot be categorical, but {why}",
+                 "read it through a function, e.g. `s % 100` or `min(s, 9)` (an MLP writes that one-hot), "
+                 "or remove the ': categorical' annotation")
 
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]

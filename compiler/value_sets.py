@@ -13,9 +13,11 @@ is exact on every value in the set, hence on every value that occurs.
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction
 from functools import reduce
 
+import numpy
 import sympy
 
 from dsl.core import Aggregate, Const, Indices, Map, Select, SelectorWidth, Tokens
@@ -24,6 +26,11 @@ from dsl.semantics import EvaluationError, _evaluate_node, apply_op, selection_m
 from compiler.ir import CompileIR
 
 MAX_VALUES = 100_000
+# Work one aggregate's value set may take: machine words of bit masks shifted, then additions of
+# enumerated values, each about a second. Past it the aggregate is refused, never left to run
+# for minutes.
+MASK_WORDS = 100_000_000
+ADDITIONS = 2_000_000
 TOO_MANY_HINT = ("every value a node can take is compiled into its readers' weights: store fewer distinct "
                  "values (e.g. reduce with % or // before combining), or combine fewer inputs in one let")
 
@@ -46,7 +53,17 @@ class TooManyValues(EvaluationError):
 def sort_key(value):
     if isinstance(value, str):
         return (1, 0, value)
-    return (0, sympy.Rational(int(value)) if isinstance(value, bool) else value, "")
+    if isinstance(value, bool):
+        return (0, int(value), "")
+    # Sorting 10^5 sympy numbers takes seconds: floats order them, exact Fractions break ties.
+    exact = _fraction(value)
+    if exact is None:
+        return (0, value, "")
+    try:
+        rough = float(exact)
+    except OverflowError:
+        rough = math.inf if exact > 0 else -math.inf
+    return (0, rough, exact)
 
 
 def infer_value_sets(ir: CompileIR) -> CompileIR:
@@ -159,62 +176,104 @@ def _means(values, width):
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values}
     too_many = f"a mean over up to {width} keys has more than {MAX_VALUES} possible values"
     result = set()
-    for count, sums in enumerate(_sums_of_counts(nums, width, too_many), start=1):
-        result.update(Fraction(int(s), count) if isinstance(s, int) else s / count for s in sums)
+    for count, sums in enumerate(_sumsets([nums] * width, too_many), start=1):
+        result.update(s / count for s in sums)
         if len(result) > MAX_VALUES:
             raise TooManyValues(too_many)
-    return {sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v for v in result}
+    return {_exact(v) for v in result}
 
 
 def _sums(values, width, decay, distances):
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values} | {sympy.Integer(0)}
     if decay is None:
-        too_many = f"a sum over up to {width} keys has more than {MAX_VALUES} possible values"
-        sums = {sympy.Integer(0)}
-        for sums in _sums_of_counts(nums, width, too_many):
-            pass
-        return {sympy.Integer(s) if isinstance(s, int) else s for s in sums}
-    sums = {sympy.Integer(0)}
-    for distance in distances:
-        weight = sympy.Integer(1) / sympy.sympify(decay) ** distance
-        sums = _grown(sums, nums, weight, f"a decayed sum has more than {MAX_VALUES} possible values")
-    return sums
+        steps, too_many = [nums] * width, f"a sum over up to {width} keys has more than {MAX_VALUES} possible values"
+    else:
+        weights = [sympy.Integer(1) / sympy.sympify(decay) ** distance for distance in distances]
+        steps = [{v * weight for v in nums} for weight in weights]
+        too_many = f"a decayed sum has more than {MAX_VALUES} possible values"
+    sums = {0}
+    for sums in _sumsets(steps, too_many, every=False):
+        pass
+    return {_exact(v) for v in sums}
 
 
-def _sums_of_counts(nums, width, too_many):
-    """The sets of sums of exactly 1, 2, ..., width values from nums, one after another. Whole
-    numbers go through a bit mask (bit i set: the sum min*count + i occurs), which is fast enough
-    to find a set too big before enumerating it; other numbers are enumerated exactly."""
-    if not all(getattr(v, "is_integer", False) for v in nums):
-        sums = {sympy.Integer(0)}
-        for _ in range(width):
-            sums = _grown(sums, nums, 1, too_many)
-            yield sums
-        return
-    low = min(int(v) for v in nums)
-    step = 0
-    for v in nums:
-        step |= 1 << (int(v) - low)
-    mask = 1
-    for count in range(1, width + 1):
+def _exact(value):
+    if isinstance(value, Fraction):
+        return sympy.Rational(value.numerator, value.denominator)
+    return sympy.Integer(value) if isinstance(value, int) else value
+
+
+def _sumsets(steps, too_many, every=True):
+    """The sets {a1 + ... + ai : each aj in steps[j]}, for i = 1, 2, ..., one after another
+    (with every=False at least the last). Rational values are scaled to whole numbers by their
+    common denominator and each set is a bit mask (bit i set: the sum low + i occurs), fast enough
+    to find a set too big before enumerating it; once the masks grow too wide to shift (far-apart
+    values over a large denominator), the steps left are enumerated. Both ways the work is bounded,
+    so a sum of many distinct fractions is refused within seconds instead of running for minutes."""
+    fractions = [[_fraction(v) for v in step] for step in steps]
+    sums, done = {0}, 0
+    if all(f is not None for step in fractions for f in step):
+        scale = reduce(math.lcm, (f.denominator for step in fractions for f in step), 1)
+        whole = [{f.numerator * (scale // f.denominator) for f in step} for step in fractions]
+        done, sums = yield from _masked_sumsets(whole, scale, too_many, every)
+        steps = [set(step) for step in fractions]
+    yield from _enumerated_sumsets(sums, steps[done:], too_many)
+
+
+def _fraction(value):
+    """The value as a Fraction, or None for one that is not rational (enumerated as it is)."""
+    if isinstance(value, int):
+        return Fraction(value)
+    if getattr(value, "is_Rational", False):
+        return Fraction(int(value.p), int(value.q))
+    return None
+
+
+def _masked_sumsets(whole, scale, too_many, every):
+    """Yields the sets the steps of whole make; returns how many steps it took and the last set,
+    stopping before a step whose shifts would pass MASK_WORDS."""
+    mask, low, span, words, last = 1, 0, 0, 0, {0}
+    for count, step in enumerate(whole):
+        least = min(step)
+        span += max(step) - least
+        words += len(step) * (span // 64 + 1)
+        if words > MASK_WORDS:
+            return count, last if every or count == 0 else _unmasked(mask, low, scale)
         grown = 0
-        for bit in _bits(step):
+        for bit in (v - least for v in step):
             grown |= mask << bit
-        mask = grown
+        mask, low = grown, low + least
         if mask.bit_count() > MAX_VALUES:
             raise TooManyValues(too_many)
-        yield {low * count + i for i in _bits(mask)}
+        if every or count + 1 == len(whole):
+            last = _unmasked(mask, low, scale)
+            yield last
+    return len(whole), last
+
+
+def _unmasked(mask, low, scale) -> set:
+    return {Fraction(low + i, scale) for i in _bits(mask)}
+
+
+def _enumerated_sumsets(sums, steps, too_many):
+    work = 0
+    for step in steps:
+        # |A + B| >= |A| + |B| - 1 for sets of numbers: past MAX_VALUES before adding anything.
+        if len(sums) + len(step) - 1 > MAX_VALUES:
+            raise TooManyValues(too_many)
+        work += len(sums) * len(step)
+        if work > ADDITIONS:
+            raise TooManyValues(f"{too_many.replace(f'more than {MAX_VALUES}', 'too many')} to enumerate "
+                                f"(more than {ADDITIONS:,} additions)")
+        sums = _grown(sums, step, 1, too_many)
+        yield sums
 
 
 def _bits(mask: int):
-    """The positions of the set bits of a non-negative int."""
-    position = 0
-    while mask:
-        skip = (mask & -mask).bit_length() - 1
-        position += skip
-        yield position
-        mask >>= skip + 1
-        position += 1
+    """The positions of the set bits of a non-negative int, in C: shifting a mask of 10^7 bits
+    once per set bit would be quadratic."""
+    raw = numpy.frombuffer(mask.to_bytes((mask.bit_length() + 7) // 8, "little"), dtype=numpy.uint8)
+    return numpy.unpackbits(raw, bitorder="little").nonzero()[0].tolist()
 
 
 def _grown(sums, nums, weight, too_many: str) -> set:
