@@ -71,7 +71,9 @@ def schedule(ir: CompileIR) -> CompileIR:
         slots = [graph.nodes[r]["slot"] for r in readers[nid]]
         for consumer in graph.successors(nid):
             if graph.nodes[consumer]["realize"] == "derived":
-                slots.append(graph.nodes[consumer]["last_read"])
+                # a derived value that nothing reads (its reader folded it away) reads nothing
+                if graph.nodes[consumer]["last_read"] is not None:
+                    slots.append(graph.nodes[consumer]["last_read"])
             elif graph.nodes[consumer]["realize"] == "readout":
                 slots.append(unembed_slot)
         if nid == output:

@@ -1,5 +1,5 @@
-"""Regression tests for fuzz findings F1, F3 and F5 (/work/wt/fuzz-findings): each program below once
-compiled (exit 0) into a model that disagreed with the interpreter, or ran for minutes."""
+"""Regression tests for programs the fuzzer (bench/fuzz.py) found: each below once compiled (exit 0)
+into a model that disagreed with the interpreter, ran for minutes, or crashed a pass."""
 from __future__ import annotations
 
 import itertools
@@ -143,3 +143,17 @@ def test_sum_that_must_be_categorical_is_refused_at_its_line():
 def test_sum_read_through_a_function_compiles_right():
     outcome = oracle.check(CATEGORICAL_SUM.format(through=" % 100"), "sum.rasp")
     assert outcome.kind == "compiled", (outcome.kind, outcome.message, outcome.detail)
+
+
+# A selector_width over an `&` whose second select folds away: the derived value between them has
+# no reader, and scheduling once took the maximum of a missing read slot (TypeError).
+FOLDED_READER = (
+    'layout lsb_first, base 2: "<bos>" a[2] "," b[1] "=" => s[3] "<eos>"\n'
+    'let v1 = selector_width(select(1 + digit(tokens), indices == 1, q) & '
+    'select(shift(digit(tokens), 4, default=1), 5, abs(k - q) <= 0))\n'
+    'output "<eos>" if indices == end(s) else nearest_digit((v1 + v1) % 2)\n')
+
+
+def test_a_derived_value_nothing_reads_is_scheduled():
+    outcome = oracle.check(FOLDED_READER, "fuzz/folded_reader.rasp", dtypes=("float64", "float32"))
+    assert outcome.kind == "compiled", outcome.message
