@@ -59,7 +59,12 @@ def _power(a, b):
     a, b = num(a), num(b)
     if a == 0 and b < 0:
         raise EvaluationError("zero to a negative power")
-    return a ** b
+    result = a ** b
+    # The language is exact rational arithmetic: 2 ** (1/2) has no value in it, so it is an
+    # undefined operation like a division by zero, not a number the later ops would choke on.
+    if not result.is_Rational:
+        raise EvaluationError(f"{a} ** ({b}) is not a rational number (a fractional exponent)")
+    return result
 
 
 # op name -> (arity, evaluator(args, base)); type rules live in `result_type`.
