@@ -37,3 +37,25 @@ def test_a_let_the_output_needs_is_still_an_error_where_undefined():
 def test_unread_undefined_let_compiles_to_a_model_equal_to_the_interpreter():
     outcome = check(UNREAD_UNDEFINED_LET, "<f6>", dtypes=("float64", "float32"))
     assert outcome.kind == "compiled", (outcome.message, outcome.detail)
+
+
+# F4: an MLP value (v0) computed in place of a hosted sum, so stored as a multiple of its
+# dimension, then chosen to host another sum whose term was scaled for a dimension holding v0.
+HOST_STORED_SCALED = [
+    '''layout base 3 : "<bos>"   b[2]  => s[2] "<eos>"
+let v0 = abs(shift(digit(tokens)  ,   0) - indices % 2)
+let v1 =   true
+let v2 = select(tokens, indices, k != "<bos>")
+output "<eos>" if indices == 0 else nearest_digit((first(select(v1, last(v2, v0), k), ((digit(tokens))          )) + v0)  )
+''',
+    '''layout  base 10:   "|" b[1] "=" => r[2] "<eos>"
+let v0 = abs(digit(tokens) + digit(tokens) - shift(digit(tokens), 2))
+output "<eos>" if indices == 0 else nearest_digit((shift(shift(indices, 2) + last(select(indices, indices, k == q) & select(indices, indices, k == q), v0), 3) + v0)  )
+''',
+]
+
+
+@pytest.mark.parametrize("text", HOST_STORED_SCALED, ids=["constant_key", "no_constant_key"])
+def test_a_value_stored_scaled_in_place_can_still_host_a_sum(text):
+    outcome = check(text, "<f4>", dtypes=("float64", "float32"))
+    assert outcome.kind == "compiled", (outcome.message, outcome.detail)
