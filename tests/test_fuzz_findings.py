@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from compiler.api import compile_file
+from compiler.model_file import load_model, save_model
+from compiler.prove import prove
+from compiler.verify import program_from_payload
 from dsl.resolve import load_program
 from dsl.semantics import EvaluationError, evaluate
 from tests.fuzz.oracle import check
@@ -59,3 +63,29 @@ output "<eos>" if indices == 0 else nearest_digit((shift(shift(indices, 2) + las
 def test_a_value_stored_scaled_in_place_can_still_host_a_sum(text):
     outcome = check(text, "<f4>", dtypes=("float64", "float32"))
     assert outcome.kind == "compiled", (outcome.message, outcome.detail)
+
+
+# F2: a selector_width read one-hot (annotated categorical, or the key of a select that needs a
+# table): its MLP writes the width's one-hot, read as one.
+WIDTH_ONE_HOT = {
+    "annotated": "let w: categorical = selector_width(select(digit(tokens), indices, k == 0))\n"
+                 "output nearest_digit(w)\n",
+    "select_key": "let w = selector_width(select(digit(tokens), indices, k == 0))\n"
+                  "output nearest_digit(last(select(w, indices, k <= q), 1))\n",
+}
+WIDTH_LAYOUT = 'layout base 3: "<bos>" a[3] => r[1]\n'
+
+
+@pytest.mark.parametrize("name", sorted(WIDTH_ONE_HOT))
+def test_a_selector_width_read_one_hot_compiles_and_is_proved(name, tmp_path):
+    text = WIDTH_LAYOUT + WIDTH_ONE_HOT[name]
+    outcome = check(text, "<f2>", dtypes=("float64", "float32"))
+    assert outcome.kind == "compiled", (outcome.message, outcome.detail)
+    path = tmp_path / "w.rasp"
+    path.write_text(text)
+    ir, stats, digest = compile_file(path)
+    assert ir.graph.nodes[ir.program.named()["w"].id]["encoding"] == "categorical"
+    save_model(tmp_path / "w.pt", ir, stats, digest)
+    payload = load_model(tmp_path / "w.pt")[1]
+    proof = prove(payload, program_from_payload(payload, None))
+    assert proof.status == "proved", proof.reason
