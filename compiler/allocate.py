@@ -112,6 +112,10 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     x = attrs["frontier"][0]
     if x == ir.program.output.id:
         return None
+    if any(a.get("share_host", (None,))[0] == nid for _, a in graph.nodes(data=True)):
+        # compiler.share gave the terms of the sum this value hosts their coefficients for a
+        # dimension that holds the value itself; stored as (y - bias) / slope it would not.
+        return None
     read = Reads(graph, ir.program.layout.base).numeric(x)
     if len(read.coeffs) != 1:
         return None

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import networkx as nx
 
-from dsl.core import Aggregate, Map, Program, SelectorWidth
+from dsl.core import Aggregate, Map, Program, SelectorWidth, needed_by
 from compiler.ir import CompileIR
 
 
 def build_graph(program: Program, options: dict | None = None) -> CompileIR:
     graph = nx.DiGraph()
-    needed = _needed(program.output)
+    needed = needed_by(program.output)
     for node in program.nodes:
         if node.id not in needed:
             continue
@@ -53,13 +53,3 @@ def _uses(node):
             uses.append((node.value, "value"))
         return uses
     return []
-
-
-def _needed(output):
-    seen, stack = set(), [output]
-    while stack:
-        node = stack.pop()
-        if node.id not in seen:
-            seen.add(node.id)
-            stack.extend(node.inputs())
-    return seen

@@ -799,18 +799,21 @@ class _Checker:
         W_in, b_in, W_out, b_out, target = self._mlp_units(nid)
         d_pre = float(self.input_error(W_in, attrs["slot"] + 1).max())
         worst = 0.0
-        for w in (int(v) for v in attrs["values"]):
+        for value in attrs["values"]:
+            w = int(value)
             x = torch.zeros(self.d_model, dtype=torch.float64)
             x[self.helpers[nid]["dims"][0]] = w / (w + 1)
             pre = x @ W_in + b_in
             out = torch.relu(pre) @ W_out + b_out
-            if abs(float(out[0]) - w) >= MISS_LIMIT:  # a smaller miss is rounding, carried as error
-                raise _Miss(f"the selector_width '{self.name(nid)}' gives {float(out[0]):.10g} where {w} was "
+            # The width as a number, or one-hot where it is categorical: its encoding either way.
+            miss = float((out - self.vector({nid: value})[target]).abs().max())
+            if miss >= MISS_LIMIT:  # a smaller miss is rounding, carried as error
+                raise _Miss(f"the selector_width '{self.name(nid)}' gives {self._decoded(nid, out)} where {w} was "
                             f"expected (its head gives {w}/{w + 1}){self.at(nid)}")
             if not bool((pre.abs() > d_pre).all()):
                 raise CannotProve(f"a unit of the selector_width '{self.name(nid)}' may switch under input errors "
                                   f"of up to {d_pre:.3g}{self.at(nid)}")
-            worst = max(worst, abs(float(out[0]) - w))
+            worst = max(worst, miss)
         self.error[nid] = worst
 
     # ----- output

@@ -140,7 +140,7 @@ class Reads:
         values = a["values"]
         if realize == "const":
             return {values[0]: Affine.constant(1)}
-        if a["encoding"] == "categorical" and realize in ("embed", "mlp"):
+        if a["encoding"] == "categorical" and realize in ("embed", "mlp", "width"):
             return {v: Affine({d: sympy.Integer(1)}) for v, d in zip(values, a["dims"])}
         if a["encoding"] == "categorical" and realize == "attention":
             # Nothing selected leaves the dimensions at zero, which reads as the default.

@@ -507,7 +507,13 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
     divergence = report.inside.get("divergence")
     order = sorted((e for e in residual_map if not e.get("helper")), key=lambda e: (e["sublayer"], e["dims"][0]))
     for row, (operands, tokens) in enumerate(zip(batch, rows)):
-        reference = evaluate(program, tokens)
+        try:
+            reference = evaluate(program, tokens)
+        except EvaluationError as err:
+            # The program has no value on a sequence its meaning writes: a divergence to report
+            # at the value that has none, not a crash of the verifier.
+            divergence = divergence or _undefined_divergence(program, err, dtype, operands)
+            continue
         decoded = stored_values(residual_map, states, row)
         for entry in order:
             want, got = exact_stored(entry, reference.values), decoded[entry["id"]]
@@ -535,6 +541,15 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
     report.margins[f"{dtype} largest value error"] = largest_error
     if smallest_categorical != float("inf"):
         report.margins[f"{dtype} smallest one-hot margin"] = smallest_categorical
+
+
+def _undefined_divergence(program, err, dtype, operands) -> dict:
+    node = err.node
+    span = node.span if node is not None else None
+    label = next(iter(node.names), None) if node is not None and node.names else None
+    return {"dtype": dtype, "node": label or (node.label if node is not None else "the output"),
+            "line": span.line if span else "-", "column": span.column if span else "-", "sublayer": "-",
+            "layer": "-", "position": "-", "operands": operands, "expected": f"a value ({err})", "got": "-"}
 
 
 def _value_name(program, entry) -> str:

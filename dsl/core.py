@@ -132,3 +132,14 @@ class Program:
 
     def named(self) -> dict[str, Node]:
         return {name: node for node in self.nodes for name in node.names}
+
+
+def needed_by(output: Node) -> set[int]:
+    """The ids of the nodes the output depends on (itself included): all that a program means."""
+    seen, stack = set(), [output]
+    while stack:
+        node = stack.pop()
+        if node.id not in seen:
+            seen.add(node.id)
+            stack.extend(node.inputs())
+    return seen

@@ -7,13 +7,13 @@ evaluates them over whole value sets and the interpreter over many sequences.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
 import sympy
 
-from dsl.core import Aggregate, Const, Indices, Map, Node, Program, Select, SelectorWidth, Tokens, Var
+from dsl.core import Aggregate, Const, Indices, Map, Node, Program, Select, SelectorWidth, Tokens, Var, needed_by
 from dsl.layout import DIGIT_ALPHABET
 
 
@@ -59,7 +59,12 @@ def _power(a, b):
     a, b = num(a), num(b)
     if a == 0 and b < 0:
         raise EvaluationError("zero to a negative power")
-    return a ** b
+    result = a ** b
+    # The language is exact rational arithmetic: 2 ** (1/2) has no value in it, so it is an
+    # undefined operation like a division by zero, not a number the later ops would choke on.
+    if not result.is_Rational:
+        raise EvaluationError(f"{a} ** ({b}) is not a rational number (a fractional exponent)")
+    return result
 
 
 # op name -> (arity, evaluator(args, base)); type rules live in `result_type`.
@@ -196,9 +201,14 @@ class Evaluation:
     tokens: list[str]
     values: dict[int, list]  # node id -> per-position values
     program: Program
+    # node id -> why it has no value: a node the output does not need, undefined on this sequence
+    undefined: dict[int, EvaluationError] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> list:
-        return self.values[self.program.named()[name].id]
+        nid = self.program.named()[name].id
+        if nid in self.undefined:
+            raise self.undefined[nid]
+        return self.values[nid]
 
     @property
     def output(self) -> list:
@@ -206,17 +216,30 @@ class Evaluation:
 
 
 def evaluate(program: Program, tokens: list[str]) -> Evaluation:
-    """Run the program on one token sequence, exactly."""
+    """Run the program on one token sequence, exactly.
+
+    A program means its output. A let the output does not read is evaluated too, so that it can
+    be inspected, but where it is undefined it only has no value: the compiler builds no more
+    than the output needs, so such a let cannot make the program, or its model, undefined."""
     base = program.layout.base
     n = len(tokens)
+    needed = needed_by(program.output)
     values: dict[int, list] = {}
+    undefined: dict[int, EvaluationError] = {}
     for node in program.nodes:
+        # The output's inputs are all needed too, so only unneeded nodes can inherit a failure.
+        failed = next((undefined[i.id] for i in node.inputs() if i.id in undefined), None)
+        if failed is not None:
+            undefined[node.id] = failed
+            continue
         try:
             values[node.id] = _evaluate_node(node, values, tokens, n, base, program)
         except EvaluationError as err:
             err.node = err.node or node
-            raise
-    return Evaluation(tokens, values, program)
+            if node.id in needed:
+                raise
+            undefined[node.id] = err
+    return Evaluation(tokens, values, program, undefined)
 
 
 def _evaluate_node(node, values, tokens, n, base, program):
