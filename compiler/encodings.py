@@ -332,8 +332,10 @@ def readout_parts(graph, output_id):
     if isinstance(node, Map) and node.op == "if_else":
         condition, then, otherwise = node.args
         for token_side, other, when in ((then, otherwise, True), (otherwise, then, False)):
+            # A nearest that value sets found constant is a token like the other side: no readout.
             if graph.nodes[token_side.id].get("realize") == "const" and isinstance(other, Map) and \
-                    other.op == "nearest" and readable(other.args[0]) and readable(condition) and \
+                    other.op == "nearest" and graph.nodes[other.id].get("realize") != "const" and \
+                    readable(other.args[0]) and readable(condition) and \
                     len(graph.nodes[condition.id]["values"]) <= 2 and \
                     token_side.value not in dict(other.args[1].value):
                 return (other, condition, token_side.value, when)

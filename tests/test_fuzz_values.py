@@ -157,3 +157,16 @@ FOLDED_READER = (
 def test_a_derived_value_nothing_reads_is_scheduled():
     outcome = oracle.check(FOLDED_READER, "fuzz/folded_reader.rasp", dtypes=("float64", "float32"))
     assert outcome.kind == "compiled", outcome.message
+
+
+# `TOKEN if c else nearest(x, ...)` where the value sets found the nearest constant: its argument
+# was never stored, and the readout once read it anyway (KeyError 'dims').
+CONSTANT_NEAREST = (
+    'layout base 3, msb_first: "<bos>" a[3] "-" b[2] "=" => r[3] "<eos>"\n'
+    'let v1: categorical = digit(tokens) + indices\n'
+    'output "<eos>" if indices == end(r) else nearest(3 * (indices + 3) + v1, {"2": 0, "0": 10})\n')
+
+
+def test_a_constant_nearest_is_a_token_not_a_readout():
+    outcome = oracle.check(CONSTANT_NEAREST, "fuzz/constant_nearest.rasp", dtypes=("float64", "float32"))
+    assert outcome.kind == "compiled", outcome.message
