@@ -860,15 +860,17 @@ class _Resolver:
         return self.builder.aggregate(mode, selector, value, default, decay, result_type, e.span)
 
     def check_decay(self, decay, span):
-        """decay ** (q - k) is computed exactly for every distance in the context: refuse a decay
-        whose largest power would be a number past MAX_MEANING_BITS bits."""
+        """decay ** (q - k) is computed exactly for every distance in the context, and the value
+        sets and weights then compute with those powers: refuse a decay whose largest power would
+        be a number past MAX_NUMBER_BITS bits, the bound on every other number a program holds
+        (under the looser meaning bound, compiling a 30,000-digit power ran for minutes)."""
         layout = self.layout
         if layout is None or not decay.is_Rational:
             return  # without a layout there is no context yet; the compiler sees every sum again
         bits = max(abs(decay.p).bit_length(), abs(decay.q).bit_length()) * layout.n_ctx
-        if bits > MAX_MEANING_BITS:
+        if bits > MAX_NUMBER_BITS:
             raise self.error(f"decay {_show(decay)} to the power of the context ({layout.n_ctx:,} positions) "
-                             f"needs {bits:,} bits; at most {MAX_MEANING_BITS:,} are supported", span,
+                             f"needs {bits:,} bits; at most {MAX_NUMBER_BITS:,} are supported", span,
                              "a decay is a small factor per position, e.g. decay=2")
 
     def default_value(self, expr, result_type, e, scope):
