@@ -145,28 +145,25 @@ def test_sum_read_through_a_function_compiles_right():
     assert outcome.kind == "compiled", (outcome.kind, outcome.message, outcome.detail)
 
 
-# A selector_width over an `&` whose second select folds away: the derived value between them has
-# no reader, and scheduling once took the maximum of a missing read slot (TypeError).
-FOLDED_READER = (
-    'layout lsb_first, base 2: "<bos>" a[2] "," b[1] "=" => s[3] "<eos>"\n'
-    'let v1 = selector_width(select(1 + digit(tokens), indices == 1, q) & '
-    'select(shift(digit(tokens), 4, default=1), 5, abs(k - q) <= 0))\n'
-    'output "<eos>" if indices == end(s) else nearest_digit((v1 + v1) % 2)\n')
+# Programs that once crashed a pass; each must compile and match the interpreter in both dtypes.
+CRASHED_A_PASS = {
+    # A selector_width over an `&` whose second select folds away: the derived value between them
+    # has no reader, and scheduling took the maximum of a missing read slot (TypeError).
+    "folded_reader": (
+        'layout lsb_first, base 2: "<bos>" a[2] "," b[1] "=" => s[3] "<eos>"\n'
+        'let v1 = selector_width(select(1 + digit(tokens), indices == 1, q) & '
+        'select(shift(digit(tokens), 4, default=1), 5, abs(k - q) <= 0))\n'
+        'output "<eos>" if indices == end(s) else nearest_digit((v1 + v1) % 2)\n'),
+    # `TOKEN if c else nearest(x, ...)` where the value sets found the nearest constant: its
+    # argument was never stored, and the readout read it anyway (KeyError 'dims').
+    "constant_nearest": (
+        'layout base 3, msb_first: "<bos>" a[3] "-" b[2] "=" => r[3] "<eos>"\n'
+        'let v1: categorical = digit(tokens) + indices\n'
+        'output "<eos>" if indices == end(r) else nearest(3 * (indices + 3) + v1, {"2": 0, "0": 10})\n'),
+}
 
 
-def test_a_derived_value_nothing_reads_is_scheduled():
-    outcome = oracle.check(FOLDED_READER, "fuzz/folded_reader.rasp", dtypes=("float64", "float32"))
-    assert outcome.kind == "compiled", outcome.message
-
-
-# `TOKEN if c else nearest(x, ...)` where the value sets found the nearest constant: its argument
-# was never stored, and the readout once read it anyway (KeyError 'dims').
-CONSTANT_NEAREST = (
-    'layout base 3, msb_first: "<bos>" a[3] "-" b[2] "=" => r[3] "<eos>"\n'
-    'let v1: categorical = digit(tokens) + indices\n'
-    'output "<eos>" if indices == end(r) else nearest(3 * (indices + 3) + v1, {"2": 0, "0": 10})\n')
-
-
-def test_a_constant_nearest_is_a_token_not_a_readout():
-    outcome = oracle.check(CONSTANT_NEAREST, "fuzz/constant_nearest.rasp", dtypes=("float64", "float32"))
+@pytest.mark.parametrize("name", sorted(CRASHED_A_PASS))
+def test_programs_that_crashed_a_pass_compile_right(name):
+    outcome = oracle.check(CRASHED_A_PASS[name], f"fuzz/{name}.rasp", dtypes=("float64", "float32"))
     assert outcome.kind == "compiled", outcome.message
