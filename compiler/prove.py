@@ -88,7 +88,8 @@ def prove(payload: dict, program, dtype: str = "float64", seed: int = 20261122) 
                                         "does not describe this program's values", dtype)
     # The compiler's knowledge (value sets, what each value is computed by) comes from compiling the
     # program again; every check below runs on the model file's own weights.
-    ir = compile_program(program, {"dtype": "float64", "overrides": payload["program"].get("overrides", {})})
+    ir = compile_program(program, {"dtype": "float64", "overrides": payload["program"].get("overrides", {}),
+                                   "self_check": False})
     weights = {k: v.to(getattr(torch, dtype)).to(torch.float64)
                for k, v in per_head(payload["state_dict"], payload["config"]).items()}
     try:
