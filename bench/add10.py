@@ -64,7 +64,7 @@ def check(model, layout, pairs, device, batch=1024):
 
 def random_on_tensors(model, program, samples, seed, device):
     """Seeded random sums built as tensors (the verifier's path): (wrong, seconds)."""
-    from compiler.verify import _teacher_forced_ids, tensor_batches
+    from compiler.check.verify import _teacher_forced_ids, tensor_batches
     batch = 1 << 17 if device.startswith("cuda") else 2048  # what verify uses
     wrong, started = 0, time.perf_counter()
     for _, answer, ids in tensor_batches(program.layout, program.meaning, samples, seed, batch, device):

@@ -6,7 +6,7 @@ import time
 import torch
 
 from dsl.resolve import load_program, source_digest
-from compiler.generate import greedy, trim
+from compiler.model.decode import greedy, trim
 from compiler.pipeline import compile_program
 from compiler.stats import model_stats
 
@@ -23,7 +23,7 @@ def compile_file(path, overrides=None, dtype="float64", text=None):
 
 def load_compiled(ir):
     """The torch module for a compiled IR."""
-    from compiler.model import CompiledTransformer
+    from compiler.model.transformer import CompiledTransformer
     config, state = ir.lowered
     model = CompiledTransformer(config)
     model.load_state_dict(state)

@@ -149,8 +149,8 @@ def cmd_verify(args) -> int:
         _check_writable(Path(args.json_path), "--json", [args.model] + ([args.program] if args.program else []))
     if args.callable_spec:
         return _verify_callable(args)
-    from compiler.model_file import load_model
-    from compiler.verify import heading, program_from_payload, verify
+    from compiler.model.file import load_model
+    from compiler.check.verify import heading, program_from_payload, verify
     if args.device != "cpu" and not __import__("torch").cuda.is_available():
         raise AdderError(f"--device {args.device}: no such device here")
     _, payload = load_model(args.model)
@@ -165,7 +165,7 @@ def cmd_verify(args) -> int:
 
 
 def _verify_callable(args) -> int:
-    from compiler.adapter import counterexample_lines, load_callable, metadata_lines, stress
+    from compiler.check.adapter import counterexample_lines, load_callable, metadata_lines, stress
     from dsl.resolve import load_program
     program = load_program(args.model)
     if program.meaning is None:
@@ -199,7 +199,7 @@ def _write_json(path, data):
 
 def cmd_check(args) -> int:
     from dsl.resolve import load_program
-    from compiler.probe import probe_program
+    from compiler.passes.probe import probe_program
     program = load_program(args.program, _defines(args.defines))
     probe_program(program)
     layout = program.layout
@@ -231,7 +231,7 @@ def _check_writable(path: Path, what: str, sources=()) -> None:
 
 def cmd_compile(args) -> int:
     from compiler.api import compile_file
-    from compiler.model_file import save_model
+    from compiler.model.file import save_model
     from compiler.stats import format_stats
     output = Path(args.output)
     overrides = _defines(args.defines)
@@ -254,7 +254,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from compiler.model_file import load_model
+    from compiler.model.file import load_model
     from compiler.stats import format_stats, model_stats
     model, payload = load_model(args.model)
     from compiler.stats import breakdown
@@ -270,7 +270,7 @@ def cmd_stats(args) -> int:
 
 def cmd_run(args) -> int:
     from compiler.api import run_prompts
-    from compiler.model_file import load_model
+    from compiler.model.file import load_model
     from dsl.layout import Layout
     model, payload = load_model(args.model)
     layout = Layout.from_dict(payload["layout"])

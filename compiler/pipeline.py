@@ -4,20 +4,20 @@ from __future__ import annotations
 import time
 
 from dsl.core import Program
-from compiler.allocate import allocate
-from compiler.build_graph import build_graph
-from compiler.encodings import choose_encodings
-from compiler.ir import CompileIR
-from compiler.lower import lower
-from compiler.prune import prune
-from compiler.schedule import schedule
-from compiler.self_check import check_precision, self_check
-from compiler.pair_heads import pair_offset_heads
-from compiler.probe import probe_inputs
-from compiler.share import share_sums
-from compiler.tie import tie_unembedding
-from compiler.value_sets import infer_value_sets
-from compiler.weights import build_weights
+from compiler.passes.allocate import allocate
+from compiler.passes.build_graph import build_graph
+from compiler.passes.encodings import choose_encodings
+from compiler.ir.compile_ir import CompileIR
+from compiler.passes.lower import lower
+from compiler.passes.prune import prune
+from compiler.passes.schedule import schedule
+from compiler.passes.self_check import check_precision, self_check
+from compiler.passes.pair_heads import pair_offset_heads
+from compiler.passes.probe import probe_inputs
+from compiler.passes.share import share_sums
+from compiler.passes.tie import tie_unembedding
+from compiler.passes.value_sets import infer_value_sets
+from compiler.passes.weights.build import build_weights
 
 PASSES = [
     infer_value_sets,   # 2. every value each node can take (exact, sympy)

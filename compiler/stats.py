@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from compiler.model import unembedding_matrix
+from compiler.model.transformer import unembedding_matrix
 
 
 def _nonzero(tensor: torch.Tensor) -> int:

@@ -105,7 +105,7 @@ def _nearest(value, candidates):
         raise EvaluationError(f"nearest({value}): {ranked[0][1]!r} and {ranked[1][1]!r} are equally near")
     return ranked[0][1]
 
-AFFINE_OPS = {"add", "sub", "neg"}  # plus mul/div by a constant: see compiler.encodings
+AFFINE_OPS = {"add", "sub", "neg"}  # plus mul/div by a constant: see compiler.passes.encodings
 
 
 def _equal(a, b):

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from compiler.api import compile_file, load_compiled
-from compiler.model_file import save_model
+from compiler.model.file import save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ADD10 = ROOT / "examples" / "add10.rasp"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import compiler.adapter as adapter
-from compiler.adapter import (CallTimeout, as_int, load_callable, stress, time_limit, unpack_built)
+import compiler.check.adapter as adapter
+from compiler.check.adapter import (CallTimeout, as_int, load_callable, stress, time_limit, unpack_built)
 from compiler.cli import main
-from compiler.verify_inputs import carry_pattern
+from compiler.check.inputs import carry_pattern
 from dsl.errors import AdderError
 from dsl.resolve import load_program
 from tests.conftest import ADD10, ROOT

@@ -4,7 +4,7 @@ import torch
 
 from dsl.semantics import evaluate
 from compiler.api import run_prompts
-from compiler.inspect import exact_stored, same_value, stored_values
+from compiler.check.stored import exact_stored, same_value, stored_values
 from tests.conftest import ADD10, edge_pairs, random_pairs
 
 

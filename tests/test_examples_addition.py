@@ -9,8 +9,8 @@ import random
 import pytest
 
 from compiler.api import compile_file, load_compiled, run_prompts
-from compiler.model_file import save_model
-from compiler.testing import assert_model_matches_program
+from compiler.model.file import save_model
+from compiler.check.testing import assert_model_matches_program
 from tests.conftest import ROOT, SEED
 
 EXAMPLES = ROOT / "examples"

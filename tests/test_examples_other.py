@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from compiler.api import compile_file, load_compiled, run_prompts
-from compiler.model_file import save_model
-from compiler.testing import assert_model_matches_program
+from compiler.model.file import save_model
+from compiler.check.testing import assert_model_matches_program
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

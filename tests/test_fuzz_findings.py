@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from compiler.api import compile_file
-from compiler.model_file import load_model, save_model
-from compiler.prove import prove
-from compiler.verify import program_from_payload
+from compiler.model.file import load_model, save_model
+from compiler.check.prove import prove
+from compiler.check.verify import program_from_payload
 from dsl.resolve import load_program
 from dsl.semantics import EvaluationError, evaluate
 from tests.fuzz.oracle import check

@@ -10,9 +10,9 @@ from fractions import Fraction
 import pytest
 import sympy
 
-from compiler.attention_weights import _gap, head_tolerance
-from compiler.build_graph import build_graph
-from compiler.value_sets import TooManyValues, _means, _sums, infer_value_sets
+from compiler.passes.weights.attention import _gap, head_tolerance
+from compiler.passes.build_graph import build_graph
+from compiler.passes.value_sets import TooManyValues, _means, _sums, infer_value_sets
 from dsl.resolve import load_program
 from tests.fuzz import oracle
 

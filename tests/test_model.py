@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from compiler.api import compile_file, load_compiled
-from compiler.generate import greedy
-from compiler.model import KVCache
+from compiler.model.decode import greedy
+from compiler.model.transformer import KVCache
 from tests.conftest import ROOT
 
 

@@ -15,8 +15,8 @@ import torch
 
 from compiler.api import compile_file
 from compiler.cli import main
-from compiler.model_file import load_model, save_model
-from compiler.model_schema import MAX_UNCOMPRESSED
+from compiler.model.file import load_model, save_model
+from compiler.model.schema import MAX_UNCOMPRESSED
 from dsl.resolve import sources_digest
 from tests.conftest import ADD10, ROOT
 

@@ -2,9 +2,9 @@
 import sympy
 import torch
 
-from compiler.build_graph import build_graph
-from compiler.encodings import choose_encodings
-from compiler.value_sets import infer_value_sets
+from compiler.passes.build_graph import build_graph
+from compiler.passes.encodings import choose_encodings
+from compiler.passes.value_sets import infer_value_sets
 from dsl.resolve import load_program
 from tests.conftest import ADD10
 
@@ -179,7 +179,7 @@ def test_the_unembedding_is_tied_to_the_embedding_when_it_is_a_multiple_of_it():
     config, state = ir.lowered
     assert config["tied_unembed"] and "unembed.W_U" not in state
     assert float(state["unembed.logit_scale"]) == -0.2  # readout slope 2c * (-1/10) over value c
-    from compiler.model import unembedding_matrix
+    from compiler.model.transformer import unembedding_matrix
     W_U = unembedding_matrix(state)
     assert torch.equal(W_U, state["embed.W_E"].T * -0.2)
 

@@ -2,7 +2,7 @@
 
 The compiler bugs behind issue 10's wrong models (a constant selector term, selector_width over
 constants, a head reading queries alone), each compiled and then checked against the interpreter;
-and the checks that refuse any other wrong model (compiler.self_check): a value the dtype cannot
+and the checks that refuse any other wrong model (compiler.passes.self_check): a value the dtype cannot
 hold, a model float32 computes wrongly, and lowered weights corrupted on purpose.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 
 from compiler.api import compile_file, load_compiled, run_prompts
 from compiler.cli import main
-from compiler.inspect import stored_values
-from compiler.self_check import self_check
-from compiler.verify_inputs import edge_cases
+from compiler.check.stored import stored_values
+from compiler.passes.self_check import self_check
+from compiler.check.inputs import edge_cases
 from dsl.errors import AdderError
 from dsl.semantics import evaluate
 

@@ -9,9 +9,9 @@ import torch
 
 from compiler.api import compile_file, run_prompts
 from compiler.cli import main
-from compiler.model_file import load_model, save_model
-from compiler.prove import prove
-from compiler.verify import EXIT_CODES, Report, heading, program_from_payload, summary, verify
+from compiler.model.file import load_model, save_model
+from compiler.check.prove import prove
+from compiler.check.verify import EXIT_CODES, Report, heading, program_from_payload, summary, verify
 from tests.conftest import ADD10, saved_model, ROOT
 
 PROGRAMS = ROOT / "tests" / "programs"
@@ -89,7 +89,7 @@ def test_the_fixture_programs_get_no_false_counterexample(tmp_path, name, overri
 
 def test_could_not_prove_exits_4_and_says_so(add10_path, tmp_path, capsys, monkeypatch):
     # A proof check that fails where no replayed input is wrong: the verdict is "could not prove".
-    from compiler import prove as proving
+    from compiler.check import prove as proving
 
     def no_luck(self):
         raise proving._Miss("the MLP for 'generates' gives 1 where 0 was expected, on above=9, here=0")
@@ -134,7 +134,7 @@ def test_lines_are_emitted_as_checks_complete_in_the_summary_layout(add10_path, 
 
 
 def test_a_run_cut_short_keeps_what_it_printed(add10_path, capsys, monkeypatch):
-    import compiler.verify as verifying
+    import compiler.check.verify as verifying
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from compiler.cli import main
-from compiler.model_file import load_model
-from compiler.testing import assert_model_matches_program
-from compiler.verify import verify
+from compiler.model.file import load_model
+from compiler.check.testing import assert_model_matches_program
+from compiler.check.verify import verify
 from tests.conftest import ADD10, saved_model
 
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from compiler.verify_inputs import (carry_pattern, edge_cases, exhaustive, input_space_size,
+from compiler.check.inputs import (carry_pattern, edge_cases, exhaustive, input_space_size,
                                     random_batches, stratified, stratified_labeled)
 from dsl.layout import Layout
 from dsl.resolve import load_program

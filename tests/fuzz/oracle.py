@@ -32,8 +32,8 @@ import torch
 
 from compiler import pipeline
 from compiler.api import load_compiled
-from compiler.generate import greedy
-from compiler.verify_inputs import edge_cases, exhaustive, input_space_size
+from compiler.model.decode import greedy
+from compiler.check.inputs import edge_cases, exhaustive, input_space_size
 from dsl.errors import AdderError
 from dsl.resolve import load_program
 from dsl.semantics import EvaluationError, evaluate

@@ -13,8 +13,8 @@ import sympy
 
 from dsl.core import Program
 from dsl.semantics import _evaluate_node, num
-from compiler.ir import Affine, CompileIR
-from compiler.reads import Reads
+from compiler.ir.compile_ir import Affine, CompileIR
+from compiler.ir.reads import Reads
 
 
 @dataclass
@@ -68,13 +68,13 @@ class Weights:
     layers: list[LayerWeights] = field(default_factory=list)
     W_U: dict = field(default_factory=dict)  # (dim, token)
     b_U: dict = field(default_factory=dict)
-    tied_scale: Any = None  # W_U = tied_scale * W_E^T, stored as one number (compiler.tie)
+    tied_scale: Any = None  # W_U = tied_scale * W_E^T, stored as one number (compiler.passes.tie)
     provenance: dict = field(default_factory=dict)  # "W_E"/"W_pos"/"W_U" -> {index: node label}
 
 
 def build_weights(ir: CompileIR) -> CompileIR:
-    from compiler.attention_weights import build_head
-    from compiler.mlp_weights import build_mlp
+    from compiler.passes.weights.attention import build_head
+    from compiler.passes.weights.mlp import build_mlp
 
     graph, program = ir.graph, ir.program
     reads = Reads(graph, program.layout.base)
@@ -87,7 +87,7 @@ def build_weights(ir: CompileIR) -> CompileIR:
         if attrs["realize"] == "attention":
             weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
         elif attrs["realize"] == "width":
-            from compiler.mlp_weights import build_width_mlp
+            from compiler.passes.weights.mlp import build_width_mlp
             weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
             weights.layers[attrs["layer"]].mlps.append(build_width_mlp(ir, nid))
         elif attrs["realize"] == "mlp":
@@ -125,7 +125,7 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     highest. Tokens that are not candidates get a constant logit below every winning score; with a
     condition, its token gets a logit that beats every candidate exactly when the condition selects
     it. The shift is free (argmax ignores it), so it is chosen to leave the most biases at zero."""
-    from compiler.encodings import readout_parts
+    from compiler.passes.encodings import readout_parts
     vocab = ir.program.layout.vocab
     attrs = ir.graph.nodes[ir.program.output.id]
     node, condition, token, when = readout_parts(ir.graph, ir.program.output.id)

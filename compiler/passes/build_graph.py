@@ -9,7 +9,7 @@ from __future__ import annotations
 import networkx as nx
 
 from dsl.core import Aggregate, Map, Program, SelectorWidth, needed_by
-from compiler.ir import CompileIR
+from compiler.ir.compile_ir import CompileIR
 
 
 def build_graph(program: Program, options: dict | None = None) -> CompileIR:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from compiler.ir import CompileIR
+from compiler.ir.compile_ir import CompileIR
 
 
 def tie_unembedding(ir: CompileIR) -> CompileIR:

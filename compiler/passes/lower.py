@@ -12,7 +12,7 @@ from dataclasses import replace
 import sympy
 import torch
 
-from compiler.ir import CompileIR
+from compiler.ir.compile_ir import CompileIR
 
 
 def to_float(value) -> float:
@@ -53,7 +53,7 @@ def lower(ir: CompileIR) -> CompileIR:
     def serves(node_id):
         attrs = ir.graph.nodes[node_id]
         served = {"node": attrs["label"], "id": node_id, "line": attrs["span"].line, "column": attrs["span"].column}
-        if "paired_with" in attrs:  # one head for two shifts (compiler.pair_heads)
+        if "paired_with" in attrs:  # one head for two shifts (compiler.passes.pair_heads)
             partner = attrs["paired_with"][0]
             served["node"] += " and " + ir.graph.nodes[partner]["label"]
             served["also"] = partner

@@ -27,7 +27,7 @@ from dsl.errors import AdderError
 from dsl.layout import DIGIT_ALPHABET, Layout, build_layout
 from dsl.limits import MAX_POSITIONS
 from dsl.resolve import sources_digest
-from compiler.model import CompiledTransformer
+from compiler.model.transformer import CompiledTransformer
 
 MAX_UNCOMPRESSED = 512 * 2 ** 20  # bytes: the largest example model takes 1.8 MB
 MAX_ENTRIES = 16_384  # torch.save writes one entry per tensor, and a few more

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from compiler.verify_inputs import carry_pattern, edge_cases, random_batches, stratified
+from compiler.check.inputs import carry_pattern, edge_cases, random_batches, stratified
 from dsl.errors import AdderError
 from dsl.layout import Layout
 

@@ -5,7 +5,7 @@ the program's sources (named relative to their common folder) with their sha256,
 version. It carries no timings, so compiling one program twice writes the same bytes.
 
 A model file is data from anyone: it is bounded before loading and checked whole against one
-schema (compiler.model_schema) before any of it is used, and no name in it becomes a path.
+schema (compiler.model.schema) before any of it is used, and no name in it becomes a path.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import torch
 
 from dsl.errors import AdderError
 from compiler import __version__
-from compiler.model import CompiledTransformer
-from compiler.model_schema import FORMAT, FORMAT_VERSION, check_archive, plain_name, validate
+from compiler.model.transformer import CompiledTransformer
+from compiler.model.schema import FORMAT, FORMAT_VERSION, check_archive, plain_name, validate
 
 TIMING_KEYS = ("compile_seconds",)  # they differ from run to run: never in the file
 

@@ -23,7 +23,7 @@ import sympy
 from dsl.core import Aggregate, Const, Indices, Map, Select, SelectorWidth, Tokens
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, _evaluate_node, apply_op, selection_matrix
-from compiler.ir import CompileIR
+from compiler.ir.compile_ir import CompileIR
 
 MAX_VALUES = 100_000
 # Work one aggregate's value set may take: machine words of bit masks shifted, then additions of
@@ -292,7 +292,7 @@ def selector_reach(selector, layout, position_values, graph) -> tuple[int, list[
     Exact for a term on positions alone (its selection is known for every query), and none for
     a term that no value satisfies; otherwise any key at or before the query may be selected.
     """
-    from compiler.encodings import constant_term, relative_term
+    from compiler.passes.encodings import constant_term, relative_term
     width, distances = layout.n_ctx, set(range(layout.n_ctx))
     for term in selector.terms:
         if constant_term(term, graph, layout.base) is False:

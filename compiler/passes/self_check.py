@@ -26,12 +26,12 @@ import torch
 from dsl.core import Aggregate, SelectorWidth
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, evaluate, num
-from compiler.inspect import UNREAD, decode, exact_stored, same_value
-from compiler.ir import CompileIR
-from compiler.generate import greedy
-from compiler.model import CompiledTransformer
-from compiler.probe import undefined_error
-from compiler.verify_inputs import edge_cases, random_batches
+from compiler.check.stored import UNREAD, decode, exact_stored, same_value
+from compiler.ir.compile_ir import CompileIR
+from compiler.model.decode import greedy
+from compiler.model.transformer import CompiledTransformer
+from compiler.passes.probe import undefined_error
+from compiler.check.inputs import edge_cases, random_batches
 
 EPSILON = {"float64": 2.0 ** -52, "float32": 2.0 ** -23}
 LARGEST = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38}

@@ -32,7 +32,7 @@ from functools import lru_cache
 from dsl.core import Aggregate, Indices, Map, SelectorWidth, Var
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
-from compiler.ir import CompileIR
+from compiler.ir.compile_ir import CompileIR
 
 READABLE = {"const", "embed", "derived", "mlp", "attention", "width"}
 

@@ -46,12 +46,12 @@ class CompileIR:
     n_layers: int = 0
     d_model: int = 0
     residual_map: list[dict] = field(default_factory=list)  # one entry per stored node: dims and encoding
-    weights: Any = None  # compiler.weights.Weights once built
+    weights: Any = None  # compiler.passes.weights.build.Weights once built
     lowered: Any = None  # (config, state_dict) once lowered
     weight_map: list[dict] = field(default_factory=list)  # which heads and units serve which node
     notes: list[str] = field(default_factory=list)
-    # (operands, whole token sequence, interpreter evaluation) of the inputs compiler.probe ran,
-    # which compiler.self_check compares the lowered model with.
+    # (operands, whole token sequence, interpreter evaluation) of the inputs compiler.passes.probe ran,
+    # which compiler.passes.self_check compares the lowered model with.
     probes: list = field(default_factory=list)
 
     def nodes_with(self, **attrs):

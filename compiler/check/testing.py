@@ -1,6 +1,6 @@
 """For users' own test suites: keep compiled models under regression tests.
 
-    from compiler.testing import assert_model_matches_program
+    from compiler.check.testing import assert_model_matches_program
 
     def test_my_adder():
         assert_model_matches_program("model.pt", "examples/add10.rasp", samples=20_000,
@@ -8,9 +8,9 @@
 """
 from __future__ import annotations
 
-from compiler.model_file import load_model
+from compiler.model.file import load_model
 from compiler.stats import model_stats
-from compiler.verify import program_from_payload, summary, verify
+from compiler.check.verify import program_from_payload, summary, verify
 
 
 def assert_model_matches_program(model_path, program_path=None, *, samples: int = 10_000,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sympy
 
 from dsl.semantics import apply_op, num
-from compiler.ir import Affine
+from compiler.ir.compile_ir import Affine
 
 
 class Reads:
@@ -28,7 +28,7 @@ class Reads:
 
     def _term_numeric(self, nid) -> Affine:
         """Like numeric, but a value that shares a dimension with other terms of a sum reads as
-        ("term", id) (see compiler.share): only the whole sum has a dimension to read."""
+        ("term", id) (see compiler.passes.share): only the whole sum has a dimension to read."""
         if nid not in self._numeric:
             self._numeric[nid] = self._build_numeric(nid)
         return self._numeric[nid]

@@ -25,10 +25,10 @@ import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
-from compiler.encodings import constant_term, head_mode, live_terms, lone_offset, predicate_roles, relative_term
-from compiler.ir import Affine, CompileIR
-from compiler.reads import Reads
-from compiler.weights import Head
+from compiler.passes.encodings import constant_term, head_mode, live_terms, lone_offset, predicate_roles, relative_term
+from compiler.ir.compile_ir import Affine, CompileIR
+from compiler.ir.reads import Reads
+from compiler.passes.weights.build import Head
 
 TOLERANCE = sympy.Rational(1, 10**6)
 
@@ -134,7 +134,7 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         # Before the offset key exists the closest key is position 0, at least 3M above the rest.
         head.sink = None
     if "paired_with" in attrs:
-        # Two neighbouring keys, c and c + 1 back (compiler.pair_heads): the parabola's top moves
+        # Two neighbouring keys, c and c + 1 back (compiler.passes.pair_heads): the parabola's top moves
         # half a position further back and tilts by ln(r), so the nearer key scores ln(r) more.
         (c,), ratio = offsets, attrs["paired_with"][1]
         head.slope += -M + sympy.log(ratio)

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dsl.core import Aggregate, Program, SelectorWidth
-from compiler.ir import CompileIR
+from compiler.ir.compile_ir import CompileIR
 from dsl.errors import AdderError
 from dsl.semantics import Evaluation, EvaluationError, evaluate
-from compiler.value_sets import hint_for
-from compiler.verify_inputs import edge_cases
+from compiler.passes.value_sets import hint_for
+from compiler.check.inputs import edge_cases
 
 PROBES = 12
 # The interpreter's work grows with the square of the context for each aggregate; past this many

@@ -15,10 +15,10 @@ import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, apply_op, num
-from compiler.ir import Affine, CompileIR
-from compiler.reads import Reads
-from compiler.value_sets import MAX_VALUES, hint_for
-from compiler.weights import MLPBlock
+from compiler.ir.compile_ir import Affine, CompileIR
+from compiler.ir.reads import Reads
+from compiler.passes.value_sets import MAX_VALUES, hint_for
+from compiler.passes.weights.build import MLPBlock
 
 
 def _code_input(reads: Reads, graph, nid):
@@ -61,7 +61,7 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         spread += factor * (high - low)
         min_gap = gap if min_gap is None else min(min_gap, gap)
 
-    # Updating its input's dimension in place (compiler.allocate), the MLP adds f(x) minus what
+    # Updating its input's dimension in place (compiler.passes.allocate), the MLP adds f(x) minus what
     # the dimension holds now.
     held = None
     if "in_place" in attrs:

@@ -26,7 +26,7 @@ import sympy
 
 from dsl.core import Map
 from dsl.semantics import num
-from compiler.ir import CompileIR
+from compiler.ir.compile_ir import CompileIR
 
 LINEAR = {"add", "sub", "neg", "mul", "div"}
 

@@ -30,9 +30,9 @@ from dsl.errors import AdderError
 from dsl.layout import Layout
 from dsl.resolve import load_program, source_digest
 from dsl.semantics import EvaluationError, evaluate
-from compiler import verify_inputs as inputs
-from compiler.inspect import exact_stored, same_value, stored_values
-from compiler.model import CompiledTransformer
+from compiler.check import inputs
+from compiler.check.stored import exact_stored, same_value, stored_values
+from compiler.model.transformer import CompiledTransformer
 
 EXHAUSTIVE_LIMIT = 200_000
 HOLDS, MISMATCH, UNPROVED = "holds", "mismatch", "could not prove"
@@ -319,7 +319,7 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
     for line in [_inside_line(report.inside)] + _margin_lines(report.margins):
         emit(line)
     if prove:
-        from compiler.prove import prove as prove_model
+        from compiler.check.prove import prove as prove_model
         for dtype in ("float64", "float32"):
             report.proof[dtype] = prove_model(payload, program, dtype, seed).to_dict()
             emit(_proof_line(dtype, report.proof[dtype]))
@@ -455,7 +455,7 @@ def _check_meaning(program, layout, report, seed):
 def _counterexample(model, layout, operands, answer, dtype, source, device):
     index = {t: i for i, t in enumerate(layout.vocab)}
     prompt = layout.prompt_tokens(operands)
-    from compiler.generate import greedy, trim
+    from compiler.model.decode import greedy, trim
     ids = torch.tensor([[index[t] for t in prompt]], device=device)
     end_id = index.get(layout.end_token)
     row = greedy(model, ids, layout.sequence_length - layout.prompt_length, end_id)[0].tolist()

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import sympy
 
-from compiler.ir import CompileIR
-from compiler.weights import Head, LayerWeights, MLPBlock, Weights
+from compiler.ir.compile_ir import CompileIR
+from compiler.passes.weights.build import Head, LayerWeights, MLPBlock, Weights
 
 
 def _nonzero(table: dict) -> dict:

@@ -11,7 +11,7 @@ def greedy(model, prompts: torch.Tensor, max_new_tokens: int, end_id: int | None
     Generation stops early once every row has produced the end token; tokens after a row's end
     token are whatever the model wrote and should be cut by the caller (see `trim`).
     """
-    from compiler.model import KVCache
+    from compiler.model.transformer import KVCache
     cache = KVCache()
     feed = prompts
     generated = []

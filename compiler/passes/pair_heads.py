@@ -1,7 +1,7 @@
 """Pass 6: one head for two shifts of the same value at neighbouring offsets in one sum.
 
 `r * shift(v, c) + shift(v, c + 1)` is one head, not two, when both shifts write into the same
-sum's dimension (compiler.share). Its score is a parabola over the distance whose top lies
+sum's dimension (compiler.passes.share). Its score is a parabola over the distance whose top lies
 between the two keys, tilted so that their scores differ by ln(r): the softmax gives them the
 weights r/(r+1) and 1/(r+1), every other key at least the usual gap less, and the output
 weight (r + 1) times the second coefficient restores the sum. Both coefficients must have the
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from compiler.encodings import lone_offset
-from compiler.ir import CompileIR
+from compiler.passes.encodings import lone_offset
+from compiler.ir.compile_ir import CompileIR
 
 
 def pair_offset_heads(ir: CompileIR) -> CompileIR:

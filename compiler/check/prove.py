@@ -42,10 +42,10 @@ import torch
 
 from dsl.errors import display_path
 from dsl.semantics import apply_op, eval_predicate, num
-from compiler.encodings import head_mode, predicate_roles
-from compiler.inspect import number_of
-from compiler.model import per_head, unembedding_matrix
-from compiler.verify import first_wrong_input, same_program
+from compiler.passes.encodings import head_mode, predicate_roles
+from compiler.check.stored import number_of
+from compiler.model.transformer import per_head, unembedding_matrix
+from compiler.check.verify import first_wrong_input, same_program
 
 MAX_COMBINATIONS = 200_000
 # A sublayer that misses its exact value by this much (in residual units) is wrong there, not
@@ -473,7 +473,7 @@ class _Checker:
 
     def check_pair_head(self, nid):
         """One head for two shifts of a value, c and c + 1 back, both terms of one sum
-        (compiler.pair_heads). Its scores depend on positions alone, so at every query the
+        (compiler.passes.pair_heads). Its scores depend on positions alone, so at every query the
         attention weights are computed outright and compared with the weights the two terms
         need; each key's share of the difference, times the most its value can be, bounds the
         error (position 0 holds the default, which contributes nothing whatever its weight)."""
@@ -860,7 +860,7 @@ def _vector_text(vector) -> str:
 
 
 def _offset_of(node, n_ctx, base) -> int | None:
-    from compiler.encodings import relative_term
+    from compiler.passes.encodings import relative_term
     kind = relative_term(node.selector.terms[0], n_ctx, base)
     return kind[1] if kind is not None and kind[0] == "offset" else None
 

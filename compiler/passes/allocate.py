@@ -11,7 +11,7 @@ subtracting the old value), which costs nonzero weights while a fresh dimension 
 liveness intervals are recorded (`live`) so the size report shows the peak number of live
 dimensions, but this pass does not yet trade clean-up units for width.
 
-A sum whose terms share a dimension (compiler.share) gets one dimension, which its terms' dims
+A sum whose terms share a dimension (compiler.passes.share) gets one dimension, which its terms' dims
 point to; its residual-map entry lists the terms (`sum_of`) instead of a single writer.
 
 An MLP value computed in place of its input x keeps x's encoding: when x reads as
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from compiler.ir import CompileIR
-from compiler.reads import Reads
+from compiler.ir.compile_ir import CompileIR
+from compiler.ir.reads import Reads
 
 STORED = ("embed", "attention", "mlp", "width")
 
@@ -66,7 +66,7 @@ def allocate(ir: CompileIR) -> CompileIR:
                  "line": attrs["span"].line, "column": attrs["span"].column}
         if "shared_terms" in attrs:
             # The dimension holds the sum of the terms' shares, not the root itself (the root may
-            # add values stored elsewhere); readers combine it as compiler.reads says.
+            # add values stored elsewhere); readers combine it as compiler.ir.reads says.
             entry["written_by"] = "sum"
             entry["sum_of"] = []
             if "share_host" in attrs:
@@ -113,7 +113,7 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     if x == ir.program.output.id:
         return None
     if any(a.get("share_host", (None,))[0] == nid for _, a in graph.nodes(data=True)):
-        # compiler.share gave the terms of the sum this value hosts their coefficients for a
+        # compiler.passes.share gave the terms of the sum this value hosts their coefficients for a
         # dimension that holds the value itself; stored as (y - bias) / slope it would not.
         return None
     read = Reads(graph, ir.program.layout.base).numeric(x)
@@ -134,7 +134,7 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
 
 def _units(ir, graph, nid, x, read, in_place: bool) -> int:
     """Hidden units the MLP for nid needs over x's values, writing f(x) or f(x) - (x's dimension)."""
-    from compiler.mlp_weights import _evaluate, _piecewise_linear
+    from compiler.passes.weights.mlp import _evaluate, _piecewise_linear
     from dsl.semantics import num
     values = sorted(graph.nodes[x]["values"], key=num)
     codes = [num(v) for v in values]

@@ -1,6 +1,6 @@
 """The emitted model: a plain decoder-only transformer, built from a config and a state dict.
 
-forward(token_ids) -> logits; decoding lives in compiler.generate. No normalisation, causal
+forward(token_ids) -> logits; decoding lives in compiler.model.decode. No normalisation, causal
 attention without 1/sqrt(d) scaling, and per-head options compiled programs need, each a formula
 of the distance d = key position - query position: an "attend to nothing" sink logit (-inf for
 heads without one), an ALiBi slope and curvature about a centre (score += slope*e + curvature*e*e

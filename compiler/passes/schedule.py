@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from compiler.ir import CompileIR
+from compiler.ir.compile_ir import CompileIR
 
 
 def mlp_frontier(graph, nid):

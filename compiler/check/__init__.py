@@ -1,0 +1,1 @@
+"""Checking a compiled model: sampled verification, the prover, outside adders, the pytest helper."""

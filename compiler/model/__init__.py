@@ -1,0 +1,1 @@
+"""The emitted transformer (torch only), its decoding loop, and the model file."""
