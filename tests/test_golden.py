@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from compiler import golden
+from compiler.golden import golden_entry, weights_sha256
+from tests import golden
 from tests.conftest import ADD10, ROOT
 
 
@@ -31,7 +32,7 @@ def test_golden_file_is_as_update_writes_it():
 
 
 def test_compiling_twice_gives_the_same_weights(actual):
-    again = golden.golden_entry(ADD10)
+    again = golden_entry(ADD10)
     assert again["weights_sha256"] == actual[ADD10.name]["weights_sha256"]
     assert again == actual[ADD10.name]
 
@@ -48,13 +49,13 @@ def test_same_weights_under_another_hash_seed(actual):
 
 def test_weights_sha256():
     a = {"x": torch.tensor([1.0, 2.0], dtype=torch.float64), "w": torch.zeros(2, 3)}
-    digest = golden.weights_sha256(a)
+    digest = weights_sha256(a)
     assert len(digest) == 64
-    assert golden.weights_sha256(dict(reversed(list(a.items())))) == digest  # name order, not dict order
-    assert golden.weights_sha256({**a, "x": torch.tensor([1.0, 2.5], dtype=torch.float64)}) != digest
-    assert golden.weights_sha256({**a, "w": torch.zeros(3, 2)}) != digest  # shape counts
-    assert golden.weights_sha256({**a, "x": torch.tensor([1.0, 2.0], dtype=torch.float32)}) != digest  # dtype too
-    assert golden.weights_sha256({**a, "w": torch.zeros(3, 2).t()}) == golden.weights_sha256(
+    assert weights_sha256(dict(reversed(list(a.items())))) == digest  # name order, not dict order
+    assert weights_sha256({**a, "x": torch.tensor([1.0, 2.5], dtype=torch.float64)}) != digest
+    assert weights_sha256({**a, "w": torch.zeros(3, 2)}) != digest  # shape counts
+    assert weights_sha256({**a, "x": torch.tensor([1.0, 2.0], dtype=torch.float32)}) != digest  # dtype too
+    assert weights_sha256({**a, "w": torch.zeros(3, 2).t()}) == weights_sha256(
         {**a, "w": torch.zeros(2, 3)})  # layout in memory does not
 
 
@@ -127,3 +128,20 @@ def test_main_exit_codes(tmp_path, capsys):
     assert golden.main(["--examples", str(examples), "--golden", str(path)]) == 1
     out = capsys.readouterr().out
     assert "add10.rasp: nonzero_params" in out and "(+29)" in out and golden.UPDATE_HINT in out
+
+
+def test_the_documented_command_runs_the_tool_next_to_the_tests(tmp_path):
+    # README: `python -m compiler.golden [--update]`; the writer itself lives in tests/golden.py.
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    (examples / "add_lsb.rasp").write_text((ROOT / "examples" / "add_lsb.rasp").read_text())
+    path = tmp_path / "golden.json"
+    command = [sys.executable, "-m", "compiler.golden", "--examples", str(examples), "--golden", str(path)]
+    run = lambda *extra: subprocess.run(command + list(extra), cwd=ROOT, capture_output=True, text=True)
+    assert run("--update").returncode == 0 and "add_lsb.rasp" in path.read_text()
+    assert run().returncode == 0
+    data = json.loads(path.read_text())
+    data["add_lsb.rasp"]["nonzero_params"] += 1
+    path.write_text(golden.dumps(data))
+    result = run()
+    assert result.returncode == 1 and "add_lsb.rasp: nonzero_params" in result.stdout
