@@ -64,11 +64,12 @@ def check(model, layout, pairs, device, batch=1024):
 
 def random_on_tensors(model, program, samples, seed, device):
     """Seeded random sums built as tensors (the verifier's path): (wrong, seconds)."""
-    from compiler.check.verify import _teacher_forced_ids, tensor_batches
+    from compiler.check.replay import teacher_forced_ids
+    from compiler.check.verify import tensor_batches
     batch = 1 << 17 if device.startswith("cuda") else 2048  # what verify uses
     wrong, started = 0, time.perf_counter()
     for _, answer, ids in tensor_batches(program.layout, program.meaning, samples, seed, batch, device):
-        bad, _ = _teacher_forced_ids(model, program.layout, ids)
+        bad, _ = teacher_forced_ids(model, program.layout, ids)
         wrong += int(bad.sum())
     return wrong, time.perf_counter() - started
 

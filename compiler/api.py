@@ -7,6 +7,7 @@ import torch
 
 from dsl.resolve import load_program, source_digest
 from compiler.model.decode import greedy, trim
+from compiler.model.transformer import CompiledTransformer
 from compiler.pipeline import compile_program
 from compiler.stats import model_stats
 
@@ -23,7 +24,6 @@ def compile_file(path, overrides=None, dtype="float64", text=None):
 
 def load_compiled(ir):
     """The torch module for a compiled IR."""
-    from compiler.model.transformer import CompiledTransformer
     config, state = ir.lowered
     model = CompiledTransformer(config)
     model.load_state_dict(state)

@@ -12,8 +12,19 @@ import re
 import sys
 from pathlib import Path
 
+import torch
+
 from dsl.errors import AdderError
+from dsl.layout import Layout
 from dsl.limits import MAX_NUMBER_DIGITS, show_number
+from dsl.resolve import load_program
+from compiler.api import compile_file, run_prompts
+from compiler.check.adapter import counterexample_lines, load_callable, metadata_lines, stress
+from compiler.check.program import program_from_payload
+from compiler.check.verify import heading, verify
+from compiler.model.file import load_model, save_model
+from compiler.passes.probe import probe_program
+from compiler.stats import breakdown, format_stats, model_stats
 
 COMMANDS = ("compile", "run", "stats", "check", "verify")
 RUN_BATCH = 1024
@@ -149,9 +160,7 @@ def cmd_verify(args) -> int:
         _check_writable(Path(args.json_path), "--json", [args.model] + ([args.program] if args.program else []))
     if args.callable_spec:
         return _verify_callable(args)
-    from compiler.model.file import load_model
-    from compiler.check.verify import heading, program_from_payload, verify
-    if args.device != "cpu" and not __import__("torch").cuda.is_available():
+    if args.device != "cpu" and not torch.cuda.is_available():
         raise AdderError(f"--device {args.device}: no such device here")
     _, payload = load_model(args.model)
     program = program_from_payload(payload, args.program, args.model)
@@ -165,8 +174,6 @@ def cmd_verify(args) -> int:
 
 
 def _verify_callable(args) -> int:
-    from compiler.check.adapter import counterexample_lines, load_callable, metadata_lines, stress
-    from dsl.resolve import load_program
     program = load_program(args.model)
     if program.meaning is None:
         raise AdderError(f"{args.model}: the program states no meaning to check the adder against",
@@ -198,8 +205,6 @@ def _write_json(path, data):
 
 
 def cmd_check(args) -> int:
-    from dsl.resolve import load_program
-    from compiler.passes.probe import probe_program
     program = load_program(args.program, _defines(args.defines))
     probe_program(program)
     layout = program.layout
@@ -230,9 +235,6 @@ def _check_writable(path: Path, what: str, sources=()) -> None:
 
 
 def cmd_compile(args) -> int:
-    from compiler.api import compile_file
-    from compiler.model.file import save_model
-    from compiler.stats import format_stats
     output = Path(args.output)
     overrides = _defines(args.defines)
     _check_writable(output, "-o", [args.program])
@@ -254,10 +256,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from compiler.model.file import load_model
-    from compiler.stats import format_stats, model_stats
     model, payload = load_model(args.model)
-    from compiler.stats import breakdown
     stats = model_stats(payload["config"], payload["state_dict"], payload.get("stats", {}).get("compile_seconds"))
     stats.setdefault("compile_seconds", None)  # a model file keeps no timings (it is byte-deterministic)
     stats["breakdown"] = breakdown(payload["state_dict"], payload.get("weight_map", []), payload["residual_map"])
@@ -269,9 +268,6 @@ def cmd_stats(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from compiler.api import run_prompts
-    from compiler.model.file import load_model
-    from dsl.layout import Layout
     model, payload = load_model(args.model)
     layout = Layout.from_dict(payload["layout"])
     if args.operands and args.prompts:

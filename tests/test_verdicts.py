@@ -11,6 +11,8 @@ from compiler.api import compile_file, run_prompts
 from compiler.cli import main
 from compiler.model.file import load_model, save_model
 from compiler.check.prove import prove
+from compiler.check.prove.checker import Checker
+from compiler.check.prove.state import Miss
 from compiler.check.verify import EXIT_CODES, Report, heading, program_from_payload, summary, verify
 from tests.conftest import ADD10, saved_model, ROOT
 
@@ -89,11 +91,9 @@ def test_the_fixture_programs_get_no_false_counterexample(tmp_path, name, overri
 
 def test_could_not_prove_exits_4_and_says_so(add10_path, tmp_path, capsys, monkeypatch):
     # A proof check that fails where no replayed input is wrong: the verdict is "could not prove".
-    from compiler.check import prove as proving
-
     def no_luck(self):
-        raise proving._Miss("the MLP for 'generates' gives 1 where 0 was expected, on above=9, here=0")
-    monkeypatch.setattr(proving._Checker, "run", no_luck)
+        raise Miss("the MLP for 'generates' gives 1 where 0 was expected, on above=9, here=0")
+    monkeypatch.setattr(Checker, "run", no_luck)
     report_path = tmp_path / "r.json"
     code = main(["verify", str(add10_path), "--samples", "100", "--per-stratum", "1", "--prove",
                  "--json", str(report_path)])

@@ -262,7 +262,12 @@ def stratified_labeled(layout: Layout, per_stratum: int, seed: int) -> list[tupl
             return structured(kinds, 0, 0, 0)
         fill(("nocarry", length), make)
 
-    # deterministic runs of (base-1)s and 0s
+    out += [(label, assignment(a, b)) for label, a, b in _runs(base, width, top_a, top_b)]
+    return out
+
+
+def _runs(base: int, width: int, top_a: int, top_b: int):
+    """The "run" strata of stratified_labeled: (label, a, b) built from runs of (base-1)s and 0s."""
     all_max = base ** width - 1
     for s in range(width):
         for length in range(1, width - s + 1):
@@ -275,8 +280,7 @@ def stratified_labeled(layout: Layout, per_stratum: int, seed: int) -> list[tupl
                 if a >= top_a or b >= top_b or (a, b) in seen:
                     continue
                 seen.add((a, b))
-                out.append((("run", s, length, name), assignment(a, b)))
-    return out
+                yield ("run", s, length, name), a, b
 
 
 def stratified(layout: Layout, per_stratum: int, seed: int) -> list[Assignment]:

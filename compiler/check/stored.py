@@ -4,6 +4,8 @@ from __future__ import annotations
 import sympy
 import torch
 
+from dsl.semantics import num
+
 
 def decode(entry: dict, state: torch.Tensor) -> list:
     """One stored value at every position of one sequence (state: [positions, d_model]).
@@ -55,7 +57,6 @@ def exact_stored(entry: dict, values: dict) -> list | None:
     columns = [values.get(term["id"]) for term in entry["sum_of"]]
     if any(c is None for c in columns):
         return None
-    from dsl.semantics import num
     shares = [(sympy.Rational(t["coefficient"]), number_of(t["default"])) for t in entry["sum_of"]]
     return [sum(c * (num(v) - d) for (c, d), v in zip(shares, row)) for row in zip(*columns)]
 

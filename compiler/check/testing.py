@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from compiler.model.file import load_model
 from compiler.stats import model_stats
-from compiler.check.verify import program_from_payload, summary, verify
+from compiler.check.program import program_from_payload
+from compiler.check.verify import summary, verify
 
 
 def assert_model_matches_program(model_path, program_path=None, *, samples: int = 10_000,

@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dsl.errors import AdderError
-from dsl.layout import Layout
-from dsl.resolve import load_program, source_digest
+from dsl.meaning import Unsupported, magnitude_bound
 from dsl.semantics import EvaluationError, evaluate
+from compiler.api import run_prompts
 from compiler.check import inputs
+from compiler.check.program import program_from_payload, same_program
+from compiler.check.prove import prove as prove_model
+from compiler.check.replay import (counterexample, expected_answer, expected_function, model_in, sequences,
+                                   teacher_forced, teacher_forced_ids)
 from compiler.check.stored import exact_stored, same_value, stored_values
-from compiler.model.transformer import CompiledTransformer
 
 EXHAUSTIVE_LIMIT = 200_000
 HOLDS, MISMATCH, UNPROVED = "holds", "mismatch", "could not prove"
@@ -77,72 +79,6 @@ class Report:
                 "meaning": self.meaning, "timings": self.timings, "proof": self.proof}
 
 
-def program_from_payload(payload: dict, program_path: str | None, model: str = "the model file"):
-    """The program to check against: the given file, or the sources embedded in the model file,
-    resolved in memory (a name from a model file never becomes a path). Either way its layout
-    must be the model's: token ids and positions mean nothing to a model of another layout."""
-    overrides = payload["program"]["overrides"]
-    if program_path:
-        program = load_program(program_path, overrides)
-    else:
-        sources = payload["program"]["sources"]
-        try:
-            program = load_program(payload["program"]["path"], overrides, embedded=sources)
-        except AdderError as err:
-            # Spans name embedded sources: quote them from the file, never from a disk file of that name.
-            if err.span is not None and err.source is None:
-                err.source = sources.get(err.span.file, "")
-            err.notes.append(f"in the program embedded in {model}")
-            raise
-    _check_layout(program, Layout.from_dict(payload["layout"]), program_path, model)
-    if same_program(program, payload):
-        _check_node_ids(program, payload, model)
-    return program
-
-
-def _check_node_ids(program, payload, model):
-    """The maps name program values by node id; for the program they came from, each id must be
-    one of its values, or the inside check and the proof would look up a value that is not there."""
-    ids = {node.id for node in program.nodes}
-    named = [(f"residual_map[{i}]", e) for i, e in enumerate(payload["residual_map"])]
-    named += [(f"residual_map[{i}].sum_of[{j}]", t) for i, e in enumerate(payload["residual_map"])
-              for j, t in enumerate(e.get("sum_of", []))]
-    named += [(f"weight_map[{i}]", e) for i, e in enumerate(payload["weight_map"])]
-    for field, entry in named:
-        for key in ("id", "also"):
-            if key in entry and entry[key] not in ids:
-                raise AdderError(f"{model}: {field}.{key}: {entry[key]} is not a value of the program it was "
-                                 f"compiled from")
-
-
-def _check_layout(program, layout, program_path, model):
-    theirs, where = program.layout, program_path or f"the program embedded in {model}"
-    if theirs == layout:
-        return
-    if theirs.n_ctx != layout.n_ctx:
-        difference = f"its context is {theirs.n_ctx} positions, the model's {layout.n_ctx}"
-    elif theirs.vocab != layout.vocab:
-        difference = f"its vocabulary is {' '.join(theirs.vocab)}, the model's {' '.join(layout.vocab)}"
-    else:
-        difference = "its fields or digit order differ from the model's"
-    raise AdderError(f"{where}: its layout is not the one {model} was compiled for: {difference}",
-                     hint="verify a model against a program of the same layout, or compile this program")
-
-
-def same_program(program, payload) -> bool:
-    """Whether `program` (sources and constants) is the one the model file was compiled from."""
-    constants = {k: int(v) for k, v in program.constants.items() if getattr(v, "is_integer", False)}
-    embedded = {k: v for k, v in payload["program"]["constants"].items() if isinstance(v, int)}
-    return source_digest(program) == payload["program"]["sha256"] and constants == embedded
-
-
-def _model_in(payload, dtype: str, device: str) -> CompiledTransformer:
-    config = dict(payload["config"], dtype=dtype)
-    model = CompiledTransformer(config)
-    model.load_state_dict({k: v.to(getattr(torch, dtype)) for k, v in payload["state_dict"].items()})
-    return model.eval().to(device)
-
-
 class _Progress:
     def __init__(self, total, label, enabled):
         self.total, self.label, self.done = total, label, 0
@@ -158,30 +94,6 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _expected(layout, expected_fn, operands):
-    """(answer, answer tokens, None), or (None, None, why) where the meaning gives no answer that
-    fits the layout: such an input is a mismatch to report, not a crash."""
-    try:
-        answer = expected_fn(operands)
-        return answer, layout.answer_tokens(answer), None
-    except (ValueError, EvaluationError) as err:
-        return None, None, str(err)
-
-
-def _sequences(layout, operand_batch, expected_fn):
-    """Whole sequences for the inputs whose expected answer exists, and the others with the reason."""
-    kept, rows, answers, undefined = [], [], [], []
-    for operands in operand_batch:
-        answer, tokens, why = _expected(layout, expected_fn, operands)
-        if why is not None:
-            undefined.append((operands, why))
-            continue
-        kept.append(operands)
-        rows.append(layout.prompt_tokens(operands) + tokens)
-        answers.append(answer)
-    return kept, rows, answers, undefined
-
-
 def _record_undefined(report, entry, undefined, dtype, source):
     entry["checked"] += len(undefined)
     entry["wrong"] += len(undefined)
@@ -190,19 +102,12 @@ def _record_undefined(report, entry, undefined, dtype, source):
                                        "expected": f"no answer ({why})", "got": "-"})
 
 
-def _teacher_forced(model, layout, rows, device):
-    """(wrong per row, smallest logit gap per row) over every answer position."""
-    index = {t: i for i, t in enumerate(layout.vocab)}
-    return _teacher_forced_ids(model, layout, torch.tensor([[index[t] for t in row] for row in rows], device=device))
-
-
 INT64_SAFE = 2 ** 62
 
 
 def tensor_batches(layout, meaning, count: int, seed: int, batch: int, device: str):
     """Seeded random operands, their expected answers and whole token-id sequences, built with
     tensor operations on `device`; None when int64 cannot hold the arithmetic exactly."""
-    from dsl.meaning import Unsupported, magnitude_bound
     if meaning is None:
         return None
     bounds = {f.name: layout.base ** f.width - 1 for f in layout.operands}
@@ -241,18 +146,6 @@ def _assemble(layout, operands, answer, n, device):
     return torch.cat(columns, dim=1)
 
 
-def _teacher_forced_ids(model, layout, ids):
-    start = layout.prompt_length - 1
-    with torch.no_grad():
-        logits = model(ids[:, :-1], last=ids.shape[1] - 1 - start)
-    target = ids[:, start + 1:]
-    right = logits.gather(-1, target[..., None])[..., 0]
-    others = logits.scatter(-1, target[..., None], float("-inf")).max(-1).values
-    gap = (right - others).min(dim=1).values
-    wrong = (logits.argmax(-1) != target).any(dim=1)
-    return wrong.cpu(), gap.cpu()
-
-
 def _input_sets(layout, samples, per_stratum, seed):
     """The named input sets the outputs are checked on, each a maker of batches."""
     if inputs.input_space_size(layout) <= EXHAUSTIVE_LIMIT:
@@ -276,7 +169,7 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
     compiled_from_it = same_program(program, payload)
     layout = program.layout
     report = Report(seed)
-    expected_fn = _expected_function(program, layout)
+    expected_fn = expected_function(program, layout)
     size = inputs.input_space_size(layout)
     sets = _input_sets(layout, samples, per_stratum, seed)
     fast_random = samples and size > EXHAUSTIVE_LIMIT and \
@@ -286,7 +179,7 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
         emit(_meaning_line(report.meaning))
 
     for dtype in ("float64", "float32"):
-        model = _model_in(payload, dtype, device)
+        model = model_in(payload, dtype, device)
         started = time.perf_counter()
         smallest_gap = float("inf")
         for name, make in sets:
@@ -319,7 +212,6 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
     for line in [_inside_line(report.inside)] + _margin_lines(report.margins):
         emit(line)
     if prove:
-        from compiler.check.prove import prove as prove_model
         for dtype in ("float64", "float32"):
             report.proof[dtype] = prove_model(payload, program, dtype, seed).to_dict()
             emit(_proof_line(dtype, report.proof[dtype]))
@@ -332,18 +224,18 @@ def _check_batches(model, layout, make, expected_fn, entry, report, dtype, name,
     smallest_gap = float("inf")
     for batch in make():
         for start in range(0, len(batch), 8192):
-            chunk, rows, answers, undefined = _sequences(layout, batch[start:start + 8192], expected_fn)
+            chunk, rows, answers, undefined = sequences(layout, batch[start:start + 8192], expected_fn)
             _record_undefined(report, entry, undefined, dtype, name)
             bar.advance(len(undefined))
             if not rows:
                 continue
-            wrong, gap = _teacher_forced(model, layout, rows, device)
+            wrong, gap = teacher_forced(model, layout, rows, device)
             smallest_gap = min(smallest_gap, float(gap.min()))
             entry["checked"] += len(chunk)
             entry["wrong"] += int(wrong.sum())
             for i in wrong.nonzero()[:, 0].tolist():
                 if len(report.counterexamples) < 20:
-                    report.counterexamples.append(_counterexample(model, layout, chunk[i], answers[i],
+                    report.counterexamples.append(counterexample(model, layout, chunk[i], answers[i],
                                                                   dtype, name, device))
             bar.advance(len(chunk))
     return smallest_gap
@@ -357,36 +249,6 @@ def _emit_check(report, key, before, emit):
         emit(line)
 
 
-def first_wrong_input(payload: dict, program, dtype: str, *, seed: int = 20261122, budget: int = 20_000,
-                      device: str = "cpu") -> dict | None:
-    """An input of the layout that the model (in `dtype`) answers wrong, or None: the verifier's
-    own inputs (all of them for a layout of at most `budget`, else edge cases, carry strata and
-    seeded random ones) replayed through the model. What it returns was regenerated greedily,
-    so its "got" is what the model really writes."""
-    layout = program.layout
-    if program.meaning is None:  # the interpreter is the reference: slow, so fewer inputs
-        budget = min(budget, 2_000)
-    model = _model_in(payload, dtype, device)
-    expected_fn = _expected_function(program, layout)
-    if inputs.input_space_size(layout) <= budget:
-        candidates = list(inputs.exhaustive(layout))
-    else:
-        candidates = inputs.edge_cases(layout)[:budget // 2]
-        if len(layout.operands) >= 2:
-            candidates += inputs.stratified(layout, 1, seed)[:budget // 4]
-        candidates += next(inputs.random_batches(layout, max(1, budget - len(candidates)), seed + 4, budget))
-    for start in range(0, len(candidates), 8192):
-        chunk, rows, answers, _ = _sequences(layout, candidates[start:start + 8192], expected_fn)
-        if not rows:
-            continue  # an input the meaning has no answer for says nothing about the model
-        wrong, _ = _teacher_forced(model, layout, rows, device)
-        for i in wrong.nonzero()[:, 0].tolist():
-            found = _counterexample(model, layout, chunk[i], answers[i], dtype, "replay", device)
-            if found["got"] != found["expected"]:
-                return found
-    return None
-
-
 def _random_on_tensors(model, layout, meaning, samples, seed, device, entry, report, dtype, name, bar):
     # A GPU wants big batches; two CPU cores are fastest while a batch stays in cache.
     batch = 1 << 17 if str(device).startswith("cuda") else 2048
@@ -394,31 +256,19 @@ def _random_on_tensors(model, layout, meaning, samples, seed, device, entry, rep
     top = layout.base ** layout.answer.width
     for operands, answer, ids in tensor_batches(layout, meaning, samples, seed, batch, device):
         fits = (answer >= 0) & (answer < top)
-        wrong, gap = _teacher_forced_ids(model, layout, ids)
+        wrong, gap = teacher_forced_ids(model, layout, ids)
         wrong = wrong | ~fits.cpu()
         smallest_gap = min(smallest_gap, float(gap.min()))
         entry["checked"] += len(answer)
         entry["wrong"] += int(wrong.sum())
         for i in wrong.nonzero()[:, 0].tolist()[: max(0, 20 - len(report.counterexamples))]:
             values = {k: int(v[i]) for k, v in operands.items()}
-            report.counterexamples.append(_counterexample(model, layout, values, int(answer[i]), dtype, name, device)
+            report.counterexamples.append(counterexample(model, layout, values, int(answer[i]), dtype, name, device)
                                           if bool(fits[i]) else {"dtype": dtype, "source": name, "operands": values,
                                                                  "expected": f"{int(answer[i])} (does not fit)",
                                                                  "got": "-"})
         bar.advance(len(answer))
     return smallest_gap
-
-
-def _expected_function(program, layout):
-    if program.meaning is not None:
-        return program.meaning.expected
-    # Without a stated meaning the program itself is the reference: run the interpreter.
-    def by_interpreter(operands):
-        tokens = layout.prompt_tokens(operands)
-        for _ in range(layout.answer.width):
-            tokens.append(evaluate(program, tokens).output[-1])
-        return layout.value_of(tokens[layout.prompt_length:])
-    return by_interpreter
 
 
 def _check_meaning(program, layout, report, seed):
@@ -432,7 +282,7 @@ def _check_meaning(program, layout, report, seed):
     candidates += next(inputs.random_batches(layout, 200, seed + 1, 200))
     wrong, first = 0, None
     for operands in candidates:
-        expected, answer_tokens, why = _expected(layout, program.meaning.expected, operands)
+        expected, answer_tokens, why = expected_answer(layout, program.meaning.expected, operands)
         if why is not None:
             wrong += 1
             first = first or {"operands": operands, "why": f"the meaning gives no answer that fits: {why}"}
@@ -452,22 +302,7 @@ def _check_meaning(program, layout, report, seed):
                       "checked": len(candidates), "wrong": wrong, "first": first}
 
 
-def _counterexample(model, layout, operands, answer, dtype, source, device):
-    index = {t: i for i, t in enumerate(layout.vocab)}
-    prompt = layout.prompt_tokens(operands)
-    from compiler.model.decode import greedy, trim
-    ids = torch.tensor([[index[t] for t in prompt]], device=device)
-    end_id = index.get(layout.end_token)
-    row = greedy(model, ids, layout.sequence_length - layout.prompt_length, end_id)[0].tolist()
-    got = "".join(layout.vocab[i] for i in trim(row, end_id))
-    expected = layout.answer_tokens(answer)
-    return {"dtype": dtype, "source": source, "operands": operands,
-            "expected": layout.written_answer(expected), "got": got,
-            "carry_pattern": inputs.carry_pattern(layout, operands) if len(layout.operands) >= 2 else None}
-
-
 def _greedy(model, layout, expected_fn, report, dtype, seed, count, device):
-    from compiler.api import run_prompts
     batch = inputs.edge_cases(layout)[:count]
     if count > len(batch):
         batch += next(inputs.random_batches(layout, count - len(batch), seed + 2, count))
@@ -475,7 +310,7 @@ def _greedy(model, layout, expected_fn, report, dtype, seed, count, device):
     answers = run_prompts(model, layout, prompts)
     entry = {"checked": len(batch), "wrong": 0}
     for operands, got in zip(batch, answers):
-        _, tokens, why = _expected(layout, expected_fn, operands)
+        _, tokens, why = expected_answer(layout, expected_fn, operands)
         want = layout.written_answer(tokens) if why is None else f"no answer ({why})"
         if got != want:
             entry["wrong"] += 1
@@ -495,7 +330,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
     batch = batch[:count]
     if len(batch) < count:
         batch += next(inputs.random_batches(layout, count - len(batch), seed + 3, count))
-    batch, rows, _, _ = _sequences(layout, batch, expected_fn)  # undefined inputs are reported elsewhere
+    batch, rows, _, _ = sequences(layout, batch, expected_fn)  # undefined inputs are reported elsewhere
     rows = [r[:-1] for r in rows]
     if not rows:
         return

@@ -1,0 +1,169 @@
+"""An attention head's realised scores must separate the selected keys from the others (and from
+the sink), which bounds the weight it leaks, and so the error of its output."""
+from __future__ import annotations
+
+import sympy
+import torch
+
+from dsl.semantics import eval_predicate, num
+from compiler.check.prove.head_bounds import KeyOption, head_bound
+from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState, vector_text
+from compiler.passes.encodings import head_mode, predicate_roles
+
+
+def head_of(state: ProofState, nid):
+    served = [e for e in state.weight_map if e.get("id") == nid and "head" in e]
+    if served:
+        layer, h = int(served[0]["block"].split(".")[1]), served[0]["head"]
+        return layer, h, _head_weights(state, layer, h)
+    if state.entries.get(nid, {}).get("shared"):
+        raise CannotProve(f"the model file does not say which head writes '{state.name(nid)}'{state.at(nid)}")
+    for layer in range(state.config["n_layers"]):
+        if not state.config["n_heads"][layer]:
+            continue
+        prefix = f"blocks.{layer}.attn."
+        W_O = state.weights[prefix + "W_O"]
+        entry = state.helpers.get(nid) or state.entries[nid]
+        for h in range(W_O.shape[0]):
+            if float(W_O[h][:, entry["dims"]].abs().max()) > 0:
+                return layer, h, _head_weights(state, layer, h)
+    raise CannotProve(f"no head writes '{state.name(nid)}'{state.at(nid)}")
+
+
+def _head_weights(state: ProofState, layer, h):
+    prefix = f"blocks.{layer}.attn."
+    return {name: state.weights[prefix + name][h] for name in
+            ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O")} | {
+        "sink": float(state.weights[prefix + "sink"][h]),
+        "slope": float(state.weights[prefix + "alibi_slope"][h]),
+        "curvature": float(state.weights[prefix + "alibi_curvature"][h]),
+        "center": float(state.weights[prefix + "alibi_center"][h]),
+        "window": float(state.weights[prefix + "window"][h])}
+
+
+def check_head(state: ProofState, nid):
+    attrs = state.graph.nodes[nid]
+    node = attrs["node"]
+    label = state.name(nid)
+    layer, h, w = head_of(state, nid)
+    mode = head_mode(attrs)
+    target = state.helpers[nid] if attrs["realize"] == "width" else state.entries[nid]
+    # The head may write only its own dimensions.
+    writes = (w["W_O"].abs().sum(0) > 0).nonzero()[:, 0].tolist()
+    if set(writes) - set(target["dims"]):
+        raise Miss(f"the head for '{label}' also writes dimensions of other values{state.at(nid)}")
+    read_q = (w["W_Q"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
+    read_k = (w["W_K"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
+    read_v = (w["W_V"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
+    at = attrs["slot"]
+    q_nodes = sorted(n for n, helper in state.owners(read_q, at) if not helper)
+    k_nodes = sorted({n for n, helper in state.owners(read_k + read_v, at) if not helper})
+    for n in q_nodes + k_nodes:
+        if n not in state.error:
+            raise CannotProve(f"the head for '{label}' reads '{state.name(n)}' before it is proved{state.at(nid)}")
+    dq = state.input_error(w["W_Q"], at)
+    dk = state.input_error(w["W_K"], at)
+    dv = state.input_error(w["W_V"], at)
+    W_O_abs = w["W_O"].abs()
+    value_dims_out = W_O_abs.sum(1)  # per head value dim: total write magnitude
+    worst_output, value_miss = 0.0, 0.0
+    smallest_gap = float("inf")
+    sink = w["sink"]
+    for q in range(state.n):
+        for q_assign in state.combos(q_nodes, q, nid):
+            qv = state.vector(q_assign) @ w["W_Q"] + w["b_Q"]
+            keys = []  # per key position: one KeyOption per combination of its values
+            for k in range(q + 1):
+                if q - k > w["window"]:
+                    continue  # masked: the key gets no weight at all
+                options = []
+                for k_assign in state.combos(k_nodes, k, nid):
+                    x = state.vector(k_assign)
+                    kv = x @ w["W_K"] + w["b_K"]
+                    e = k - q + w["center"]
+                    score = float(qv @ kv) + w["slope"] * e + w["curvature"] * e ** 2
+                    score_error = float((qv.abs() * dk).sum() + (kv.abs() * dq).sum() + (dq * dk).sum())
+                    selected = all(_term(state, t, k_assign, q_assign, k, q) for t in node.selector.terms)
+                    value = x @ w["W_V"] + w["b_V"]
+                    exact = _exact_value(state, nid, mode, k_assign, w, value, k)
+                    value_miss = max(value_miss, float((value - exact).abs().max()))
+                    options.append(KeyOption(selected, score, score_error, value, exact))
+                keys.append(options)
+            bound, gap = head_bound(mode, keys, sink, q, node, dv, value_dims_out)
+            worst_output = max(worst_output, bound)
+            smallest_gap = min(smallest_gap, gap)
+    # A value read off by rounding moves the output by at most that much per unit of weight
+    # (a sum head's weights add up to at most one per key).
+    worst_output += value_miss * float(value_dims_out.max()) * (state.n if mode == "sum" else 1)
+    worst_output += _check_write_scale(state, nid, w["W_O"], mode, target, label)
+    if worst_output >= MISS_LIMIT:
+        raise CannotProve(f"the head for '{label}' (layer {layer}) may leak an error of {worst_output:.3g}, "
+                          f"a quarter of a step or more{state.at(nid)}")
+    if attrs["realize"] == "width":
+        state.helper_error[nid] = worst_output
+    else:
+        state.error[nid] = worst_output
+    state.margins[f"head '{label}' score gap"] = smallest_gap
+
+
+def _check_write_scale(state: ProofState, nid, W_O, mode, target, label):
+    """Each value dimension must land in one residual dimension at the scale the encoding
+    says (1, or a sum term's coefficient); the score analysis only bounds the attention
+    weights. Returns the extra output error a rounded scale adds (sum heads check their
+    scale against the decay themselves)."""
+    if mode == "sum":
+        return 0.0
+    want = float(sympy.Rational(target["coefficient"])) if target.get("shared") else 1.0
+    largest = max([1.0] + [abs(float(num(v) - num(state.graph.nodes[nid]["node"].default)))
+                           for v in state.values(nid)] if target.get("encoding") == "numerical"
+                  and mode != "width" else [1.0])
+    extra = 0.0
+    for j in range(W_O.shape[0]):
+        column = W_O[j]
+        written = column.nonzero()[:, 0].tolist()
+        if not written:
+            continue
+        if len(written) != 1:
+            raise Miss(f"the head for '{label}' writes one value into several dimensions{state.at(nid)}")
+        deviation = abs(float(column[written[0]]) - want)
+        if deviation * largest >= MISS_LIMIT:
+            raise Miss(f"the head for '{label}' writes its value scaled by "
+                       f"{float(column[written[0]]):.6g}, not {want:.6g}{state.at(nid)}")
+        extra = max(extra, deviation * largest)  # a rounded scale: carried as error
+    return extra
+
+
+def _term(state: ProofState, term, k_assign, q_assign, k, q):
+    roles = predicate_roles(term.predicate)
+    key = state.value_of(term.keys.id, k_assign, k) if "k" in roles else None
+    query = state.value_of(term.queries.id, q_assign, q) if "q" in roles else None
+    return bool(eval_predicate(term.predicate, key, query, state.base))
+
+
+def _exact_value(state: ProofState, nid, mode, k_assign, w, value, k):
+    """The value vector a selected key should carry (what the compiler meant V to read)."""
+    node = state.graph.nodes[nid]["node"]
+    if mode == "width":
+        return torch.ones_like(value)
+    exact_value = state.value_of(node.value.id, k_assign, k)
+    out = torch.zeros_like(value)
+    entry = state.entries[node.id]
+    if entry["encoding"] == "numerical":
+        out[0] = float(num(exact_value) - num(node.default))
+        if (w["W_V"][:, 1:].abs().sum() > 0) or (w["b_V"][1:].abs().sum() > 0):
+            raise CannotProve(f"the numerical head for '{state.name(nid)}' uses more than one value dimension"
+                              f"{state.at(nid)}")
+    else:
+        # value dim j carries the indicator of the value whose dimension its W_O column writes
+        for j in range(value.shape[0]):
+            column = w["W_O"][j]
+            if float(column.abs().max()) == 0:
+                continue
+            written = int(column.abs().argmax())
+            text = entry["values"][entry["dims"].index(written)]
+            out[j] = 1.0 if text == str(exact_value) else 0.0
+    miss = float((value - out).abs().max())
+    if miss >= MISS_LIMIT:
+        raise Miss(f"the head for '{state.name(nid)}' reads {state.describe(k_assign)} at position {k} "
+                   f"as {vector_text(value)} where {vector_text(out)} was expected{state.at(nid)}")
+    return out

@@ -1,0 +1,76 @@
+"""Embeddings must write each value exactly; no bias or embedding column may write into the
+dimensions of values it does not write."""
+from __future__ import annotations
+
+import torch
+
+from dsl.semantics import apply_op
+from compiler.check.prove.state import MISS_LIMIT, Miss, ProofState
+
+
+def check_write_hygiene(state: ProofState):
+    """Biases and embedding columns may touch only the dimensions of the values they write."""
+    def owned(kinds, layer=None):
+        dims = set()
+        for nid, entry in list(state.entries.items()) + list(state.helpers.items()):
+            attrs = state.graph.nodes[nid]
+            if attrs["realize"] in kinds and (layer is None or attrs.get("layer") == layer):
+                dims |= set(entry["dims"])
+        return dims
+    embedded = owned({"embed"})
+    for name in ("embed.W_E", "pos_embed.W_pos"):
+        used = set((state.weights[name].abs().sum(0) > 0).nonzero()[:, 0].tolist())
+        if used - embedded:
+            raise Miss(f"{name} writes into dimensions of values that are not embedded")
+    for layer in range(state.config["n_layers"]):
+        for name, kinds in ((f"blocks.{layer}.attn.b_O", {"attention", "width"}),
+                            (f"blocks.{layer}.mlp.b_out", {"mlp", "width"})):
+            if name in state.weights:
+                used = set((state.weights[name] != 0).nonzero()[:, 0].tolist())
+                if used - owned(kinds, layer):
+                    raise Miss(f"{name} writes into dimensions of values other sublayers own")
+
+
+def check_embeddings(state: ProofState):
+    W_E, W_pos = state.weights["embed.W_E"], state.weights["pos_embed.W_pos"]
+    for nid, entry in state.entries.items():
+        attrs = state.graph.nodes[nid]
+        if attrs["realize"] != "embed":
+            continue
+        dims = entry["dims"]
+        rows = range(state.n) if attrs["source"] == "position" else range(len(state.layout.vocab))
+        table = W_pos if attrs["source"] == "position" else W_E
+        other = W_E if attrs["source"] == "position" else W_pos
+        if float(other[:, dims].abs().max()) != 0:
+            raise Miss(f"'{state.name(nid)}' is embedded by both the token and the position table"
+                       f"{state.at(nid)}")
+        worst = 0.0  # a weight rounded in its dtype: carried as error
+        for row in rows:
+            if attrs["source"] == "position":
+                value, what = attrs["per_position"][row], f"position {row}"
+            else:
+                value, what = _token_value(state, nid, state.layout.vocab[row]), f"token {state.layout.vocab[row]!r}"
+            want = torch.zeros(state.d_model, dtype=torch.float64)
+            state.encode(nid, value, want)
+            miss = float((table[row, dims] - want[dims]).abs().max())
+            if miss >= MISS_LIMIT:
+                raise Miss(f"the embedding of '{state.name(nid)}' for {what} is off by {miss:.3g} "
+                           f"(it should encode {value}){state.at(nid)}")
+            worst = max(worst, miss)
+        state.error[nid] = worst
+
+
+def _token_value(state: ProofState, nid, token):
+    node = state.graph.nodes[nid]["node"]
+    return _evaluate_token_only(state.graph, node, token, state.base)
+
+
+def _evaluate_token_only(graph, node, token, base):
+    """A token-only value for one token (its inputs are tokens and constants)."""
+    from dsl.core import Const, Tokens
+    if isinstance(node, Tokens):
+        return token
+    if isinstance(node, Const):
+        return node.value
+    args = tuple(_evaluate_token_only(graph, a, token, base) for a in node.args)
+    return apply_op(node.op, args, base)

@@ -1,0 +1,96 @@
+"""An MLP must give the exact value at every input combination, and its ReLUs must not change
+state under the input error bound, so its output error is the Jacobian times that bound (zero
+on the flat runs of the functions the compiler builds)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState, position_note
+
+
+def mlp_units(state: ProofState, nid):
+    attrs = state.graph.nodes[nid]
+    layer = attrs["layer"]
+    prefix = f"blocks.{layer}.mlp."
+    W_in, b_in = state.weights[prefix + "W_in"], state.weights[prefix + "b_in"]
+    W_out, b_out = state.weights[prefix + "W_out"], state.weights[prefix + "b_out"]
+    target = state.entries[nid]["dims"]
+    units = (W_out[:, target].abs().sum(1) > 0).nonzero()[:, 0]
+    served = [e for e in state.weight_map if e.get("id") == nid and "units" in e]
+    if served:  # a sum's dimension may be written by other sublayers' units too
+        start, end = served[0]["units"]
+        units = units[(units >= start) & (units < end)]
+    # Every unit writing this value must write nothing else.
+    others = [d for d in range(state.d_model) if d not in target]
+    if others and float(W_out[units][:, others].abs().max() if len(units) else 0) > 0:
+        raise Miss(f"the MLP units for '{state.name(nid)}' also write other values{state.at(nid)}")
+    return W_in[:, units], b_in[units], W_out[units][:, target], b_out[target], target
+
+
+def check_mlp(state: ProofState, nid):
+    attrs = state.graph.nodes[nid]
+    W_in, b_in, W_out, b_out, target = mlp_units(state, nid)
+    reads = (W_in.abs().sum(1) > 0).nonzero()[:, 0].tolist()
+    at = attrs["slot"]
+    stored = sorted(n for n, helper in state.owners(reads, at) if not helper)
+    for n in stored:
+        if n not in state.error:
+            raise CannotProve(f"the MLP for '{state.name(nid)}' reads '{state.name(n)}' before it is proved"
+                              f"{state.at(nid)}")
+    d_pre = state.input_error(W_in, at)
+    in_place = "updates" in state.entries[nid]
+    worst, margin = 0.0, math.inf
+    errors = state.error_column(len(target), at)
+    positions = state.positions_for(stored)
+    for position in positions:
+        # Every combination at once: one row of X per combination.
+        combos = state.combos(stored, position, nid)
+        X = state.vectors(stored, combos, position)
+        pre = X @ W_in + b_in
+        out = torch.relu(pre) @ W_out + b_out
+        codes, table = state.values_over(nid, combos, position)
+        exact_values = [table[c] for c in codes.tolist()]
+        want = torch.stack([state.vector({nid: value}) for value in table])[torch.from_numpy(codes)]
+        if in_place:  # it adds the new value minus what its dimension holds
+            want = want - X
+        miss = (out - want[:, target]).abs().amax(dim=1) if len(target) else torch.zeros(len(combos))
+        if float(miss.max()) >= MISS_LIMIT:  # a smaller miss is rounding: it joins the error below
+            i = int(miss.argmax())
+            got = out[i] + X[i, target] if in_place else out[i]
+            raise Miss(f"the MLP for '{state.name(nid)}' gives {state.decoded(nid, got)} where "
+                       f"{exact_values[i]} was expected (off by {float(miss[i]):.3g}), on "
+                       f"{state.describe(combos[i])}{position_note(positions, position)}{state.at(nid)}")
+        if pre.shape[1]:
+            if not bool((pre.abs() > d_pre).all()):
+                i = int(((pre.abs() - d_pre).amin(dim=1)).argmin())
+                raise CannotProve(f"an MLP unit for '{state.name(nid)}' may switch under input errors of up to "
+                                  f"{float(d_pre.max()):.3g}, on {state.describe(combos[i])}"
+                                  f"{position_note(positions, position)}{state.at(nid)}")
+            margin = min(margin, float((pre.abs() - d_pre).min()))
+        propagated = _propagated_error(pre > 0, W_in, W_out, target, in_place, errors)
+        worst = max(worst, float((miss + propagated).max()))
+    state.error[nid] = worst
+    state.margins[f"MLP '{state.name(nid)}' ReLU margin"] = margin
+
+
+def _propagated_error(active, W_in, W_out, target, in_place, errors):
+    """Per combination, the most an MLP passes on of its input errors. It depends on which units
+    are active: one Jacobian per distinct pattern, W_in diag(active) W_out, computed for a
+    block of patterns at once as active @ (W_in^T * W_out) (one product instead of a loop)."""
+    column = errors[:, :1]  # the same bound for every target dimension
+    if active.shape[1] == 0:  # no units: only what an update in place keeps
+        return torch.full((len(active),), float(column[target].max()) if in_place else 0.0, dtype=torch.float64)
+    patterns, rows = torch.unique(active, dim=0, return_inverse=True)
+    per_unit = (W_in.T[:, :, None] * W_out[:, None, :]).reshape(W_in.shape[1], -1)  # unit -> d_model x target
+    bounds = torch.empty(len(patterns), dtype=torch.float64)
+    block = max(1, 2 ** 23 // max(1, per_unit.shape[0] + per_unit.shape[1]))
+    for start in range(0, len(patterns), block):
+        jacobians = (patterns[start:start + block].to(torch.float64) @ per_unit).reshape(-1, *W_in.shape[:1],
+                                                                                           len(target))
+        if in_place:  # the dimension keeps its old content, error included
+            for i, d in enumerate(target):
+                jacobians[:, d, i] += 1
+        bounds[start:start + block] = (jacobians.abs() * column).sum(1).amax(1)
+    return bounds[rows.reshape(-1)]

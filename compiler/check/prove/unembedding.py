@@ -1,0 +1,40 @@
+"""The unembedding must give the right token a logit margin larger than the errors can erase."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from compiler.check.prove.state import CannotProve, Miss, ProofState, position_note
+from compiler.model.transformer import unembedding_matrix
+
+
+def check_unembedding(state: ProofState):
+    output = state.ir.program.output.id
+    W_U, b_U = unembedding_matrix(state.weights), state.weights["unembed.b_U"]
+    vocab = state.layout.vocab
+    reads = (W_U.abs().sum(1) > 0).nonzero()[:, 0].tolist()
+    at = 2 * state.config["n_layers"] + 1
+    stored = sorted(n for n, helper in state.owners(reads, at) if not helper)
+    d_logit = state.input_error(W_U, at)
+    smallest = math.inf
+    positions = state.answer_positions(stored)
+    for position in positions:
+        combos = state.combos(stored, position, output)
+        logits = state.vectors(stored, combos, position) @ W_U + b_U
+        codes, table = state.values_over(output, combos, position)
+        right = torch.tensor([vocab.index(table[c]) for c in codes.tolist()])
+        chosen = logits.gather(1, right[:, None])[:, 0]
+        others = logits.scatter(1, right[:, None], -math.inf).amax(dim=1)
+        if bool((chosen - others <= 0).any()):
+            i = int((chosen - others).argmin())
+            written = vocab[int(logits[i].argmax())]
+            raise Miss(f"the output gives {written!r} where {table[codes[i]]!r} was expected (logit gap "
+                       f"{float(chosen[i] - others[i]):.3g}), on {state.describe(combos[i])}"
+                       f"{position_note(positions, position)}{state.at(output)}")
+        gaps = chosen - others - d_logit[right] - d_logit.max()
+        smallest = min(smallest, float(gaps.min()))
+    if smallest <= 0:
+        raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g} "
+                          f"after them){state.at(output)}")
+    state.margins["smallest logit margin after errors"] = smallest
