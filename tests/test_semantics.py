@@ -8,7 +8,8 @@ import pytest
 import sympy
 
 from dsl.resolve import load_program
-from dsl.semantics import EvaluationError, _apply_cached, evaluate
+from dsl.ops import clear_op_cache
+from dsl.semantics import EvaluationError, evaluate
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "add10.rasp"
 LAYOUT = 'layout base 10, msb_first: "<bos>" a[2] "+" b[2] "=" => sum[3] "<eos>"\n'
@@ -194,7 +195,7 @@ def test_division_by_zero_raises():
 
 
 def test_if_else_keeps_booleans_and_numbers_apart():
-    _apply_cached.cache_clear()
+    clear_op_cache()
     ev = run("let c = indices == 1\nlet n = 1 if c else 0\nlet b = true if c else false")
     assert all(isinstance(v, bool) for v in ev["b"])
     assert not any(isinstance(v, bool) for v in ev["n"])

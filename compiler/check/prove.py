@@ -41,7 +41,7 @@ import sympy
 import torch
 
 from dsl.errors import display_path
-from dsl.semantics import apply_op, eval_predicate, num
+from dsl.semantics import apply_op, eval_predicate, num, value_from_inputs
 from compiler.passes.encodings import head_mode, predicate_roles
 from compiler.check.stored import number_of
 from compiler.model.transformer import per_head, unembedding_matrix
@@ -215,7 +215,7 @@ class _Checker:
             return attrs["per_position"][position]
         node = attrs["node"]
         args = tuple(self.value_of(a.id, assignment, position) for a in node.args)
-        return apply_op(node.op, args, self.base)
+        return value_from_inputs(node, args, self.base)
 
     def values_over(self, nid, combos, position):
         """value_of for every combination at once, as (codes, table): combination i has the value
@@ -880,10 +880,5 @@ def _fold_null_keys(keys, sink):
 
 def _evaluate_token_only(graph, node, token, base):
     """A token-only value for one token (its inputs are tokens and constants)."""
-    from dsl.core import Const, Tokens
-    if isinstance(node, Tokens):
-        return token
-    if isinstance(node, Const):
-        return node.value
-    args = tuple(_evaluate_token_only(graph, a, token, base) for a in node.args)
-    return apply_op(node.op, args, base)
+    args = tuple(_evaluate_token_only(graph, a, token, base) for a in node.inputs())
+    return value_from_inputs(node, args, base, token=token)
