@@ -35,7 +35,7 @@ def num(value: Any) -> sympy.Rational:
     return sympy.Rational(value)
 
 
-# What an op's arguments must be, checked by the resolver (dsl.resolve.types says why in words).
+# What an op's arguments must be, checked by the resolver (dsl.resolve.op_types says why in words).
 NUMBERS = "numbers"  # arithmetic: numbers or booleans, never tokens
 ORDERED = "ordered"  # an ordering: numbers or booleans
 EQUATABLE = "equatable"  # == and !=: two tokens, or two non-tokens

@@ -4,8 +4,8 @@ Defs are expanded at every call (there is no run-time function call in a transfo
 are folded; `-D NAME=VALUE` overrides a declared constant. Every error names file, line and column.
 
 The resolver is cut by concern, one mixin to a module over shared state (base): files, declarations,
-layout and meaning, scope (names and defs), expressions, types (elementwise ops, folding) and builtins;
-program puts them together.
+layout_meaning, scope (names and defs), expressions, op_types (elementwise ops: type checks by the op
+table, folding) and calls (of the built-in functions); program puts them together.
 """
 from __future__ import annotations
 

@@ -10,16 +10,16 @@ from dsl.core import Aggregate, Node, Program, Select, SelectorWidth
 from dsl.errors import AdderError, Span
 from dsl.limits import MAX_CHAIN, MAX_OPERATIONS
 from dsl.resolve.base import ResolverBase
-from dsl.resolve.builtins import Builtins
+from dsl.resolve.calls import Calls
 from dsl.resolve.declarations import Declarations
 from dsl.resolve.expressions import Expressions
 from dsl.resolve.files import Files
 from dsl.resolve.layout_meaning import LayoutAndMeaning
 from dsl.resolve.scope import Scope
-from dsl.resolve.types import Types
+from dsl.resolve.op_types import OpTypes
 
 
-class Resolver(Files, Declarations, LayoutAndMeaning, Scope, Expressions, Types, Builtins, ResolverBase):
+class Resolver(Files, Declarations, LayoutAndMeaning, Scope, Expressions, OpTypes, Calls, ResolverBase):
     """Resolves one program: reads its files, and turns each statement into core nodes."""
 
 

@@ -14,7 +14,7 @@ from dsl.resolve.names import (AGGREGATES, BUILTIN_FUNCTIONS, ELEMENTWISE_BUILTI
 from dsl.semantics import EvaluationError, eval_predicate
 
 
-class Builtins:
+class Calls:
     """The resolver's built-in calls (defs are called in dsl.resolve.scope)."""
 
     def expr_Call(self, e, scope):

@@ -12,7 +12,7 @@ NUMERIC = {"num", "bool"}  # booleans count as 0 and 1
 TOKEN_TO_NUMBER = "turn a digit token into its value with digit(...)"
 
 
-class Types:
+class OpTypes:
     """The resolver's elementwise ops: every one is type-checked and, over constants, folded."""
 
     def elementwise(self, op, args, span, arg_spans=None):
