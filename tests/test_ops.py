@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import sympy
 
-from dsl.core import Map
+from dsl.core import Aggregate, Map
 from dsl.ops import (BINARY_OPS, BOOLEANS, COMPARE_OPS, ELEMENTWISE_BUILTINS, EQUATABLE, NEVER, NUMBERS, OPS,
                      ORDERED, UNARY_OPS, EvaluationError, apply_op)
 from dsl.parser import GRAMMAR_PATH
 from dsl.resolve import load_program
 from dsl.resolve.names import BUILTIN_FUNCTIONS
+from compiler.passes.encodings import relative_term
 
 # Every operator and elementwise built-in, none of them over constants alone (those are folded).
 EVERY_OP = '''layout base 10, msb_first: "<bos>" a[2] "+" b[2] "=" => sum[3] "<eos>"
@@ -137,3 +138,13 @@ def test_the_table_is_where_ops_live():
     for path in ["dsl/semantics.py", "compiler/passes/encodings.py", "compiler/ir/reads.py", "compiler/passes/share.py"]:
         text = (root / path).read_text()
         assert '"add", "sub"' not in text and "AFFINE_OPS" not in text, path
+
+
+def test_a_position_term_is_read_by_the_one_affine_rule():
+    """The relative-term finder (compiler.passes.encodings) writes a predicate symbolically by the
+    table's rule, so a difference divided by a constant is a distance too: one key two back."""
+    program = load_program("halves.rasp", text='layout base 10, msb_first: "<bos>" a[2] "=" => b[2] "<eos>"\n'
+                                               'let back = first(select(indices, indices, (q - k) / 2 == 1), tokens, '
+                                               'default="<bos>")\noutput back\n')
+    (aggregate,) = [n for n in program.nodes if isinstance(n, Aggregate)]
+    assert relative_term(aggregate.selector.terms[0], program.layout.n_ctx, 10) == ("offset", 2)
