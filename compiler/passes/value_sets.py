@@ -163,11 +163,12 @@ def _infer(node, graph, layout, position_values, ir):
     if node.mode == "mean":
         if node.type == "token" or ir.program.encodings.get(node.id) == "categorical":
             return _sorted(value_set | {default})
-        return _sorted(_means(value_set, width) | {default})
-    return _sorted(_sums(value_set, width, node.decay, distances) | {default})
+        return _sorted(mean_values(value_set, width) | {default})
+    return _sorted(sum_values(value_set, width, node.decay, distances) | {default})
 
 
-def _means(values, width):
+def mean_values(values, width):
+    """Every mean of 1 to `width` of the values (repeats allowed), exactly."""
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values}
     too_many = f"a mean over up to {width} keys has more than {MAX_VALUES} possible values"
     result = set()
@@ -178,7 +179,9 @@ def _means(values, width):
     return {_exact(v) for v in result}
 
 
-def _sums(values, width, decay, distances):
+def sum_values(values, width, decay, distances):
+    """Every sum of up to `width` of the values (repeats allowed), exactly; with a decay, a sum of at
+    most one value at each distance a key can be selected at, divided by decay ** distance."""
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values} | {sympy.Integer(0)}
     if decay is None:
         steps, too_many = [nums] * width, f"a sum over up to {width} keys has more than {MAX_VALUES} possible values"
