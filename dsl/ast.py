@@ -143,3 +143,18 @@ class Module:
     path: str
     source: str
     statements: tuple[Statement, ...] = field(default_factory=tuple)
+
+
+def children(e: Expr) -> tuple:
+    """The expressions directly inside `e`, in the order written (a call's keyword values last)."""
+    if isinstance(e, BinOp):
+        return (e.left, e.right)
+    if isinstance(e, UnaryOp):
+        return (e.operand,)
+    if isinstance(e, Compare):
+        return e.operands
+    if isinstance(e, IfElse):
+        return (e.condition, e.then, e.otherwise)
+    if isinstance(e, Call):
+        return e.args + tuple(v for _, v in e.kwargs)
+    return ()

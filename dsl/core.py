@@ -57,7 +57,7 @@ class Var(Node):
 
 @dataclass(eq=False)
 class Map(Node):
-    """An elementwise operation; `op` names a function in `dsl.semantics.OPS`."""
+    """An elementwise operation; `op` names an entry of `dsl.ops.OPS`."""
 
     op: str
     args: tuple[Node, ...]

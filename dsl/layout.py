@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsl.errors import AdderError, Span
+from dsl.meaning import evaluate as evaluate_meaning
 
 DIGIT_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -215,9 +216,8 @@ class Meaning:
     constants: dict
 
     def expected(self, operands: dict[str, int]) -> int:
-        from dsl.meaning import evaluate
         try:
-            value = evaluate(self.expression, operands, self.constants)
+            value = evaluate_meaning(self.expression, operands, self.constants)
         except ZeroDivisionError:
             raise ValueError("the meaning divides by zero") from None
         if getattr(value, "denominator", 1) != 1:
@@ -226,5 +226,4 @@ class Meaning:
 
     def expected_tensor(self, operands: dict):
         """Expected answers for int64 tensors of operands (dsl.meaning.Unsupported if not exact)."""
-        from dsl.meaning import evaluate
-        return evaluate(self.expression, operands, self.constants, tensors=True)
+        return evaluate_meaning(self.expression, operands, self.constants, tensors=True)

@@ -32,8 +32,8 @@ PROGRAMS = sorted(CORPUS.glob("*.rasp"))
 # One per stage that can fail: lexer, resolver, an imported file, a -D override, a compiler pass.
 SUBPROCESS_CASES = ["unterminated_string", "undefined_name", "error_in_imported_file", "override_zero_width",
                     "division_by_zero_for_some_input"]
-# `python -m compiler.cli` would be the obvious spelling, but the module has no __main__ guard: it
-# runs nothing and exits 0. This is exactly what the installed `adderc` script does.
+# `python -m compiler.cli` runs the same `main` (the module has a __main__ guard); this spelling is
+# the one the installed `adderc` script uses, so the subprocesses test what a user runs.
 ENTRY = "import sys; from compiler.cli import main; sys.exit(main())"
 
 

@@ -12,7 +12,7 @@ import sympy
 
 from compiler.passes.weights.attention import _gap, head_tolerance
 from compiler.passes.build_graph import build_graph
-from compiler.passes.value_sets import TooManyValues, _means, _sums, infer_value_sets
+from compiler.passes.value_sets import TooManyValues, infer_value_sets, mean_values, sum_values
 from dsl.resolve import load_program
 from tests.fuzz import oracle
 
@@ -106,15 +106,15 @@ def test_value_sets_of_fraction_sums_and_means_are_exact(values):
     width = 4
     exact = {sympy.Rational(v.numerator, v.denominator) for v in values}
     want_sums = _brute_sums(values, width)
-    assert {Fraction(int(s.p), int(s.q)) for s in _sums(exact, width, None, list(range(width)))} == want_sums
+    assert {Fraction(int(s.p), int(s.q)) for s in sum_values(exact, width, None, list(range(width)))} == want_sums
     want_means = {sum(c, Fraction(0)) / n for n in range(1, width + 1)
                   for c in itertools.combinations_with_replacement(values, n)}
-    assert {Fraction(int(s.p), int(s.q)) for s in _means(exact, width)} == want_means
+    assert {Fraction(int(s.p), int(s.q)) for s in mean_values(exact, width)} == want_means
 
 
 def test_decayed_sum_value_set_is_exact():
     values = {sympy.Integer(0), sympy.Integer(-1), sympy.Rational(1, 3)}
-    got = _sums(values, 3, 10, [0, 1, 2])
+    got = sum_values(values, 3, 10, [0, 1, 2])
     want = {a + b / 10 + c / 100 for a, b, c in itertools.product(values, repeat=3)}
     assert got == want
 
@@ -123,7 +123,7 @@ def test_too_many_fraction_sums_are_refused_quickly():
     values = {sympy.Rational(1, p) for p in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43)}
     started = time.perf_counter()
     with pytest.raises(TooManyValues, match="possible values"):
-        _sums(values, 12, None, list(range(12)))
+        sum_values(values, 12, None, list(range(12)))
     assert time.perf_counter() - started < SECONDS
 
 

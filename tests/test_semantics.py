@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import sympy
 
+from dsl.core import Aggregate, SelectorWidth
+from dsl.ops import clear_op_cache
 from dsl.resolve import load_program
-from dsl.semantics import EvaluationError, _apply_cached, evaluate
+from dsl.semantics import EvaluationError, evaluate, value_from_inputs
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "add10.rasp"
 LAYOUT = 'layout base 10, msb_first: "<bos>" a[2] "+" b[2] "=" => sum[3] "<eos>"\n'
@@ -194,7 +196,19 @@ def test_division_by_zero_raises():
 
 
 def test_if_else_keeps_booleans_and_numbers_apart():
-    _apply_cached.cache_clear()
+    clear_op_cache()
     ev = run("let c = indices == 1\nlet n = 1 if c else 0\nlet b = true if c else false")
     assert all(isinstance(v, bool) for v in ev["b"])
     assert not any(isinstance(v, bool) for v in ev["n"])
+
+
+def test_the_value_of_a_node_at_one_position_is_its_value_in_the_sequence():
+    """value_from_inputs, which the compiler and the prover evaluate with, is what evaluate computes."""
+    program = adder(3)
+    ev = evaluate(program, SEQ)
+    for node in program.nodes:
+        if isinstance(node, (Aggregate, SelectorWidth)):
+            continue  # they look at other positions: no value at one position alone
+        for i, token in enumerate(SEQ):
+            inputs = tuple(ev.values[a.id][i] for a in node.inputs())
+            assert value_from_inputs(node, inputs, program.layout.base, token=token, position=i) == ev.values[node.id][i]

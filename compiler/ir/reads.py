@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import sympy
 
-from dsl.semantics import apply_op, num
+from dsl.ops import affine_coefficients
+from dsl.semantics import num, value_from_inputs
 from compiler.ir.compile_ir import Affine
+
+
+def constant_args(node, graph) -> tuple:
+    """Each argument's value where it is a constant, else None: what `dsl.ops.affine_coefficients` takes."""
+    return tuple(graph.nodes[a.id]["values"][0] if graph.nodes[a.id]["realize"] == "const" else None
+                 for a in node.args)
 
 
 class Reads:
@@ -91,21 +98,14 @@ class Reads:
         if len(variable) == 1 and self._single_input_table(variable[0].id):
             x = variable[0].id
             return self._table_read(nid, x, lambda out: num(out))
-        reads = [self._term_numeric(arg.id) for arg in node.args]
-        const = lambda i: num(self.attrs(node.args[i].id)["values"][0])
-        if node.op == "add":
-            return reads[0] + reads[1]
-        if node.op == "sub":
-            return reads[0] + reads[1].scale(-1)
-        if node.op == "neg":
-            return reads[0].scale(-1)
-        if node.op == "mul":
-            if self.attrs(node.args[0].id)["realize"] == "const":
-                return reads[1].scale(const(0))
-            return reads[0].scale(const(1))
-        if node.op == "div":
-            return reads[0].scale(1 / const(1))
-        raise AssertionError(f"{a['label']}: op {node.op} is not affine")
+        factors = affine_coefficients(node.op, constant_args(node, self.graph))
+        if factors is None:
+            raise AssertionError(f"{a['label']}: op {node.op} is not affine")
+        terms = [self._term_numeric(arg.id).scale(f) for arg, f in zip(node.args, factors) if f is not None]
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        return total
 
     def _single_input_table(self, x) -> bool:
         ax = self.attrs(x)
@@ -114,7 +114,7 @@ class Reads:
     def _apply(self, nid, x, value):
         node = self.attrs(nid)["node"]
         args = tuple(value if arg.id == x else self.attrs(arg.id)["values"][0] for arg in node.args)
-        return apply_op(node.op, args, self.base)
+        return value_from_inputs(node, args, self.base)
 
     def _table_read(self, nid, x, convert) -> Affine:
         """A function of one value x, read linearly: through x's one-hot, or exactly through a

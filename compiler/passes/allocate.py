@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from dsl.semantics import num
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.reads import Reads
+from compiler.passes.weights.mlp import ramp_changes, value_through_fused
 
 STORED = ("embed", "attention", "mlp", "width")
 
@@ -134,16 +136,14 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
 
 def _units(ir, graph, nid, x, read, in_place: bool) -> int:
     """Hidden units the MLP for nid needs over x's values, writing f(x) or f(x) - (x's dimension)."""
-    from compiler.passes.weights.mlp import _evaluate, _piecewise_linear
-    from dsl.semantics import num
     values = sorted(graph.nodes[x]["values"], key=num)
     codes = [num(v) for v in values]
     (slope,) = read.coeffs.values()
-    ys = [num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) for v in values]
+    ys = [num(value_through_fused(graph, nid, {x: v}, ir.program.layout.base)) for v in values]
     if in_place:  # the dimension goes from x's encoding, (x - bias) / slope, to y's, the same one
         ys = [(y - num(v)) / slope for y, v in zip(ys, values)]
     gaps = [b - a for a, b in zip(codes, codes[1:])]
-    start_slope, _, changes = _piecewise_linear(codes, ys, (min(gaps) if gaps else 1) / 4)
+    start_slope, _, changes = ramp_changes(codes, ys, (min(gaps) if gaps else 1) / 4)
     return (start_slope != 0) + len({t for t, _ in changes})
 
 

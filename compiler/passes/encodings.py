@@ -24,15 +24,16 @@ a token, a program annotates it, or a select compares keys with queries (a table
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
 import sympy
 
-from functools import lru_cache
-
 from dsl.core import Aggregate, Indices, Map, SelectorWidth, Var
 from dsl.errors import AdderError
+from dsl.ops import affine_coefficients
 from dsl.semantics import eval_predicate, num
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.reads import constant_args
 
 READABLE = {"const", "embed", "derived", "mlp", "attention", "width"}
 
@@ -91,6 +92,7 @@ def relative_term(term, n_ctx: int, base: int):
 
 _K, _Q, _D = sympy.symbols("k q d", integer=True)
 _RELATIONS = {"eq": sympy.Eq, "ne": sympy.Ne, "lt": sympy.Lt, "le": sympy.Le, "gt": sympy.Gt, "ge": sympy.Ge}
+_CONNECTIVES = {"and": sympy.And, "or": sympy.Or, "not": sympy.Not}
 
 
 def _symbolic(predicate):
@@ -106,13 +108,12 @@ def _symbolic(predicate):
     op = predicate.op
     if op in _RELATIONS:
         return _RELATIONS[op](sympy.expand(args[0] - args[1]), 0)
-    table = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "neg": lambda a: -a,
-             "and": sympy.And, "or": sympy.Or, "not": sympy.Not}
-    if op == "mul" and (args[0].is_number or args[1].is_number):
-        return args[0] * args[1]
-    if op not in table:
+    if op in _CONNECTIVES:
+        return _CONNECTIVES[op](*args)
+    factors = affine_coefficients(op, tuple(a if a.is_number else None for a in args))
+    if factors is None:
         raise ValueError(op)
-    return table[op](*args)
+    return sum((a * f for a, f in zip(args, factors) if f is not None), sympy.Integer(0))
 
 
 @lru_cache(maxsize=256)
@@ -359,11 +360,4 @@ def _derivable(node: Map, attrs, graph) -> bool:
             return True
     if attrs["encoding"] != "numerical" or any(a.type == "token" for a in inputs):
         return False
-    constant = lambda a: graph.nodes[a.id]["realize"] == "const"
-    if node.op in ("add", "sub", "neg"):
-        return True
-    if node.op == "mul":
-        return constant(node.args[0]) or constant(node.args[1])
-    if node.op == "div":
-        return constant(node.args[1])
-    return False
+    return affine_coefficients(node.op, constant_args(node, graph)) is not None

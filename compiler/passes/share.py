@@ -25,10 +25,9 @@ from dataclasses import replace
 import sympy
 
 from dsl.core import Map
-from dsl.semantics import num
+from dsl.ops import affine_coefficients
 from compiler.ir.compile_ir import CompileIR
-
-LINEAR = {"add", "sub", "neg", "mul", "div"}
+from compiler.ir.reads import constant_args
 
 
 def share_sums(ir: CompileIR) -> CompileIR:
@@ -39,10 +38,13 @@ def share_sums(ir: CompileIR) -> CompileIR:
         readers = list(graph.successors(nid))
         return readers[0] if len(readers) == 1 and nid != output else None
 
+    def factors_of(node):
+        return affine_coefficients(node.op, constant_args(node, graph))
+
     def linear(nid):
         attrs = graph.nodes[nid]
         return (attrs.get("realize") == "derived" and attrs["encoding"] == "numerical"
-                and isinstance(attrs["node"], Map) and attrs["node"].op in LINEAR)
+                and isinstance(attrs["node"], Map) and factors_of(attrs["node"]) is not None)
 
     def expand(nid) -> dict:
         """{term id: coefficient} of a linear value, through linear values only it reads."""
@@ -56,17 +58,8 @@ def share_sums(ir: CompileIR) -> CompileIR:
             else:
                 parts.append({arg.id: sympy.Integer(1)})
                 chain[arg.id] = nid
-        constant = lambda i: num(graph.nodes[node.args[i].id]["values"][0])
-        if node.op == "add":
-            return _combine(parts[0], 1, parts[1], 1)
-        if node.op == "sub":
-            return _combine(parts[0], 1, parts[1], -1)
-        if node.op == "neg":
-            return _combine(parts[0], -1, None, 0)
-        if node.op == "mul":
-            return _combine(parts[1], constant(0), None, 0) if parts[0] is None else \
-                _combine(parts[0], constant(1), None, 0)
-        return _combine(parts[0], 1 / constant(1), None, 0)  # div by a constant
+        # A constant term adds no term; a constant factor has no factor of its own (it is the other's).
+        return _combine([(part, f) for part, f in zip(parts, factors_of(node)) if f is not None])
 
     def read_slot(reader):
         """The last sublayer at which `reader` reads its inputs, or None when that is not simple."""
@@ -123,9 +116,10 @@ def _host(graph, leaves, terms, chain, read_slot, hosting, output):
     return None
 
 
-def _combine(a, ca, b, cb) -> dict:
+def _combine(parts) -> dict:
+    """The sum of each part ({term id: coefficient}, or None for a constant) times its factor."""
     out: dict = {}
-    for part, factor in ((a, ca), (b, cb)):
+    for part, factor in parts:
         for nid, c in (part or {}).items():
             out[nid] = out.get(nid, 0) + c * factor
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from fractions import Fraction
 from functools import reduce
 
@@ -22,8 +23,9 @@ import sympy
 
 from dsl.core import Aggregate, Const, Indices, Map, Select, SelectorWidth, Tokens
 from dsl.errors import AdderError
-from dsl.semantics import EvaluationError, _evaluate_node, apply_op, selection_matrix
+from dsl.semantics import EvaluationError, apply_op, evaluate, evaluate_node, selection_matrix
 from compiler.ir.compile_ir import CompileIR
+from compiler.passes.encodings import constant_term, relative_term
 
 MAX_VALUES = 100_000
 # Work one aggregate's value set may take: machine words of bit masks shifted, then additions of
@@ -81,8 +83,7 @@ def infer_value_sets(ir: CompileIR) -> CompileIR:
         attrs["source"] = _source(node, sources)
         try:
             if attrs["source"] in ("position", "const"):
-                position_values[nid] = _evaluate_node(node, position_values, dummy_tokens, n_ctx, layout.base,
-                                                      ir.program)
+                position_values[nid] = evaluate_node(node, position_values, dummy_tokens, layout.base, ir.program)
                 attrs["per_position"] = position_values[nid]
                 attrs["values"] = _sorted(set(position_values[nid]))
             else:
@@ -100,12 +101,11 @@ def infer_value_sets(ir: CompileIR) -> CompileIR:
                              node.span, ir.program.sources.get(node.span.file), TOO_MANY_HINT)
         if at_zero is not None:
             attrs["at_zero"] = at_zero[nid]
-    return _replace(ir, graph)
+    return replace(ir, graph=graph)
 
 
 def _values_at_position_zero(program) -> dict | None:
     """Every node's value at position 0 when the layout fixes the first token, else None."""
-    from dsl.semantics import evaluate
     first = program.layout.items[0]
     if first[0] != "literal":
         return None
@@ -114,11 +114,6 @@ def _values_at_position_zero(program) -> dict | None:
     except EvaluationError:
         return None
     return {nid: column[0] for nid, column in values.items()}
-
-
-def _replace(ir, graph):
-    from dataclasses import replace
-    return replace(ir, graph=graph)
 
 
 def _source(node, input_sources):
@@ -168,11 +163,12 @@ def _infer(node, graph, layout, position_values, ir):
     if node.mode == "mean":
         if node.type == "token" or ir.program.encodings.get(node.id) == "categorical":
             return _sorted(value_set | {default})
-        return _sorted(_means(value_set, width) | {default})
-    return _sorted(_sums(value_set, width, node.decay, distances) | {default})
+        return _sorted(mean_values(value_set, width) | {default})
+    return _sorted(sum_values(value_set, width, node.decay, distances) | {default})
 
 
-def _means(values, width):
+def mean_values(values, width):
+    """Every mean of 1 to `width` of the values (repeats allowed), exactly."""
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values}
     too_many = f"a mean over up to {width} keys has more than {MAX_VALUES} possible values"
     result = set()
@@ -183,7 +179,9 @@ def _means(values, width):
     return {_exact(v) for v in result}
 
 
-def _sums(values, width, decay, distances):
+def sum_values(values, width, decay, distances):
+    """Every sum of up to `width` of the values (repeats allowed), exactly; with a decay, a sum of at
+    most one value at each distance a key can be selected at, divided by decay ** distance."""
     nums = {sympy.Integer(int(v)) if isinstance(v, bool) else v for v in values} | {sympy.Integer(0)}
     if decay is None:
         steps, too_many = [nums] * width, f"a sum over up to {width} keys has more than {MAX_VALUES} possible values"
@@ -292,7 +290,6 @@ def selector_reach(selector, layout, position_values, graph) -> tuple[int, list[
     Exact for a term on positions alone (its selection is known for every query), and none for
     a term that no value satisfies; otherwise any key at or before the query may be selected.
     """
-    from compiler.passes.encodings import constant_term, relative_term
     width, distances = layout.n_ctx, set(range(layout.n_ctx))
     for term in selector.terms:
         if constant_term(term, graph, layout.base) is False:

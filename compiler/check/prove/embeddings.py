@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dsl.semantics import apply_op
+from dsl.semantics import value_from_inputs
 from compiler.check.prove.state import MISS_LIMIT, Miss, ProofState
 
 
@@ -67,10 +67,5 @@ def _token_value(state: ProofState, nid, token):
 
 def _evaluate_token_only(graph, node, token, base):
     """A token-only value for one token (its inputs are tokens and constants)."""
-    from dsl.core import Const, Tokens
-    if isinstance(node, Tokens):
-        return token
-    if isinstance(node, Const):
-        return node.value
-    args = tuple(_evaluate_token_only(graph, a, token, base) for a in node.args)
-    return apply_op(node.op, args, base)
+    args = tuple(_evaluate_token_only(graph, a, token, base) for a in node.inputs())
+    return value_from_inputs(node, args, base, token=token)

@@ -10,7 +10,7 @@ import numpy
 import sympy
 import torch
 
-from dsl.semantics import apply_op, num
+from dsl.semantics import apply_op, num, value_from_inputs
 from compiler.check.prove.naming import ProgramText
 from compiler.check.stored import number_of
 
@@ -114,7 +114,7 @@ class ProofState(ProgramText):
             return attrs["per_position"][position]
         node = attrs["node"]
         args = tuple(self.value_of(a.id, assignment, position) for a in node.args)
-        return apply_op(node.op, args, self.base)
+        return value_from_inputs(node, args, self.base)
 
     def values_over(self, nid, combos, position):
         """value_of for every combination at once, as (codes, table): combination i has the value

@@ -12,7 +12,7 @@ from typing import Any
 import sympy
 
 from dsl.core import Program
-from dsl.semantics import _evaluate_node, num
+from dsl.semantics import evaluate_node, num
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 
@@ -182,7 +182,7 @@ def _values_over(program: Program, graph, tokens: list[str], source: str) -> dic
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
         if attrs["source"] in (source, "const"):
-            values[nid] = _evaluate_node(attrs["node"], values, tokens, len(tokens), program.layout.base, program)
+            values[nid] = evaluate_node(attrs["node"], values, tokens, program.layout.base, program)
     return values
 
 

@@ -14,7 +14,7 @@ import itertools
 import sympy
 
 from dsl.errors import AdderError
-from dsl.semantics import EvaluationError, apply_op, num
+from dsl.semantics import EvaluationError, num, value_from_inputs
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.passes.value_sets import MAX_VALUES, hint_for
@@ -73,7 +73,7 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         env = {f: value for f, (value, _) in zip(frontier, combo)}
         code = sum((factor * (c - low) for (factor, low), (_, c) in zip(multipliers, combo)), sympy.Integer(0))
         try:
-            table[code] = _evaluate(graph, nid, env, base)
+            table[code] = value_through_fused(graph, nid, env, base)
         except EvaluationError as err:
             fail(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
                  hint_for(str(err)))
@@ -115,7 +115,7 @@ def piecewise_linear(block: MLPBlock, code_read: Affine, table: dict, attrs) -> 
     knots: dict = {}  # t -> {dim: slope change}
     for dim in dims:
         ys = [v.get(dim, sympy.Integer(0)) for v in vectors]
-        start_slope, bias, changes = _piecewise_linear(codes, ys, margin)
+        start_slope, bias, changes = ramp_changes(codes, ys, margin)
         block.b_out[dim] = block.b_out.get(dim, 0) + bias
         for t, change in ([(codes[0] - margin, start_slope)] if start_slope != 0 else []) + changes:
             knots.setdefault(t, {})
@@ -136,7 +136,7 @@ def piecewise_linear(block: MLPBlock, code_read: Affine, table: dict, attrs) -> 
     return block
 
 
-def _piecewise_linear(codes, ys, margin):
+def ramp_changes(codes, ys, margin):
     """(slope before the first knot, output bias, [(knot, slope change)]) reproducing ys at codes.
 
     The function is ys[0] + slope0 * (c - codes[0]) near the first code; a unit relu(c - t0) with
@@ -165,7 +165,7 @@ def _piecewise_linear(codes, ys, margin):
     return start_slope, bias, [(t, c) for t, c in changes if c != 0]
 
 
-def _evaluate(graph, nid, env, base):
+def value_through_fused(graph, nid, env, base):
     """The node's value given its frontier's values, computing fused steps on the way."""
     if nid in env:
         return env[nid]
@@ -173,6 +173,6 @@ def _evaluate(graph, nid, env, base):
     if attrs["realize"] == "const":
         return attrs["values"][0]
     node = attrs["node"]
-    args = tuple(_evaluate(graph, a.id, env, base) for a in node.args)
-    env[nid] = apply_op(node.op, args, base)
+    args = tuple(value_through_fused(graph, a.id, env, base) for a in node.args)
+    env[nid] = value_from_inputs(node, args, base)
     return env[nid]

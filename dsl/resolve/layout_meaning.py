@@ -1,0 +1,148 @@
+"""The layout declaration and the meaning, checked against each other where that is cheap."""
+from __future__ import annotations
+
+import itertools
+import math
+
+from dsl import ast
+from dsl import meaning as meaning_rules
+from dsl.ast import children
+from dsl.layout import Layout, Meaning, build_layout
+from dsl.limits import MAX_MEANING_BITS, MAX_POSITIONS, show_count, show_number
+from dsl.resolve.names import MEANING_HINT
+
+
+class LayoutAndMeaning:
+    """The resolver's layout and meaning declarations."""
+
+    def layout_decl(self, st: ast.LayoutDecl):
+        if self.layout is not None:
+            raise self.error("the program already has a layout", st.span,
+                             f"a program has one layout; the first one is at {self.layout_span}")
+        base = 10 if st.base is None else self.int_constant(st.base, "the base")
+        entries, positions = [], 0
+        for item in st.prompt + st.answer:
+            if isinstance(item, ast.LayoutLiteral):
+                entries.append(("literal", item.span, item.token))
+                positions += 1
+            else:
+                width = self.int_constant(item.width, "a field width")
+                positions += max(width, 0)
+                if positions > MAX_POSITIONS:
+                    self.too_many_positions(item, width, positions)
+                entries.append(("field", item.span, item.name, width))
+        n_prompt = len(st.prompt)
+        self.layout = build_layout(base, st.order or "msb_first", entries[:n_prompt], entries[n_prompt:],
+                                   st.span, self.sources.get(st.span.file),
+                                   base_span=st.base.span if st.base is not None else None)
+        self.layout_span = st.span
+        self.answer_span = st.answer[0].span
+
+    def too_many_positions(self, item: ast.LayoutField, width: int, positions: int):
+        """The error for a layout longer than MAX_POSITIONS, at the field that takes it past the limit."""
+        source = self.sources.get(item.span.file, "")
+        w = item.width.span
+        written = source.splitlines()[w.line - 1][w.column - 1:w.end_column - 1] \
+            if source and w.end_line == w.line else ""
+        size = show_number(width)
+        what = f"{written} = {size}" if written and written != size else size
+        raise self.error(f"field '{item.name}' is {what} digits wide: too large, a sequence has at most "
+                         f"{MAX_POSITIONS:,} positions (this layout has {show_count(positions)} up to here)",
+                         item.span, "choose smaller widths; every width adds its digits to the positions a model "
+                                    "reads and writes")
+
+    def require_layout(self, span) -> Layout:
+        if self.layout is None:
+            if self.pending_layout is not None:
+                hint = f"move the layout (at {self.pending_layout.span}) above this line"
+            else:
+                hint = 'declare it first, e.g. layout base 10, msb_first: "<bos>" a[N] "+" b[N] "=" => sum[N + 1] "<eos>"'
+            raise self.error("this needs the layout, which is not declared yet", span, hint)
+        return self.layout
+
+    def meaning_decl(self, st: ast.MeaningDecl):
+        layout = self.require_layout(st.span)
+        if st.field != layout.answer.name:
+            raise self.error(f"a meaning defines the answer field '{layout.answer.name}', not '{st.field}'",
+                             self.name_span(st, st.field), f"write: meaning {layout.answer.name} = ...")
+        operand_names = {f.name for f in layout.operands}
+        self.check_meaning_names(st.value, operand_names)
+        expression = st.value
+        source = self.sources.get(st.span.file, "")
+        text = source.splitlines()[expression.span.line - 1][expression.span.column - 1:expression.span.end_column - 1] \
+            if source and expression.span.line == expression.span.end_line else "<expression>"
+        problem = meaning_rules.check(expression)
+        if problem:
+            raise self.error(f"a meaning is an integer expression over the operands; it cannot contain {problem}",
+                             expression.span, MEANING_HINT)
+        constants = dict(self.constants)
+        operand_bits = {f.name: (layout.base ** f.width - 1).bit_length() for f in layout.operands}
+        try:
+            meaning_rules.bit_bound(expression, operand_bits, constants, MAX_MEANING_BITS)
+        except meaning_rules.TooLarge as err:
+            raise self.error(f"this part of the meaning can need {show_count(err.bits)} bits for the largest "
+                             f"operands; at most {MAX_MEANING_BITS:,} are supported", err.expression.span,
+                             "a meaning computes the answer, which has at most as many digits as the answer "
+                             "field: use smaller powers and products") from None
+        self.meaning = Meaning(st.field, text, expression, constants)
+        self.check_answer_width(st)
+
+    def check_answer_width(self, st: ast.MeaningDecl):
+        """The answer field must hold every answer: try the meaning where operands are smallest and largest.
+
+        A corner that does not fit is a certain error, with an input to show for it; answers that
+        overflow only between corners are left to `adderc verify`.
+        """
+        layout, meaning = self.layout, self.meaning
+        operands, answer = layout.operands, layout.answer
+        if len(operands) > 8 or _has_variable_power(st.value, {f.name for f in operands}):
+            return  # too many corners, or a power of an operand, too large to evaluate
+        limit = layout.base ** answer.width
+        for corner in itertools.product(*[(0, layout.base ** f.width - 1) for f in operands]):
+            values = dict(zip((f.name for f in operands), corner))
+            try:
+                value = meaning.expected(values)
+            except (ValueError, ArithmeticError):
+                continue  # no answer at this input: the verifier reports it
+            at = ", ".join(f"{name} = {show_number(v)}" for name, v in values.items())
+            if value < 0:
+                raise self.error(f"the meaning of '{answer.name}' can be negative ({show_number(value)} at {at}), but an answer "
+                                 "field holds digits", st.value.span,
+                                 "add an offset that keeps it at 0 or more, as examples/sub.rasp does with "
+                                 "a - b + 10 ** N")
+            if value >= limit:
+                needed = _digit_count(value, layout.base)
+                error = self.error(f"the layout's widths do not add up: '{answer.name}' has {answer.width} "
+                                   f"digit(s), but its meaning can be {show_number(value)} ({at}), which needs "
+                                   f"{needed}",
+                                   self.answer_span,
+                                   f"make '{answer.name}' {needed} digits wide, or change the meaning")
+                error.notes.append(f"the meaning is at {st.span}: meaning {st.field} = {meaning.text}")
+                raise error
+
+    def check_meaning_names(self, e, operand_names):
+        if isinstance(e, ast.Name):
+            if e.name not in operand_names and e.name not in self.constants:
+                raise self.error(f"a meaning may use operand fields {sorted(operand_names)} and constants; "
+                                 f"'{e.name}' is neither", e.span, MEANING_HINT)
+        for child in children(e):
+            self.check_meaning_names(child, operand_names)
+
+
+def _digit_count(value: int, base: int) -> int:
+    """Base-`base` digits of a whole number >= 0, from its size (dividing digit by digit is quadratic)."""
+    count = max(1, int(value.bit_length() / math.log2(base)) - 1)
+    while base ** count <= value:
+        count += 1
+    return count
+
+
+def _has_variable_power(e, operands) -> bool:
+    """Whether `e` raises something to a power that depends on an operand (too large to try)."""
+    if isinstance(e, ast.BinOp) and e.op == "**" and _mentions(e.right, operands):
+        return True
+    return any(_has_variable_power(child, operands) for child in children(e))
+
+
+def _mentions(e, names) -> bool:
+    return (isinstance(e, ast.Name) and e.name in names) or any(_mentions(c, names) for c in children(e))
