@@ -28,7 +28,7 @@ from dsl.semantics import eval_predicate, num
 from compiler.passes.encodings import constant_term, head_mode, live_terms, lone_offset, predicate_roles, relative_term
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
-from compiler.passes.weights.build import Head
+from compiler.ir.weights import Head
 
 TOLERANCE = sympy.Rational(1, 10**6)
 
