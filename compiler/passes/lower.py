@@ -17,6 +17,7 @@ import torch
 
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.weights import NodeIds, Weights
+from compiler.stats import stored_indices
 
 
 def to_float(value) -> float:
@@ -28,13 +29,6 @@ def _dense(shape, entries, dtype, transform=lambda k: k):
     for key, value in entries.items():
         tensor[transform(key)] = to_float(value)
     return tensor.to(dtype)
-
-
-def stored_indices(tensor: torch.Tensor) -> list[tuple]:
-    """The indices of a tensor's stored numbers: nonzero and finite (an infinite sink or window is
-    a flag meaning "none", not a number), as compiler.stats counts them."""
-    mask = (tensor != 0) & torch.isfinite(tensor)
-    return [tuple(index) for index in torch.nonzero(mask).tolist()]
 
 
 def _union(*node_ids: NodeIds) -> NodeIds:
