@@ -1,4 +1,4 @@
-"""The `adderc` command line: compile, run, stats, check.
+"""The `adderc` command line: compile, run, stats, explain, check, verify.
 
 Every failure caused by the input (a program, a prompt, a model file) prints a message naming
 where it is and exits 2; nothing the user does should show a Python traceback.
@@ -22,11 +22,12 @@ from compiler.api import compile_file, run_prompts
 from compiler.check.adapter import counterexample_lines, load_callable, metadata_lines, stress
 from compiler.check.program import program_from_payload
 from compiler.check.verify import heading, verify
+from compiler.explain import explain_rows, format_rows, rows_on_line
 from compiler.model.file import load_model, save_model
 from compiler.passes.probe import probe_program
 from compiler.stats import breakdown, format_stats, model_stats
 
-COMMANDS = ("compile", "run", "stats", "check", "verify")
+COMMANDS = ("compile", "run", "stats", "explain", "check", "verify")
 RUN_BATCH = 1024
 
 
@@ -102,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="print a model's size figures")
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("explain", help="list every stored number with the program node and line it serves")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print a list of objects, one per stored number")
+    p.add_argument("--line", type=_count(1, 10 ** 9), metavar="N",
+                   help="only the numbers that line N of the program costs, and how many")
     p = sub.add_parser("verify", help="check a model against its program (exit 0 holds, 1 mismatch, 4 unproved)",
                        epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a model file, or with --callable a layout program")
@@ -136,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit:  # argparse has printed its message (exit 2) or the help (exit 0)
         return exit.code
     try:
-        return {"compile": cmd_compile, "run": cmd_run, "stats": cmd_stats, "check": cmd_check,
-                "verify": cmd_verify}[args.command](args)
+        return {"compile": cmd_compile, "run": cmd_run, "stats": cmd_stats, "explain": cmd_explain,
+                "check": cmd_check, "verify": cmd_verify}[args.command](args)
     except AdderError as err:
         print(err.render(), file=sys.stderr)
         return 2
@@ -264,6 +270,25 @@ def cmd_stats(args) -> int:
         print(json.dumps(stats, indent=2))
     else:
         print(format_stats(stats))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    _, payload = load_model(args.model)
+    rows = explain_rows(payload)
+    total = len(rows)
+    if args.line is not None:
+        rows = rows_on_line(rows, payload, args.line)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for line in format_rows(rows):
+        print(line)
+    if args.line is None:
+        print(f"{total} stored numbers, each with the program node it serves")
+    else:
+        print(f"line {args.line} of {payload['program']['path']} costs {len(rows)} of the model's {total} "
+              f"stored numbers")
     return 0
 
 

@@ -6,9 +6,19 @@ import torch
 from compiler.model.transformer import unembedding_matrix
 
 
+def stored_mask(tensor: torch.Tensor) -> torch.Tensor:
+    """Where a tensor holds a stored number: nonzero and finite. A -inf sink logit means "this
+    head has no sink" and an infinite window "no window": flags, not weights."""
+    return (tensor != 0) & torch.isfinite(tensor)
+
+
+def stored_indices(tensor: torch.Tensor) -> list[tuple]:
+    """The index of each stored number in a tensor, in row-major order."""
+    return [tuple(index) for index in torch.nonzero(stored_mask(tensor)).tolist()]
+
+
 def _nonzero(tensor: torch.Tensor) -> int:
-    # A -inf sink logit means "this head has no sink": it is a flag, not a weight.
-    return int(((tensor != 0) & torch.isfinite(tensor)).sum())
+    return int(stored_mask(tensor).sum())
 
 
 def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> list[dict]:

@@ -63,6 +63,8 @@ def test_check(capsys):
     (["run", "MODEL", "--operands", "1"], "2 value(s) per prompt"),
     (["run", "MODEL", "--operands", "1", "99999999999"], "not a whole number from 0 to 9999999999"),
     (["stats", "missing.pt"], "no such file"),
+    (["explain", "missing.pt"], "no such file"),
+    (["explain", "MODEL", "--line", "x"], "--line"),
     (["compile", "missing.rasp"], "cannot read program"),
     (["compile", str(ADD10), "-D", "M=3"], "declares no const"),
     (["compile", str(ADD10), "-D", "N=x"], "whole number"),
@@ -106,3 +108,8 @@ def test_every_head_and_unit_is_traced_to_a_program_node(model_path):
         covered = [u for start, end in spans for u in range(start, end)]
         assert covered == list(range(config["d_mlp"][layer]))
     assert all(e["line"] > 0 for e in payload["weight_map"])
+    # and every stored number, to the nodes it serves (tests/test_explain.py reads them back)
+    traced = payload["provenance"]["tensors"]
+    for name, tensor in payload["state_dict"].items():
+        stored = int(((tensor != 0) & torch.isfinite(tensor)).sum())
+        assert len(traced.get(name, [])) == stored, name

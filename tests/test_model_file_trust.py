@@ -16,7 +16,7 @@ import torch
 from compiler.api import compile_file
 from compiler.cli import main
 from compiler.model.file import load_model, save_model
-from compiler.model.schema import MAX_UNCOMPRESSED
+from compiler.model.schema import MAX_PROVENANCE_NODES, MAX_UNCOMPRESSED
 from dsl.resolve import sources_digest
 from tests.conftest import ADD10, ROOT
 
@@ -168,6 +168,44 @@ HOSTILE = {
     "weight map head past the layer": (_set(["weight_map", 0, "head"], 5), "weight_map[0].head"),
     "weight map units past the layer": (_set(["weight_map", 2, "units"], [0, 99]), "weight_map[2].units"),
     "meaning of another field": (_set(["meaning", "field"], "a"), "meaning.field"),
+    "provenance missing": (_delete(["provenance"]), "file.provenance"),
+    "provenance unknown key": (_set(["provenance", "extra"], 1), "provenance.extra"),
+    "provenance of an unknown tensor": (_set(["provenance", "tensors", "blocks.9.attn.W_Q"], []), "provenance.tensors"),
+    "provenance names an unknown node": (_set(["provenance", "tensors", "embed.W_E", 0, 1], [10 ** 6]),
+                                         "provenance.tensors.embed.W_E[0]"),
+    "provenance node id bool": (_set(["provenance", "tensors", "embed.W_E", 0, 1], [True]),
+                                "provenance.tensors.embed.W_E[0]"),
+    "provenance node id a list": (_set(["provenance", "tensors", "embed.W_E", 0, 1], [[4]]),
+                                  "provenance.tensors.embed.W_E[0]"),
+    "provenance names no node": (_set(["provenance", "tensors", "embed.W_E", 0, 1], []),
+                                 "provenance.tensors.embed.W_E[0]"),
+    "provenance index past the tensor": (_set(["provenance", "tensors", "embed.W_E", 0, 0], [999, 0]),
+                                         "provenance.tensors.embed.W_E[0]"),
+    "provenance index negative": (_set(["provenance", "tensors", "embed.W_E", 0, 0], [-1, 0]),
+                                  "provenance.tensors.embed.W_E[0]"),
+    "provenance index of the wrong rank": (_set(["provenance", "tensors", "embed.W_E", 0, 0], [1]),
+                                           "provenance.tensors.embed.W_E[0]"),
+    "provenance entry not a pair": (_set(["provenance", "tensors", "embed.W_E", 0], "x"),
+                                    "provenance.tensors.embed.W_E[0]"),
+    "provenance index traced twice": (lambda p: _set(["provenance", "tensors", "embed.W_E"],
+                                                     [p["provenance"]["tensors"]["embed.W_E"][0]] * 2)(p),
+                                      "provenance.tensors.embed.W_E[1]: [1, 0] is traced twice"),
+    "provenance longer than its tensor": (lambda p: _set(["provenance", "tensors", "unembed.logit_scale"],
+                                                         p["provenance"]["tensors"]["unembed.logit_scale"] * 2)(p),
+                                          "provenance.tensors.unembed.logit_scale: 2 entries for a tensor of 1"),
+    "provenance node file not embedded": (_set(["provenance", "nodes", 0, "file"], "/etc/passwd"),
+                                          "provenance.nodes[0].file"),
+    "provenance node line past the source": (_set(["provenance", "nodes", 0, "line"], 10 ** 6),
+                                             "provenance.nodes[0].line"),
+    "provenance node ends before it starts": (_set(["provenance", "nodes", 0, "end_line"], 0),
+                                              "provenance.nodes[0].end_line"),
+    "provenance node column text": (_set(["provenance", "nodes", 0, "column"], "3"), "provenance.nodes[0].column"),
+    "provenance node label huge": (_set(["provenance", "nodes", 0, "node"], "x" * 20_000), "provenance.nodes[0].node"),
+    "provenance node listed twice": (lambda p: _set(["provenance", "nodes"], p["provenance"]["nodes"] * 2)(p),
+                                     "is listed twice"),
+    "provenance nodes past the bound": (lambda p: _set(["provenance", "nodes"],
+                                                       p["provenance"]["nodes"][:1] * (MAX_PROVENANCE_NODES + 1))(p),
+                                        "provenance.nodes: 65,537 nodes, more than this adderc reads"),
     "payload a list": (lambda p: [p], "file"),
 }
 
@@ -190,10 +228,10 @@ def _tree(root: Path) -> set:
     return {p.relative_to(root) for p in root.rglob("*")}
 
 
-def _refused(path, field, capsys, commands=("verify", "stats", "run")):
+def _refused(path, field, capsys, commands=("verify", "stats", "run", "explain")):
     for command in commands:
         argv = {"verify": ["verify", str(path), "--samples", "10"], "stats": ["stats", str(path)],
-                "run": ["run", str(path), PROMPT]}[command]
+                "run": ["run", str(path), PROMPT], "explain": ["explain", str(path)]}[command]
         assert main(argv) == 2, (command, field)
         captured = capsys.readouterr()
         err = captured.err

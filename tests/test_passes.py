@@ -79,7 +79,9 @@ def test_weights_are_exact_and_traceable(add10_ir):
         for head in layer.heads:
             for table in (head.W_Q, head.W_K, head.W_V, head.W_O):
                 assert all(isinstance(v, sympy.Basic) and v != 0 for v in table.values())
-    assert set(w.provenance["W_E"].values()) <= {e["node"] for e in add10_ir.residual_map}
+    traced = w.provenance["W_E"]
+    assert set(traced) == set(w.W_E)  # every embedding entry is traced, under its pruned index
+    assert {n for ids in traced.values() for n in ids} <= {e["id"] for e in add10_ir.residual_map}
 
 
 def test_lowering_uses_transformerlens_names_and_shapes(add10_ir):

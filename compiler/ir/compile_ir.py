@@ -46,9 +46,11 @@ class CompileIR:
     n_layers: int = 0
     d_model: int = 0
     residual_map: list[dict] = field(default_factory=list)  # one entry per stored node: dims and encoding
-    weights: Any = None  # compiler.passes.weights.build.Weights once built
+    weights: Any = None  # compiler.ir.weights.Weights once built
     lowered: Any = None  # (config, state_dict) once lowered
     weight_map: list[dict] = field(default_factory=list)  # which heads and units serve which node
+    # tensor name -> {index: program node ids} for every nonzero stored number (compiler.passes.lower)
+    provenance: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # (operands, whole token sequence, interpreter evaluation) of the inputs compiler.passes.probe ran,
     # which compiler.passes.self_check compares the lowered model with.

@@ -1,8 +1,9 @@
 """model.pt: plain tensors and plain data only, loadable with torch.load(weights_only=True).
 
-It carries everything needed without the program file: config, vocabulary, layout, residual map,
-the program's sources (named relative to their common folder) with their sha256, and the compiler
-version. It carries no timings, so compiling one program twice writes the same bytes.
+It carries everything needed without the program file: config, vocabulary, layout, residual and
+weight maps, the provenance of every stored number (the program nodes it serves), the program's
+sources (named relative to their common folder) with their sha256, and the compiler version. It
+carries no timings, so compiling one program twice writes the same bytes.
 
 A model file is data from anyone: it is bounded before loading and checked whole against one
 schema (compiler.model.schema) before any of it is used, and no name in it becomes a path.
@@ -35,6 +36,25 @@ def embedded_names(paths) -> dict[str, str]:
     return names
 
 
+def provenance_data(ir, names: dict[str, str]) -> dict:
+    """ir.provenance as plain data: the program nodes it names, each with its place in the embedded
+    sources (line 0 where a node has no place there), and per tensor [[index, [node ids]], ...]."""
+    program = ir.program
+    used = sorted({n for table in ir.provenance.values() for ids in table.values() for n in ids})
+    nodes = []
+    for nid in used:
+        attrs = ir.graph.nodes[nid]
+        span = attrs["span"]
+        placed = span.file in names
+        nodes.append({"id": nid, "node": attrs["label"], "file": names.get(span.file, names[program.path]),
+                      "line": span.line if placed else 0, "column": span.column if placed else 0,
+                      "end_line": (span.end_line or span.line) if placed else 0,
+                      "end_column": (span.end_column or span.column) if placed else 0})
+    tensors = {name: [[list(index), list(ids)] for index, ids in sorted(table.items())]
+               for name, table in ir.provenance.items() if table}
+    return {"nodes": nodes, "tensors": tensors}
+
+
 def save_model(path: str | Path, ir, stats: dict, digest: str) -> None:
     config, state = ir.lowered
     program = ir.program
@@ -44,6 +64,7 @@ def save_model(path: str | Path, ir, stats: dict, digest: str) -> None:
         "config": config, "state_dict": {k: v.contiguous() for k, v in state.items()},
         "vocab": list(program.layout.vocab), "layout": program.layout.to_dict(),
         "residual_map": ir.residual_map, "weight_map": ir.weight_map,
+        "provenance": provenance_data(ir, names),
         "program": {"path": names[program.path], "source": program.source, "sha256": digest,
                     "sources": {names[p]: text for p, text in program.sources.items()},
                     "overrides": dict(ir.options.get("overrides", {})),

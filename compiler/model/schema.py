@@ -3,9 +3,10 @@
 A file from someone else is checked whole, field by field, before a model is built from it or a
 program is read out of it: every key's type, every size against a bound, every tensor's name,
 shape, dtype and values against the config, the layout and the residual and weight maps against
-the config and against each other, and the embedded program's names and digest. A failure is one
-line naming the file and the field, e.g. `model.pt: config.n_layers: -1 is not a non-negative
-whole number` or `model.pt: program.sha256: does not match the embedded sources`.
+the config and against each other, the provenance of the stored numbers against the tensors and
+the embedded sources, and the embedded program's names and digest. A failure is one line naming
+the file and the field, e.g. `model.pt: config.n_layers: -1 is not a non-negative whole number`
+or `model.pt: program.sha256: does not match the embedded sources`.
 
 The bounds are generous, far above what the compiler emits (the largest examples have 3 layers,
 d_model 132 and contexts under 100; a 1,000-digit adder has a context near 3,000), and exist so
@@ -44,11 +45,13 @@ MAX_NUMBER_DIGITS = 4000  # digits of a number in a map, within Python's int-fro
 MAX_SOURCES = 256  # embedded program files
 MAX_INT_BITS = 63  # consts and overrides: int64
 MAX_LINE = 10 ** 9
+MAX_PROVENANCE_NODES = 1 << 16  # program nodes a provenance names (a program has at most a few thousand)
 
 FORMAT = "adderc-model"
-FORMAT_VERSION = 2  # 2: ALiBi centres, grouped key/value projections, tied unembeddings
+FORMAT_VERSION = 3  # 2: ALiBi centres, grouped key/value projections, tied unembeddings; 3: provenance
 TOP_KEYS = {"format": str, "format_version": int, "compiler_version": str, "config": dict, "state_dict": dict,
-            "vocab": list, "layout": dict, "residual_map": list, "weight_map": list, "program": dict,
+            "vocab": list, "layout": dict, "residual_map": list, "weight_map": list, "provenance": dict,
+            "program": dict,
             "meaning": (dict, type(None)), "stats": dict}
 CONFIG_KEYS = {"n_layers", "d_model", "d_vocab", "n_ctx", "n_heads", "d_head", "d_mlp", "act_fn", "dtype"}
 CONFIG_OPTIONAL = {"n_kv_heads", "tied_unembed"}
@@ -174,6 +177,7 @@ def validate(payload, name: str) -> Layout:
     _residual_map(check, payload["residual_map"], config)
     _weight_map(check, payload["weight_map"], config)
     _program(check, payload["program"])
+    _provenance(check, payload["provenance"], payload["state_dict"], payload["program"]["sources"])
     _meaning(check, payload["meaning"], layout)
     _stats(check, payload.get("stats", {}))
     return layout
@@ -355,6 +359,62 @@ def _weight_map(check: _Fields, entries: list, config: dict):
                 check.fail(field + ".units", f"{_show(units)} is not a range of layer {layer}'s "
                                              f"{config['d_mlp'][layer]} units")
         _node_fields(check, entry, field)
+
+
+def _provenance(check: _Fields, provenance: dict, state: dict, sources: dict):
+    """The program nodes behind the stored numbers: each node placed in an embedded source, each
+    entry an index inside its tensor naming known nodes. It need not cover every nonzero weight (a
+    weight edited after compiling has none), and an entry may name a weight that is now zero."""
+    check.keys(provenance, "provenance", ["nodes", "tensors"])
+    nodes = check.of_type(provenance["nodes"], list, "provenance.nodes", "a list")
+    if len(nodes) > MAX_PROVENANCE_NODES:
+        check.fail("provenance.nodes", f"{len(nodes):,} nodes, more than this adderc reads ({MAX_PROVENANCE_NODES:,})")
+    known = set()
+    for i, node in enumerate(nodes):
+        field = f"provenance.nodes[{i}]"
+        check.keys(node, field, ["id", "node", "file", "line", "column", "end_line", "end_column"])
+        if check.whole(node["id"], field + ".id") in known:
+            check.fail(field + ".id", f"{node['id']} is listed twice")
+        known.add(node["id"])
+        check.text(node["node"], field + ".node")
+        if not isinstance(node["file"], str) or node["file"] not in sources:
+            check.fail(field + ".file", f"{_show(node['file'])} is not an embedded source")
+        lines = sources[node["file"]].count("\n") + 1
+        check.whole(node["line"], field + ".line", 0, lines, f"past the {lines} lines of {node['file']}")
+        check.whole(node["end_line"], field + ".end_line", node["line"], lines, f"past the {lines} lines of {node['file']}")
+        for key in ("column", "end_column"):
+            check.whole(node[key], f"{field}.{key}", 0, MAX_LINE)
+    tensors = check.of_type(provenance["tensors"], dict, "provenance.tensors", "a mapping")
+    for name, entries in tensors.items():
+        if not isinstance(name, str) or name not in state:
+            check.fail("provenance.tensors", f"{_show(name)} is not a weight of this model")
+        _traced_tensor(check, f"provenance.tensors.{name}", entries, tuple(state[name].shape), known)
+
+
+def _traced_tensor(check: _Fields, field: str, entries, shape: tuple, known: set):
+    check.of_type(entries, list, field, "a list")
+    size = math.prod(shape)
+    if len(entries) > size:
+        check.fail(field, f"{len(entries):,} entries for a tensor of {size:,} numbers")
+    seen = set()
+    for j, entry in enumerate(entries):
+        where = f"{field}[{j}]"
+        if not isinstance(entry, list) or len(entry) != 2 or not all(isinstance(part, list) for part in entry):
+            check.fail(where, f"{_show(entry)} is not [index, node ids]")
+        index, ids = entry
+        if len(index) != len(shape) or any(not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < n
+                                           for k, n in zip(index, shape)):
+            check.fail(where, f"{_show(index)} is not an index of a tensor of shape {list(shape)}")
+        if tuple(index) in seen:
+            check.fail(where, f"{_show(index)} is traced twice")
+        seen.add(tuple(index))
+        if not ids or len(ids) > len(known):
+            check.fail(where, f"{_show(ids)} is not a list of program nodes")
+        for node_id in ids:
+            if type(node_id) is not int or node_id not in known:
+                check.fail(where, f"{_show(node_id)} is not a node of provenance.nodes")
+        if len(set(ids)) != len(ids):
+            check.fail(where, f"{_show(ids)} names a node twice")
 
 
 def plain_name(name) -> bool:

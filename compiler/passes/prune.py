@@ -12,7 +12,7 @@ from dataclasses import replace
 import sympy
 
 from compiler.ir.compile_ir import CompileIR
-from compiler.passes.weights.build import Head, LayerWeights, MLPBlock, Weights
+from compiler.ir.weights import Head, LayerWeights, MLPBlock, Weights
 
 
 def _nonzero(table: dict) -> dict:
@@ -44,12 +44,8 @@ def prune(ir: CompileIR) -> CompileIR:
         return {(x, new_index[d]): v for (x, d), v in table.items() if d in new_index and v != 0}
 
     pruned = Weights(W_E=remap_cols(w.W_E), W_pos=remap_cols(w.W_pos), W_U=remap_rows(w.W_U),
-                     b_U=_nonzero(w.b_U), provenance={})
-    for name in ("W_E", "W_pos"):
-        pruned.provenance[name] = {(x, new_index[d]): label for (x, d), label in w.provenance.get(name, {}).items()
-                                   if d in new_index}
-    pruned.provenance["W_U"] = {(new_index[d], x): label for (d, x), label in w.provenance.get("W_U", {}).items()
-                                if d in new_index}
+                     b_U=_nonzero(w.b_U))
+    _remap_provenance(w, pruned, new_index)
     for layer in w.layers:
         out = LayerWeights()
         for head in layer.heads:
@@ -80,6 +76,17 @@ def prune(ir: CompileIR) -> CompileIR:
         if "dims" in attrs:
             attrs["pruned_dims"] = {d: new_index[d] for d in attrs["dims"] if d in new_index}
     return replace(ir, graph=graph, weights=pruned, d_model=len(live), residual_map=residual_map)
+
+
+def _remap_provenance(w: Weights, pruned: Weights, new_index: dict):
+    """Each kept entry's provenance under its new index: embeddings are (row, dim), W_U (dim, token)."""
+    moved = {"W_E": lambda k: (k[0], new_index.get(k[1])), "W_pos": lambda k: (k[0], new_index.get(k[1])),
+             "W_U": lambda k: (new_index.get(k[0]), k[1]), "b_U": lambda k: k}
+    for name, move in moved.items():
+        kept = getattr(pruned, name)
+        for index, node_ids in w.provenance[name].items():
+            if move(index) in kept:  # a pruned dimension maps to None, which no kept entry has
+                pruned.trace(name, move(index), node_ids)
 
 
 def _compact(indices):

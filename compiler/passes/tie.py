@@ -8,7 +8,8 @@ be negative, as T5-style tied heads scale theirs. The logits are identical, so n
 changes; tying is skipped when it would not save a weight.
 
 Sets ir.weights.tied_scale (sympy) when tied; lowering then stores unembed.logit_scale instead
-of unembed.W_U.
+of unembed.W_U. W_U's provenance is kept: lowering traces the scale to every node the W_U entries
+served, and each W_E entry to its embedded node and the readout it now also is.
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ its readers put their steps a quarter of that distance away from every value.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import sympy
 
@@ -28,7 +29,7 @@ from dsl.semantics import eval_predicate, num
 from compiler.passes.encodings import constant_term, head_mode, live_terms, lone_offset, predicate_roles, relative_term
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
-from compiler.passes.weights.build import Head
+from compiler.ir.weights import Head
 
 TOLERANCE = sympy.Rational(1, 10**6)
 
@@ -58,66 +59,118 @@ def head_tolerance(attrs):
     return closest / GAP_SHARE
 
 
+@dataclass
+class _HeadPlan:
+    """What every part of one head's construction reads: its node, the context, the gap G and
+    the number T of score terms, and how to fail at the node's source."""
+    ir: CompileIR
+    nid: int
+    G: sympy.Integer
+    tolerance: sympy.Expr
+    T: int = 0
+
+    @property
+    def attrs(self) -> dict:
+        return self.ir.graph.nodes[self.nid]
+
+    @property
+    def node(self):
+        return self.attrs["node"]
+
+    @property
+    def n_ctx(self) -> int:
+        return self.ir.program.layout.n_ctx
+
+    def fail(self, message, hint=None):
+        node = self.node
+        raise AdderError(message, node.span, self.ir.program.sources.get(node.span.file), hint)
+
+
 def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
-    graph, layout = ir.graph, ir.program.layout
-    attrs = graph.nodes[nid]
-    node = attrs["node"]
-    base = layout.base
-    n_ctx = layout.n_ctx
-
-    def fail(message, hint=None):
-        raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
-
+    attrs = ir.graph.nodes[nid]
+    node, base = attrs["node"], ir.program.layout.base
     # For width, the sink scores like a selected key and each key carries 1: the output is w/(w+1).
-    mode, width = head_mode(attrs), attrs["max_width"]
+    mode = head_mode(attrs)
     head = Head(nid, attrs["label"], mode)
-
     categorical = attrs["encoding"] == "categorical"
     magnitude = 1 if categorical or mode == "width" else \
         max(abs(num(v) - num(node.default)) for v in attrs["values"])
     tolerance = head_tolerance(attrs) if mode != "width" else TOLERANCE
-    G = _gap(n_ctx, magnitude, tolerance)
+    plan = _HeadPlan(ir, nid, _gap(ir.program.layout.n_ctx, magnitude, tolerance), tolerance)
 
-    # ----- score terms
     terms, relative = [], []
-    for term in live_terms(node.selector, graph, base):
-        if constant_term(term, graph, base) is False:
-            fail("this select never selects anything (its predicate is false for every value)")
-        kind = relative_term(term, n_ctx, base)
+    for term in live_terms(node.selector, ir.graph, base):
+        if constant_term(term, ir.graph, base) is False:
+            plan.fail("this select never selects anything (its predicate is false for every value)")
+        kind = relative_term(term, plan.n_ctx, base)
         if kind is not None:
             relative.append(kind)
             continue
         terms.append((term, predicate_roles(term.predicate)))
     offsets = [c for kind, c in relative if kind == "offset"]
     windows = [w for kind, w in relative if kind == "window"]
-    T = len(terms) + len(offsets)
-    span = G * (n_ctx - 1)
-    if mode in ("first", "last"):
-        M = span + 2 * G
-        head.slope = -G if mode == "first" else G
-        low = 0 if mode == "first" else -span
-        head.sink = T * M + low - G
-    elif mode == "mean":
-        M = 2 * G
-        if "paired_with" in attrs:
-            # Every other key scores at least 2M - ln(r) under the nearer of the pair: enough is
-            # G, and a smaller M keeps the scores small, which float32 needs to resolve ln(r).
-            M = sympy.Integer(math.ceil((G + math.log(attrs["paired_with"][1])) / 2) + 1)
-        head.sink = T * M - G
-    elif mode == "width":
-        M = G + sympy.Integer(math.ceil(math.log(n_ctx + 1)))  # a whole sink's weight over n keys
-        head.sink = T * M
-    else:  # sum
-        if num(node.default) != 0:
-            fail("sum(...) compiles only with default 0", "add the default afterwards with a conditional")
-        total = max(abs(num(v)) for v in attrs["values"])
-        anchor = _gap(n_ctx, total, tolerance)
-        M = G
-        head.sink = T * M + anchor
-        if node.decay is not None:
-            head.slope = sympy.log(sympy.sympify(node.decay))
-        head.constants["anchor"] = anchor
-    head.constants.update({"M": M, "G": G, "terms": T})
+    plan.T = len(terms) + len(offsets)
+    M = MODE_SCORES[mode](head, plan)
+    head.constants.update({"M": M, "G": plan.G, "terms": plan.T})
+    _distance_terms(head, plan, M, offsets, windows)
+    _score_weights(head, plan, M, terms, reads)
+    if mode == "width":
+        head.b_V[0] = sympy.Integer(1)
+        head.W_O[(0, attrs["helper_dim"])] = sympy.Integer(1)
+    else:
+        _value_weights(head, plan, reads)
+    return head
+
+
+def _ordered_scores(head: Head, plan: _HeadPlan):
+    """first/last: a slope of -G/+G per position makes the earliest/latest selected key win."""
+    span = plan.G * (plan.n_ctx - 1)
+    M = span + 2 * plan.G
+    head.slope = -plan.G if head.mode == "first" else plan.G
+    low = 0 if head.mode == "first" else -span
+    head.sink = plan.T * M + low - plan.G
+    return M
+
+
+def _mean_scores(head: Head, plan: _HeadPlan):
+    M = 2 * plan.G
+    if "paired_with" in plan.attrs:
+        # Every other key scores at least 2M - ln(r) under the nearer of the pair: enough is
+        # G, and a smaller M keeps the scores small, which float32 needs to resolve ln(r).
+        M = sympy.Integer(math.ceil((plan.G + math.log(plan.attrs["paired_with"][1])) / 2) + 1)
+    head.sink = plan.T * M - plan.G
+    return M
+
+
+def _width_scores(head: Head, plan: _HeadPlan):
+    M = plan.G + sympy.Integer(math.ceil(math.log(plan.n_ctx + 1)))  # a whole sink's weight over n keys
+    head.sink = plan.T * M
+    return M
+
+
+def _sum_scores(head: Head, plan: _HeadPlan):
+    """sum: the sink is an anchor far above every key, so each key's weight is e^(score - anchor)."""
+    node = plan.node
+    if num(node.default) != 0:
+        plan.fail("sum(...) compiles only with default 0", "add the default afterwards with a conditional")
+    total = max(abs(num(v)) for v in plan.attrs["values"])
+    anchor = _gap(plan.n_ctx, total, plan.tolerance)
+    M = plan.G
+    head.sink = plan.T * M + anchor
+    if node.decay is not None:
+        head.slope = sympy.log(sympy.sympify(node.decay))
+    head.constants["anchor"] = anchor
+    return M
+
+
+# The score per selected term M, the sink and the slope, by head mode (they set head.sink and
+# head.slope and return M).
+MODE_SCORES = {"first": _ordered_scores, "last": _ordered_scores, "mean": _mean_scores,
+               "width": _width_scores, "sum": _sum_scores}
+
+
+def _distance_terms(head: Head, plan: _HeadPlan, M, offsets, windows):
+    """Terms on the key's distance alone: offsets as a parabola, windows as a mask."""
     # An offset term "the key c back" scores M - M*(d + c)^2 with d = k - q: M at that key, at most
     # 0 at any other, as a table would. Written as slope*d + curvature*d^2 the constant M - M*c^2
     # is taken off the sink instead (only differences with the sink matter); below, the model's
@@ -130,13 +183,13 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.window = min(windows)
     # Position 0 holds the same values in every input of a layout that starts with a fixed token;
     # when it holds the default, it can stand in for the sink.
-    if lone_offset(graph, nid, n_ctx, base) is not None:
+    if lone_offset(plan.ir.graph, plan.nid, plan.n_ctx, plan.ir.program.layout.base) is not None:
         # Before the offset key exists the closest key is position 0, at least 3M above the rest.
         head.sink = None
-    if "paired_with" in attrs:
+    if "paired_with" in plan.attrs:
         # Two neighbouring keys, c and c + 1 back (compiler.passes.pair_heads): the parabola's top moves
         # half a position further back and tilts by ln(r), so the nearer key scores ln(r) more.
-        (c,), ratio = offsets, attrs["paired_with"][1]
+        (c,), ratio = offsets, plan.attrs["paired_with"][1]
         head.slope += -M + sympy.log(ratio)
         head.constants["pair ratio"] = ratio
     if head.curvature != 0:
@@ -149,6 +202,10 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         if head.sink is not None:  # the same shift for every key: keep the sink level with them
             head.sink += head.curvature * head.center ** 2 + tilt * head.center
 
+
+def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
+    """One query/key dimension per key value a key-query term selects, or per one-sided term."""
+    graph, base = plan.ir.graph, plan.ir.program.layout.base
     qk_dim = 0
     for term, roles in terms:
         if roles == {"k", "q"}:
@@ -174,13 +231,12 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
                 head.b_K[qk_dim] = sympy.Integer(1)
             qk_dim += 1
 
-    # ----- values
-    if mode == "width":
-        head.b_V[0] = sympy.Integer(1)
-        head.W_O[(0, attrs["helper_dim"])] = sympy.Integer(1)
-        return head
-    scale = sympy.exp(head.constants["anchor"]) if mode == "sum" else sympy.Integer(1)
-    if categorical:
+
+def _value_weights(head: Head, plan: _HeadPlan, reads: Reads):
+    """The aggregated value, less the default, through V and O (a sum's W_O undoes its anchor)."""
+    graph, attrs, node = plan.ir.graph, plan.attrs, plan.node
+    scale = sympy.exp(head.constants["anchor"]) if head.mode == "sum" else sympy.Integer(1)
+    if attrs["encoding"] == "categorical":
         value_reads = reads.categorical(node.value.id)
         v_dim = 0
         for value, out_dim in zip(attrs["values"], attrs["dims"]):
@@ -196,7 +252,6 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         if "paired_with" in attrs:  # weights r/(r+1) and 1/(r+1): the output weight restores both terms
             coefficient += graph.nodes[attrs["paired_with"][0]]["share"][1]
         head.W_O[(0, attrs["dims"][0])] = scale * coefficient
-    return head
 
 
 def _indicator(reads: Reads, graph, nid, predicate, base, is_key) -> Affine:

@@ -18,7 +18,7 @@ from dsl.semantics import EvaluationError, num, value_from_inputs
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.passes.value_sets import MAX_VALUES, hint_for
-from compiler.passes.weights.build import MLPBlock
+from compiler.ir.weights import MLPBlock
 
 
 def _code_input(reads: Reads, graph, nid):

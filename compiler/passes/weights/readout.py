@@ -1,0 +1,82 @@
+"""The unembedding: W_U and b_U, from the output's one-hot or, for a nearest-candidate readout,
+from the number it reads. Each entry is traced to the node it serves: a readout's candidate
+logits to its nearest node, a condition's lift and every other token's logit to the output."""
+from __future__ import annotations
+
+from dsl.semantics import num
+from compiler.ir.compile_ir import Affine, CompileIR
+from compiler.ir.reads import Reads
+from compiler.ir.weights import Weights
+from compiler.passes.encodings import readout_parts
+
+
+def build_unembedding(ir: CompileIR, reads: Reads, weights: Weights):
+    vocab = ir.program.layout.vocab
+    output = ir.program.output.id
+    if ir.graph.nodes[output]["realize"] == "readout":
+        return _readout(ir, reads, weights)
+    for token, indicator in reads.categorical(output).items():
+        column = vocab.index(token)
+        for dim, coeff in indicator.coeffs.items():
+            weights.W_U[(dim, column)] = coeff
+            weights.trace("W_U", (dim, column), (output,))
+        if indicator.bias != 0:
+            weights.b_U[column] = indicator.bias
+            weights.trace("b_U", column, (output,))
+
+
+def _readout(ir: CompileIR, reads: Reads, weights: Weights):
+    """logit(c) = 2*c*x - c*c + shift = x*x - (x - c)**2 + shift: the nearest candidate scores
+    highest. Tokens that are not candidates get a constant logit below every winning score; with a
+    condition, its token gets a logit that beats every candidate exactly when the condition selects
+    it. The shift is free (argmax ignores it), so it is chosen to leave the most biases at zero."""
+    vocab = ir.program.layout.vocab
+    output = ir.program.output.id
+    node, condition, token, when = readout_parts(ir.graph, output)
+    x = reads.numeric(node.args[0].id)
+    candidates = node.args[1].value
+    xs = [num(v) for v in ir.graph.nodes[node.args[0].id]["values"]]
+    worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
+    best_possible = max(max(2 * c * v - c * c for _, c in candidates) for v in xs)
+    biases = {candidate: 2 * c * x.bias - c * c for candidate, c in candidates}
+    others = [t for t in vocab if t not in biases and t != token]
+    shift, floor = _readout_shift(biases, worst_winner, len(others))
+    for candidate, c in candidates:
+        column = vocab.index(candidate)
+        for dim, coeff in x.coeffs.items():
+            weights.W_U[(dim, column)] = 2 * c * coeff
+            weights.trace("W_U", (dim, column), (node.id,))
+        if biases[candidate] + shift != 0:
+            weights.b_U[column] = biases[candidate] + shift
+            weights.trace("b_U", column, (node.id,))
+    for other in others:
+        if floor != 0:
+            weights.b_U[vocab.index(other)] = floor
+            weights.trace("b_U", vocab.index(other), (output,))
+    if condition is not None:
+        # selected = cond (or 1 - cond): an affine read; lift the token by enough to beat every candidate.
+        chosen = reads.numeric(condition.id)
+        values = [num(v) for v in ir.graph.nodes[condition.id]["values"]]
+        if len(values) == 2:
+            low, high = values
+            chosen = chosen.scale(1 / (high - low)) + Affine.constant(-low / (high - low))
+        if not when:
+            chosen = chosen.scale(-1) + Affine.constant(1)
+        lift = best_possible + shift - floor + 1
+        column = vocab.index(token)
+        for dim, coeff in chosen.coeffs.items():
+            weights.W_U[(dim, column)] = weights.W_U.get((dim, column), 0) + lift * coeff
+            weights.trace("W_U", (dim, column), (output,))
+        if floor + lift * chosen.bias != 0:
+            weights.b_U[column] = floor + lift * chosen.bias
+            weights.trace("b_U", column, (output,))
+
+
+def _readout_shift(biases: dict, worst_winner, n_others: int):
+    """(shift added to every candidate, logit of every other token) with the fewest nonzero
+    biases, keeping every other token at least 1 below the weakest winning score."""
+    options = [(0, worst_winner - 1)]  # others below the winners as they are
+    for s in {1 - worst_winner} | {-b for b in biases.values() if -b >= 1 - worst_winner}:
+        options.append((s, 0))  # candidates lifted so the others can stay at zero
+    cost = lambda option: sum(b + option[0] != 0 for b in biases.values()) + (option[1] != 0) * n_others
+    return min(options, key=lambda option: (cost(option), option != options[0], abs(option[0])))
