@@ -32,6 +32,7 @@ from dsl.resolve import load_program, source_digest
 from dsl.semantics import EvaluationError, evaluate
 from compiler.check import inputs
 from compiler.check.stored import exact_stored, same_value, stored_values
+from compiler.ir.maps import ResidualEntry
 from compiler.model.transformer import CompiledTransformer
 
 EXHAUSTIVE_LIMIT = 200_000
@@ -506,6 +507,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
     largest_error, smallest_categorical = 0.0, float("inf")
     divergence = report.inside.get("divergence")
     order = sorted((e for e in residual_map if not e.get("helper")), key=lambda e: (e["sublayer"], e["dims"][0]))
+    typed = {e["id"]: ResidualEntry.from_dict(e) for e in order}
     for row, (operands, tokens) in enumerate(zip(batch, rows)):
         try:
             reference = evaluate(program, tokens)
@@ -516,7 +518,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
             continue
         decoded = stored_values(residual_map, states, row)
         for entry in order:
-            want, got = exact_stored(entry, reference.values), decoded[entry["id"]]
+            want, got = exact_stored(typed[entry["id"]], reference.values), decoded[entry["id"]]
             if want is None:
                 continue
             for position, (w, g) in enumerate(zip(want, got)):
@@ -529,7 +531,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
                     top = torch.topk(block, min(2, len(entry["dims"]))).values
                     if len(top) > 1:
                         smallest_categorical = min(smallest_categorical, float(top[0] - top[1]))
-                    bad = not same_value(entry, g, w)
+                    bad = not same_value(typed[entry["id"]], g, w)
                 if bad and divergence is None:
                     divergence = {"dtype": dtype, "node": _value_name(program, entry), "line": entry["line"],
                                   "column": entry["column"], "sublayer": entry["sublayer"],
