@@ -96,10 +96,10 @@ class ResidualEntry:
 
     # ----- the plain form the model file stores
     def to_dict(self) -> dict:
-        out = {"node": self.node, "id": self.id, "encoding": self.encoding, "dims": list(self.dims),
-               "written_by": self.written_by, "sublayer": self.sublayer, "line": self.line, "column": self.column}
-        if self.helper:
-            out["helper"] = True
+        # The keys in the order the compiler has always written them, so a model file's bytes stay the same.
+        out = {"node": self.node, "id": self.id} | ({"helper": True} if self.helper else {})
+        out |= {"encoding": self.encoding, "dims": list(self.dims), "written_by": self.written_by,
+                "sublayer": self.sublayer, "line": self.line, "column": self.column}
         if self.sum_of is not None:
             out["sum_of"] = [term.to_dict() for term in self.sum_of]
         if self.updates is not None:
@@ -108,10 +108,10 @@ class ResidualEntry:
             out["stored_as"] = list(self.stored_as)
         if self.values is not None:
             out["values"] = list(self.values)
-        if self.unread_values:
-            out["unread_values"] = list(self.unread_values)
         if self.default is not None:
             out["default"] = self.default
+        if self.unread_values:
+            out["unread_values"] = list(self.unread_values)
         return out
 
     @staticmethod

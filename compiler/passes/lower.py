@@ -13,6 +13,7 @@ import sympy
 import torch
 
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.maps import WeightEntry
 
 
 def to_float(value) -> float:
@@ -50,21 +51,20 @@ def lower(ir: CompileIR) -> CompileIR:
              "pos_embed.W_pos": _dense((n_ctx, d_model), w.W_pos, dtype)}
     weight_map = []
 
-    def serves(node_id):
+    def serves(node_id, **where) -> dict:
         attrs = ir.graph.nodes[node_id]
-        served = {"node": attrs["label"], "id": node_id, "line": attrs["span"].line, "column": attrs["span"].column}
+        label, partner = attrs["label"], None
         if "paired_with" in attrs:  # one head for two shifts (compiler.passes.pair_heads)
             partner = attrs["paired_with"][0]
-            served["node"] += " and " + ir.graph.nodes[partner]["label"]
-            served["also"] = partner
-        return served
+            label += " and " + ir.graph.nodes[partner]["label"]
+        return WeightEntry(node=label, id=node_id, line=attrs["span"].line, column=attrs["span"].column,
+                           also=partner, **where).to_dict()
 
     for l, layer in enumerate(w.layers):
         heads, group = _kv_groups(layer.heads)
         config.setdefault("n_kv_heads", []).append(len(heads) // group if heads else 0)
         for index, head in enumerate(heads):
-            weight_map.append({"block": f"blocks.{l}.attn", "head": index, "mode": head.mode,
-                               **serves(head.node)})
+            weight_map.append(serves(head.node, block=f"blocks.{l}.attn", head=index, mode=head.mode))
         d_head = max([1] + [1 + max([k[1] for k in list(h.W_Q) + list(h.W_K) + list(h.W_V)] +
                                     list(h.b_Q) + list(h.b_K) + list(h.b_V) + [k[0] for k in h.W_O])
                             for h in heads])
@@ -98,8 +98,7 @@ def lower(ir: CompileIR) -> CompileIR:
             W_in, b_in, W_out, b_out = {}, {}, {}, {}
             offset = 0
             for m in layer.mlps:
-                weight_map.append({"block": f"blocks.{l}.mlp", "units": [offset, offset + m.units],
-                                   **serves(m.node)})
+                weight_map.append(serves(m.node, block=f"blocks.{l}.mlp", units=(offset, offset + m.units)))
                 W_in.update({(d, u + offset): v for (d, u), v in m.W_in.items()})
                 b_in.update({(u + offset,): v for u, v in m.b_in.items()})
                 W_out.update({(u + offset, d): v for (u, d), v in m.W_out.items()})
