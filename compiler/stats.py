@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from compiler.ir.maps import ResidualEntry, WeightEntry
 from compiler.model.transformer import unembedding_matrix
 
 
@@ -25,40 +26,41 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
     """Nonzero weights per program node and place: each head, each block of MLP units, and the
     embedding and unembedding columns of each stored value. Shows where the next cut could come."""
     rows = []
-    for entry in weight_map:
-        if "head" in entry:
-            h = entry["head"]
-            n_heads = state[entry["block"] + ".W_Q"].shape[0]
+    for entry in map(WeightEntry.from_dict, weight_map):
+        if entry.head is not None:
+            h = entry.head
+            n_heads = state[entry.block + ".W_Q"].shape[0]
             count = 0
             for name, t in state.items():
-                if name.startswith(entry["block"] + ".") and not name.endswith("b_O"):
+                if name.startswith(entry.block + ".") and not name.endswith("b_O"):
                     group = n_heads // t.shape[0]  # a key/value projection shared by a group of heads
                     count += _nonzero(t[h // group]) if h % group == 0 else 0  # counts for its first head
+            where = f"{entry.block} head {h}"
         else:
-            start, end = entry["units"]
-            prefix = entry["block"] + "."
+            start, end = entry.units
+            prefix = entry.block + "."
             count = (_nonzero(state[prefix + "W_in"][:, start:end]) + _nonzero(state[prefix + "b_in"][start:end])
                      + _nonzero(state[prefix + "W_out"][start:end]))
-        rows.append({"where": entry["block"] + (f" head {entry['head']}" if "head" in entry else
-                                                 f" units {entry['units'][0]}-{entry['units'][1] - 1}"),
-                     "node": entry["node"], "line": entry["line"], "nonzero": count})
+            where = f"{entry.block} units {start}-{end - 1}"
+        rows.append({"where": where, "node": entry.node, "line": entry.line, "nonzero": count})
     # A dimension can hold several values over time (a value, a sum on top of it, then a value
     # updated in place): embeddings belong to what is embedded, the unembedding to what the
     # dimension holds last.
+    entries = [ResidualEntry.from_dict(e) for e in residual_map]
     last_holder = {}
-    for index, entry in sorted(enumerate(residual_map), key=lambda ie: (ie[1]["sublayer"], ie[0])):
-        for d in entry["dims"]:
+    for index, entry in sorted(enumerate(entries), key=lambda ie: (ie[1].sublayer, ie[0])):
+        for d in entry.dims:
             last_holder[d] = index
     tied = "unembed.logit_scale" in state
     tables = [("embed.W_E", "token embedding"), ("pos_embed.W_pos", "positional table")]
     if not tied:
         tables.append(("unembed.W_U", "unembedding"))
     for name, label in tables:
-        for index, entry in enumerate(residual_map):
+        for index, entry in enumerate(entries):
             if name == "unembed.W_U":
-                dims = [d for d in entry["dims"] if last_holder[d] == index]
-            elif entry.get("written_by") == "embed":
-                dims = entry["dims"]
+                dims = [d for d in entry.dims if last_holder[d] == index]
+            elif entry.written_by == "embed":
+                dims = list(entry.dims)
             else:
                 continue
             if not dims:
@@ -67,7 +69,7 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
             count = _nonzero(tensor[dims, :] if name == "unembed.W_U" else tensor[:, dims])
             if count:
                 rows.append({"where": label + (" = W_U (tied)" if tied and name == "embed.W_E" else ""),
-                             "node": entry["node"], "line": entry["line"], "nonzero": count})
+                             "node": entry.node, "line": entry.line, "nonzero": count})
     if tied:
         rows.append({"where": "unembedding's logit scale", "node": "-", "line": 0,
                      "nonzero": _nonzero(state["unembed.logit_scale"])})

@@ -5,6 +5,7 @@ import torch
 from dsl.semantics import evaluate
 from compiler.api import run_prompts
 from compiler.check.stored import exact_stored, same_value, stored_values
+from compiler.ir.maps import ResidualEntry
 from tests.conftest import ADD10, edge_pairs, random_pairs
 
 
@@ -26,14 +27,14 @@ def test_every_position_and_every_stored_value_matches_the_interpreter(add10_mod
         reference = evaluate(program, tokens)
         assert [vocab[i] for i in predicted[row].tolist()] == reference.output, tokens
         decoded = stored_values(ir.residual_map, states, row)
-        for entry in ir.residual_map:
+        for entry in map(ResidualEntry.from_dict, ir.residual_map):
             want = exact_stored(entry, reference.values)
-            got = decoded[entry["id"]]
-            if entry["encoding"] == "numerical":
+            got = decoded[entry.id]
+            if entry.encoding == "numerical":
                 tolerance = 1e-3 if ir.lowered[0]["dtype"] == "float32" else 1e-6
-                assert all(abs(g - float(w)) < tolerance for g, w in zip(got, want)), (entry["node"], tokens)
+                assert all(abs(g - float(w)) < tolerance for g, w in zip(got, want)), (entry.node, tokens)
             else:
-                assert all(same_value(entry, g, w) for g, w in zip(got, want)), (entry["node"], tokens)
+                assert all(same_value(entry, g, w) for g, w in zip(got, want)), (entry.node, tokens)
 
 
 def test_greedy_generation_writes_the_right_sums(add10_model):

@@ -35,6 +35,7 @@ from compiler.check.prove import prove as prove_model
 from compiler.check.replay import (counterexample, expected_answer, expected_function, model_in, sequences,
                                    teacher_forced, teacher_forced_ids)
 from compiler.check.stored import exact_stored, same_value, stored_values
+from compiler.ir.maps import ResidualEntry
 
 EXHAUSTIVE_LIMIT = 200_000
 HOLDS, MISMATCH, UNPROVED = "holds", "mismatch", "could not prove"
@@ -341,6 +342,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
     largest_error, smallest_categorical = 0.0, float("inf")
     divergence = report.inside.get("divergence")
     order = sorted((e for e in residual_map if not e.get("helper")), key=lambda e: (e["sublayer"], e["dims"][0]))
+    typed = {e["id"]: ResidualEntry.from_dict(e) for e in order}
     for row, (operands, tokens) in enumerate(zip(batch, rows)):
         try:
             reference = evaluate(program, tokens)
@@ -351,7 +353,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
             continue
         decoded = stored_values(residual_map, states, row)
         for entry in order:
-            want, got = exact_stored(entry, reference.values), decoded[entry["id"]]
+            want, got = exact_stored(typed[entry["id"]], reference.values), decoded[entry["id"]]
             if want is None:
                 continue
             for position, (w, g) in enumerate(zip(want, got)):
@@ -364,7 +366,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
                     top = torch.topk(block, min(2, len(entry["dims"]))).values
                     if len(top) > 1:
                         smallest_categorical = min(smallest_categorical, float(top[0] - top[1]))
-                    bad = not same_value(entry, g, w)
+                    bad = not same_value(typed[entry["id"]], g, w)
                 if bad and divergence is None:
                     divergence = {"dtype": dtype, "node": _value_name(program, entry), "line": entry["line"],
                                   "column": entry["column"], "sublayer": entry["sublayer"],

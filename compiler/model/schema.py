@@ -28,6 +28,8 @@ from dsl.errors import AdderError
 from dsl.layout import DIGIT_ALPHABET, Layout, build_layout
 from dsl.limits import MAX_POSITIONS
 from dsl.resolve import sources_digest
+from compiler.ir.maps import (HEAD_KEYS, HEAD_OPTIONAL_KEYS, RESIDUAL_KEYS, RESIDUAL_OPTIONAL_KEYS, SUM_TERM_KEYS,
+                               SUM_TERM_OPTIONAL_KEYS, UNITS_KEYS)
 from compiler.model.transformer import CompiledTransformer
 
 MAX_UNCOMPRESSED = 512 * 2 ** 20  # bytes: the largest example model takes 1.8 MB
@@ -278,8 +280,7 @@ def _residual_map(check: _Fields, entries: list, config: dict):
     d_model, sublayers = config["d_model"], 2 * config["n_layers"]
     for i, entry in enumerate(entries):
         field = f"residual_map[{i}]"
-        check.keys(entry, field, ["node", "id", "encoding", "dims", "written_by", "sublayer", "line", "column"],
-                   ["helper", "sum_of", "updates", "stored_as", "values", "unread_values", "default"])
+        check.keys(entry, field, RESIDUAL_KEYS, RESIDUAL_OPTIONAL_KEYS)
         _node_fields(check, entry, field)
         check.whole(entry["sublayer"], field + ".sublayer", 0, sublayers, f"past the model's {sublayers} sublayers")
         check.text(entry["written_by"], field + ".written_by", MAX_TOKEN)
@@ -316,7 +317,7 @@ def _residual_map(check: _Fields, entries: list, config: dict):
             check.fail(field + ".encoding", f"{_show(entry['encoding'])} is not numerical or categorical")
         for j, term in enumerate(check.of_type(entry.get("sum_of", []), list, field + ".sum_of", "a list")):
             where = f"{field}.sum_of[{j}]"
-            check.keys(term, where, ["id", "node", "coefficient", "default", "written_by", "sublayer"], ["host"])
+            check.keys(term, where, SUM_TERM_KEYS, SUM_TERM_OPTIONAL_KEYS)
             check.whole(term["id"], where + ".id")
             check.text(term["node"], where + ".node")
             check.number(term["coefficient"], where + ".coefficient")
@@ -344,14 +345,14 @@ def _weight_map(check: _Fields, entries: list, config: dict):
             check.fail(field + ".block", f"{_show(block)} is not a block of this model")
         layer, kind = int(match[1]), match[2]
         if kind == "attn":
-            check.keys(entry, field, ["block", "head", "mode", "node", "id", "line", "column"], ["also"])
+            check.keys(entry, field, HEAD_KEYS, HEAD_OPTIONAL_KEYS)
             check.whole(entry["head"], field + ".head", 0, config["n_heads"][layer] - 1,
                         f"past layer {layer}'s {config['n_heads'][layer]} heads")
             check.text(entry["mode"], field + ".mode", MAX_TOKEN)
             if "also" in entry:
                 check.whole(entry["also"], field + ".also")
         else:
-            check.keys(entry, field, ["block", "units", "node", "id", "line", "column"])
+            check.keys(entry, field, UNITS_KEYS)
             units = entry["units"]
             if (not isinstance(units, list) or len(units) != 2
                     or any(not isinstance(u, int) or isinstance(u, bool) for u in units)

@@ -28,6 +28,7 @@ from dataclasses import replace
 
 from dsl.semantics import num
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.maps import ResidualEntry, SumTerm
 from compiler.ir.reads import Reads
 from compiler.passes.weights.mlp import ramp_changes, value_through_fused
 
@@ -63,43 +64,45 @@ def allocate(ir: CompileIR) -> CompileIR:
             next_dim += len(dims)
         attrs["dims"] = dims
         attrs["live"] = (attrs["ready"], attrs["last_read"])
-        entry = {"node": attrs["label"], "id": nid, "encoding": attrs["encoding"], "dims": dims,
-                 "written_by": attrs["realize"], "sublayer": attrs["ready"],
-                 "line": attrs["span"].line, "column": attrs["span"].column}
-        if "shared_terms" in attrs:
-            # The dimension holds the sum of the terms' shares, not the root itself (the root may
-            # add values stored elsewhere); readers combine it as compiler.ir.reads says.
-            entry["written_by"] = "sum"
-            entry["sum_of"] = []
-            if "share_host" in attrs:
-                host = graph.nodes[attrs["share_host"][0]]
-                entry["sum_of"].append({"id": attrs["share_host"][0], "node": host["label"], "coefficient": "1",
-                                        "default": str(host["node"].default if host["realize"] == "attention" else 0),
-                                        "written_by": host["realize"], "sublayer": host["ready"], "host": True})
-            for term in attrs["shared_terms"]:
-                t = graph.nodes[term]
-                t["dims"], t["live"] = dims, (t["ready"], attrs["last_read"])
-                default = t["node"].default if t["realize"] == "attention" else 0
-                entry["sum_of"].append({"id": term, "node": t["label"], "coefficient": str(t["share"][1]),
-                                        "default": str(default), "written_by": t["realize"],
-                                        "sublayer": t["ready"]})
-        if "in_place" in attrs:
-            entry["updates"] = graph.nodes[attrs["in_place"]]["label"]
-        if "stored_as" in attrs:
-            entry["stored_as"] = [str(v) for v in attrs["stored_as"]]
-        if attrs["encoding"] == "categorical":
-            entry["values"] = [str(v) for v in attrs["values"]]
-        if attrs["realize"] == "attention":
-            # An attention value is stored relative to its default, which "nothing selected" yields.
-            entry["default"] = str(attrs["node"].default)
-        residual_map.append(entry)
+        for term in attrs.get("shared_terms", ()):
+            t = graph.nodes[term]
+            t["dims"], t["live"] = dims, (t["ready"], attrs["last_read"])
+        entry = _residual_entry(graph, nid, dims)
+        residual_map.append(entry.to_dict())
         if attrs["realize"] == "width":
             attrs["helper_dim"] = next_dim
-            residual_map.append({"node": f"{attrs['label']} (as w/(w+1))", "id": nid, "helper": True,
-                                 "encoding": "numerical", "dims": [next_dim], "written_by": "attention",
-                                 "sublayer": attrs["slot"], "line": entry["line"], "column": entry["column"]})
+            residual_map.append(ResidualEntry(
+                node=f"{attrs['label']} (as w/(w+1))", id=nid, helper=True, encoding="numerical", dims=(next_dim,),
+                written_by="attention", sublayer=attrs["slot"], line=entry.line, column=entry.column).to_dict())
             next_dim += 1
     return replace(ir, graph=graph, d_model=next_dim, residual_map=residual_map)
+
+
+def _residual_entry(graph, nid, dims) -> ResidualEntry:
+    attrs = graph.nodes[nid]
+    sum_of = None
+    if "shared_terms" in attrs:
+        # The dimension holds the sum of the terms' shares, not the root itself (the root may
+        # add values stored elsewhere); readers combine it as compiler.ir.reads says.
+        host = [_sum_term(graph, attrs["share_host"][0], "1", host=True)] if "share_host" in attrs else []
+        sum_of = tuple(host + [_sum_term(graph, term, str(graph.nodes[term]["share"][1]))
+                               for term in attrs["shared_terms"]])
+    return ResidualEntry(
+        node=attrs["label"], id=nid, encoding=attrs["encoding"], dims=tuple(dims),
+        written_by="sum" if sum_of is not None else attrs["realize"], sublayer=attrs["ready"],
+        line=attrs["span"].line, column=attrs["span"].column, sum_of=sum_of,
+        updates=graph.nodes[attrs["in_place"]]["label"] if "in_place" in attrs else None,
+        stored_as=tuple(str(v) for v in attrs["stored_as"]) if "stored_as" in attrs else None,
+        values=tuple(str(v) for v in attrs["values"]) if attrs["encoding"] == "categorical" else None,
+        # An attention value is stored relative to its default, which "nothing selected" yields.
+        default=str(attrs["node"].default) if attrs["realize"] == "attention" else None)
+
+
+def _sum_term(graph, term, coefficient: str, host: bool = False) -> SumTerm:
+    t = graph.nodes[term]
+    default = t["node"].default if t["realize"] == "attention" else 0
+    return SumTerm(id=term, node=t["label"], coefficient=coefficient, default=str(default),
+                   written_by=t["realize"], sublayer=t["ready"], host=host)
 
 
 def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):

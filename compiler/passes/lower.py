@@ -16,6 +16,7 @@ import sympy
 import torch
 
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.maps import WeightEntry
 from compiler.ir.weights import NodeIds, Weights
 from compiler.stats import stored_indices
 
@@ -106,7 +107,7 @@ def _lower_attention(ir: CompileIR, state: _State, config: dict, l: int, layer_h
     dtype, d_model = state.dtype, config["d_model"]
     config.setdefault("n_kv_heads", []).append(len(heads) // group if heads else 0)
     served = [_served(ir, head.node) for head in heads]
-    weight_map = [{"block": f"blocks.{l}.attn", "head": index, "mode": head.mode, **entry}
+    weight_map = [WeightEntry(block=f"blocks.{l}.attn", head=index, mode=head.mode, **entry).to_dict()
                   for index, (head, entry) in enumerate(zip(heads, served))]
     d_head = max([1] + [1 + max([k[1] for k in list(h.W_Q) + list(h.W_K) + list(h.W_V)] +
                                 list(h.b_Q) + list(h.b_K) + list(h.b_V) + [k[0] for k in h.W_O])
@@ -156,7 +157,7 @@ def _lower_mlp(ir: CompileIR, state: _State, config: dict, l: int, mlps) -> list
     offset = 0
     for m in mlps:
         served = _served(ir, m.node)
-        weight_map.append({"block": f"blocks.{l}.mlp", "units": [offset, offset + m.units], **served})
+        weight_map.append(WeightEntry(block=f"blocks.{l}.mlp", units=(offset, offset + m.units), **served).to_dict())
         unit_ids += [_served_ids(served)] * m.units
         W_in.update({(d, u + offset): v for (d, u), v in m.W_in.items()})
         b_in.update({(u + offset,): v for u, v in m.b_in.items()})

@@ -12,6 +12,7 @@ from dataclasses import replace
 import sympy
 
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.maps import ResidualEntry
 from compiler.ir.weights import Head, LayerWeights, MLPBlock, Weights
 
 
@@ -60,17 +61,9 @@ def prune(ir: CompileIR) -> CompileIR:
 
     residual_map = []
     for entry in ir.residual_map:
-        entry = dict(entry)
-        kept = [(i, d) for i, d in enumerate(entry["dims"]) if d in new_index]
-        entry["dims"] = [new_index[d] for _, d in kept]
-        if "values" in entry:
-            kept_indices = {i for i, _ in kept}
-            dropped = [v for i, v in enumerate(entry["values"]) if i not in kept_indices]
-            entry["values"] = [entry["values"][i] for i, _ in kept]
-            if dropped:
-                entry["unread_values"] = dropped  # nothing reads these: their dimensions were pruned
-        if entry["dims"]:
-            residual_map.append(entry)
+        left = _pruned_entry(ResidualEntry.from_dict(entry), new_index)
+        if left.dims:
+            residual_map.append(left.to_dict())
     graph = ir.graph.copy()
     for nid, attrs in graph.nodes(data=True):
         if "dims" in attrs:
@@ -87,6 +80,18 @@ def _remap_provenance(w: Weights, pruned: Weights, new_index: dict):
         for index, node_ids in w.provenance[name].items():
             if move(index) in kept:  # a pruned dimension maps to None, which no kept entry has
                 pruned.trace(name, move(index), node_ids)
+
+
+def _pruned_entry(entry: ResidualEntry, new_index: dict) -> ResidualEntry:
+    """The entry over the dimensions that are left, renumbered; a categorical value's values
+    whose dimensions went are kept as unread_values: nothing reads them."""
+    kept = [i for i, d in enumerate(entry.dims) if d in new_index]
+    dims = tuple(new_index[entry.dims[i]] for i in kept)
+    if entry.values is None:
+        return replace(entry, dims=dims)
+    dropped = tuple(v for i, v in enumerate(entry.values) if i not in kept)
+    return replace(entry, dims=dims, values=tuple(entry.values[i] for i in kept),
+                   unread_values=entry.unread_values + dropped)
 
 
 def _compact(indices):

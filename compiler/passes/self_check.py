@@ -26,8 +26,9 @@ import torch
 from dsl.core import Aggregate, SelectorWidth
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, evaluate, num
-from compiler.check.stored import UNREAD, decode, exact_stored, same_value
+from compiler.check.stored import exact_stored, same_value
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.maps import UNREAD, ResidualEntry
 from compiler.model.decode import greedy
 from compiler.model.transformer import CompiledTransformer
 from compiler.passes.probe import undefined_error
@@ -141,8 +142,8 @@ class _Checker:
         self.program, self.layout = ir.program, ir.program.layout
         self.dtype = ir.lowered[0]["dtype"]
         self.index = {t: i for i, t in enumerate(self.layout.vocab)}
-        self.entries = sorted((e for e in ir.residual_map if not e.get("helper")),
-                              key=lambda e: (e["sublayer"], e["dims"][0]))
+        self.entries = sorted((e for e in map(ResidualEntry.from_dict, ir.residual_map) if not e.helper),
+                              key=lambda e: (e.sublayer, e.dims[0]))
 
     def work_per_input(self) -> int:
         aggregates = sum(isinstance(n, (Aggregate, SelectorWidth)) for n in self.program.nodes)
@@ -229,7 +230,7 @@ class _Checker:
         for entry in self.entries:  # in the order the model computes them: the first is the cause
             allowed = self._allowed(entry)
             for row, (operands, _, evaluation) in enumerate(cases):
-                self._stored(entry, allowed, states[entry["sublayer"]][row], evaluation.values, operands)
+                self._stored(entry, allowed, states[entry.sublayer][row], evaluation.values, operands)
         for row, (operands, _, evaluation) in enumerate(cases):
             self._answers(logits[row], evaluation.output, operands)
 
@@ -257,36 +258,36 @@ class _Checker:
         for row, (operands, tokens) in enumerate(zip(inputs, rows)):
             self._answers(logits[row], tokens[1:], operands)
 
-    def _stored(self, entry, allowed, state, values, operands):
+    def _stored(self, entry: ResidualEntry, allowed, state, values, operands):
         """One stored value at every position of one input, within the margin its readers have."""
         want = exact_stored(entry, values)
         if want is None:
             return
-        got = decode(entry, state)
-        if entry["encoding"] == "numerical":
+        got = entry.decode_all(state)
+        if entry.encoding == "numerical":
             errors = (torch.tensor(got, dtype=torch.float64) - torch.tensor([float(w) for w in want],
                                                                            dtype=torch.float64)).abs()
         else:
-            block = state[:len(want), entry["dims"]].to(torch.float64)
+            block = state[:len(want), list(entry.dims)].to(torch.float64)
             target = torch.zeros_like(block)
             for position, (exact, decoded) in enumerate(zip(want, got)):
                 if not same_value(entry, decoded, exact):
                     target[position] = math.nan  # the wrong value: no margin can hold
-                elif str(exact) in entry["values"] and float(block[position].max()) >= 0.5:
-                    target[position, entry["values"].index(str(exact))] = 1
+                elif str(exact) in entry.values and float(block[position].max()) >= 0.5:
+                    target[position, entry.values.index(str(exact))] = 1
             errors = (block - target).abs().amax(dim=1)
         bad = (~(errors <= allowed)).nonzero()  # a NaN fails too
         if len(bad):
             position = int(bad[0, 0])
             error = float(errors[position])
-            shown = f"{got[position]:.6g}" if entry["encoding"] == "numerical" else \
+            shown = f"{got[position]:.6g}" if entry.encoding == "numerical" else \
                 ("nothing (all zero)" if got[position] == UNREAD else f"'{got[position]}'")
             self._fail_value(entry, operands, position, shown, want[position], error, allowed)
 
-    def _allowed(self, entry) -> float:
-        if entry["encoding"] != "numerical":
+    def _allowed(self, entry: ResidualEntry) -> float:
+        if entry.encoding != "numerical":
             return ONE_HOT_MARGIN
-        numbers = sorted({num(v) for v in self.ir.graph.nodes[entry["id"]]["values"] if not isinstance(v, str)})
+        numbers = sorted({num(v) for v in self.ir.graph.nodes[entry.id]["values"] if not isinstance(v, str)})
         if len(numbers) < 2:
             return ONE_HOT_MARGIN
         return float(min(b - a for a, b in zip(numbers, numbers[1:]))) / 4
@@ -309,21 +310,21 @@ class _Checker:
             self._raise(self.program.output.id, f"the {self.dtype} model {what}, on the input "
                         f"{_where(operands)} at position {position}", self._hint(None))
 
-    def _fail_value(self, entry, operands, position, got, exact, error, allowed):
-        value = f"'{entry['node']}'"
-        if "sum_of" in entry:  # terms written into one dimension cannot be told apart: name them all
-            terms = " + ".join(f"'{t['node']}'" for t in entry["sum_of"])
-            value = f"the dimension of '{entry['node']}' (holding {terms})"
+    def _fail_value(self, entry: ResidualEntry, operands, position, got, exact, error, allowed):
+        value = f"'{entry.node}'"
+        if entry.sum_of is not None:  # terms written into one dimension cannot be told apart: name them all
+            terms = " + ".join(f"'{t.node}'" for t in entry.sum_of)
+            value = f"the dimension of '{entry.node}' (holding {terms})"
         lost = "loses this value" if error < 1 else "computes this value wrongly"
         error = "the wrong value" if math.isnan(error) else f"error {error:.3g}"
-        self._raise(entry["id"], f"{self.dtype} {lost}: on the input {_where(operands)}, at position {position}, "
+        self._raise(entry.id, f"{self.dtype} {lost}: on the input {_where(operands)}, at position {position}, "
                     f"{value} is {got} where the program has {_shown(exact)} ({error}, allowed "
                     f"{allowed:.3g})", self._hint(entry))
 
-    def _hint(self, entry) -> str:
+    def _hint(self, entry: ResidualEntry | None) -> str:
         top = ""
-        if entry is not None and entry["encoding"] == "numerical":
-            numbers = [abs(num(v)) for v in self.ir.graph.nodes[entry["id"]]["values"] if not isinstance(v, str)]
+        if entry is not None and entry.encoding == "numerical":
+            numbers = [abs(num(v)) for v in self.ir.graph.nodes[entry.id]["values"] if not isinstance(v, str)]
             top = f" (this one reaches {float(max(numbers)):.3g})" if numbers else ""
         if self.dtype == "float32":
             return f"compile in float64 (--dtype float64), or keep values smaller{top}"

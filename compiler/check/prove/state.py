@@ -12,7 +12,7 @@ import torch
 
 from dsl.semantics import apply_op, num, value_from_inputs
 from compiler.check.prove.naming import ProgramText
-from compiler.check.stored import number_of
+from compiler.ir.maps import number_of
 
 MAX_COMBINATIONS = 200_000
 # A sublayer that misses its exact value by this much (in residual units) is wrong there, not
