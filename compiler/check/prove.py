@@ -46,6 +46,7 @@ from compiler.passes.encodings import head_mode, predicate_roles
 from compiler.check.stored import number_of
 from compiler.model.transformer import per_head, unembedding_matrix
 from compiler.check.verify import first_wrong_input, same_program
+from compiler.ir.slots import mlp_slot, unembedding_slot
 
 MAX_COMBINATIONS = 200_000
 # A sublayer that misses its exact value by this much (in residual units) is wrong there, not
@@ -798,7 +799,7 @@ class _Checker:
     def check_width_mlp(self, nid):
         attrs = self.graph.nodes[nid]
         W_in, b_in, W_out, b_out, target = self._mlp_units(nid)
-        d_pre = float(self.input_error(W_in, attrs["slot"] + 1).max())
+        d_pre = float(self.input_error(W_in, mlp_slot(attrs["layer"])).max())
         worst = 0.0
         for value in attrs["values"]:
             w = int(value)
@@ -823,7 +824,7 @@ class _Checker:
         W_U, b_U = unembedding_matrix(self.weights), self.weights["unembed.b_U"]
         vocab = self.layout.vocab
         reads = (W_U.abs().sum(1) > 0).nonzero()[:, 0].tolist()
-        at = 2 * self.config["n_layers"] + 1
+        at = unembedding_slot(self.config["n_layers"])
         stored = sorted(n for n, helper in self.owners(reads, at) if not helper)
         d_logit = self.input_error(W_U, at)
         smallest = math.inf

@@ -32,6 +32,7 @@ from dsl.resolve import load_program, source_digest
 from dsl.semantics import EvaluationError, evaluate
 from compiler.check import inputs
 from compiler.check.stored import exact_stored, same_value, stored_values
+from compiler.ir.slots import layer_of
 from compiler.model.transformer import CompiledTransformer
 
 EXHAUSTIVE_LIMIT = 200_000
@@ -533,7 +534,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
                 if bad and divergence is None:
                     divergence = {"dtype": dtype, "node": _value_name(program, entry), "line": entry["line"],
                                   "column": entry["column"], "sublayer": entry["sublayer"],
-                                  "layer": (entry["sublayer"] - 1) // 2 if entry["sublayer"] else "embedding",
+                                  "layer": layer_of(entry["sublayer"]) if entry["sublayer"] else "embedding",
                                   "position": position, "operands": operands, "expected": str(w), "got": str(g)}
     report.inside.setdefault("checked_inputs", 0)
     report.inside["checked_inputs"] += len(batch)

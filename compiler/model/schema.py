@@ -27,6 +27,7 @@ from dsl.errors import AdderError
 from dsl.layout import DIGIT_ALPHABET, Layout, build_layout
 from dsl.limits import MAX_POSITIONS
 from dsl.resolve import sources_digest
+from compiler.ir.slots import last_sublayer
 from compiler.model.transformer import CompiledTransformer
 
 MAX_UNCOMPRESSED = 512 * 2 ** 20  # bytes: the largest example model takes 1.8 MB
@@ -271,7 +272,7 @@ def _state(check: _Fields, state: dict, config: dict):
 
 
 def _residual_map(check: _Fields, entries: list, config: dict):
-    d_model, sublayers = config["d_model"], 2 * config["n_layers"]
+    d_model, sublayers = config["d_model"], last_sublayer(config["n_layers"])
     for i, entry in enumerate(entries):
         field = f"residual_map[{i}]"
         check.keys(entry, field, ["node", "id", "encoding", "dims", "written_by", "sublayer", "line", "column"],

@@ -32,6 +32,8 @@ from functools import lru_cache
 from dsl.core import Aggregate, Indices, Map, SelectorWidth, Var
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
+from compiler.ir.attrs import ENCODING, LABEL, MAX_WIDTH, NODE, REALIZE, SOURCE, VALUES
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 
 READABLE = {"const", "embed", "derived", "mlp", "attention", "width"}
@@ -179,6 +181,7 @@ def indicator_is_affine(values, truth) -> bool:
     return all(y == y0 + slope * (x - x0) for x, y in points)
 
 
+@compiler_pass(reads={NODE, LABEL, SOURCE, VALUES, MAX_WIDTH}, adds={ENCODING, REALIZE})
 def choose_encodings(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     program = ir.program

@@ -12,6 +12,8 @@ from dataclasses import replace
 import sympy
 import torch
 
+from compiler.ir.attrs import LABEL, PAIRED_WITH, SPAN
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 
 
@@ -38,6 +40,8 @@ def _kv_groups(heads):
     return [h for c in classes.values() for h in c], group
 
 
+@compiler_pass(reads={LABEL, SPAN, PAIRED_WITH}, reads_ir={"options", "weights", "d_model", "n_layers"},
+               sets_ir={"lowered", "weight_map"})
 def lower(ir: CompileIR) -> CompileIR:
     w = ir.weights
     dtype_name = ir.options.get("dtype", "float64")

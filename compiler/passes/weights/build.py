@@ -13,6 +13,12 @@ import sympy
 
 from dsl.core import Program
 from dsl.semantics import _evaluate_node, num
+from compiler.ir.attrs import (
+    AT_ZERO, DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAYER, MAX_WIDTH, NODE,
+    PAIRED_INTO, PAIRED_WITH, PER_POSITION, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SOURCE,
+    STORED_AS, VALUES
+)
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 
@@ -72,6 +78,10 @@ class Weights:
     provenance: dict = field(default_factory=dict)  # "W_E"/"W_pos"/"W_U" -> {index: node label}
 
 
+@compiler_pass(reads={NODE, LABEL, SOURCE, VALUES, PER_POSITION, MAX_WIDTH, AT_ZERO, ENCODING, REALIZE, LAYER,
+                      FRONTIER, SHARE, SHARED_TERMS, SHARE_HOST, PAIRED_WITH, PAIRED_INTO, DIMS, IN_PLACE,
+                      STORED_AS, HELPER_DIM},
+               reads_ir={"n_layers"}, sets_ir={"weights"})
 def build_weights(ir: CompileIR) -> CompileIR:
     from compiler.passes.weights.attention import build_head
     from compiler.passes.weights.mlp import build_mlp
