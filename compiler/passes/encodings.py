@@ -303,8 +303,8 @@ def _absorb_single_input_mixes(graph, output_id):
         if len(frontier) != 1 or not absorbed or graph.nodes[next(iter(frontier))]["encoding"] != "numerical":
             continue
         attrs["realize"] = "mlp"
-        for p in inside:
-            graph.nodes[p]["realize"] = "fused"
+        for pid in inside:
+            graph.nodes[pid]["realize"] = "fused"
 
 
 def _leaves(graph, nid) -> set:
