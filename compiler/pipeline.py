@@ -1,4 +1,8 @@
-"""The whole compiler on one screen: each pass is a plain function from one IR to the next."""
+"""The whole compiler on one screen: each pass is a plain function from one IR to the next.
+
+`python -m compiler.pipeline` prints what each pass reads and adds (their declarations, see
+compiler.ir.contract) as the markdown table docs/architecture.md shows.
+"""
 from __future__ import annotations
 
 import time
@@ -8,6 +12,7 @@ from compiler.passes.allocate import allocate
 from compiler.passes.build_graph import build_graph
 from compiler.passes.encodings import choose_encodings
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.contract import contract_table
 from compiler.passes.lower import lower
 from compiler.passes.prune import prune
 from compiler.passes.schedule import schedule
@@ -34,6 +39,8 @@ PASSES = [
     lower,              # 11. dense torch tensors
     self_check,         # (a check) the model, in its dtype, against the interpreter: a wrong one is an error
 ]
+# Every pass in order, build_graph first: what compiler.ir.contract checks and tabulates.
+PIPELINE = [build_graph, *PASSES]
 
 
 def compile_program(program: Program, options: dict | None = None) -> CompileIR:
@@ -43,3 +50,7 @@ def compile_program(program: Program, options: dict | None = None) -> CompileIR:
         ir = compiler_pass(ir)
     ir.options["compile_seconds"] = time.perf_counter() - started
     return ir
+
+
+if __name__ == "__main__":
+    print(contract_table(PIPELINE), end="")

@@ -126,7 +126,6 @@ def test_a_sum_can_live_in_the_dimension_of_one_of_its_values(add10_ir):
     # pair = value + shift(value, ALIGN): the head that computes the shift reads value in layer 0
     # before it writes, so it can add its output into value's own dimension, and the MLPs that
     # test pair read one dimension.
-    graph = add10_ir.graph
     value = next(e for e in add10_ir.residual_map if e["node"] == "value")
     pair = next(e for e in add10_ir.residual_map if e["node"] == "pair")
     assert pair["dims"] == value["dims"] and pair["written_by"] == "sum"

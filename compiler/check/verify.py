@@ -36,6 +36,7 @@ from compiler.check.replay import (counterexample, expected_answer, expected_fun
                                    teacher_forced, teacher_forced_ids)
 from compiler.check.stored import exact_stored, same_value, stored_values
 from compiler.ir.maps import ResidualEntry
+from compiler.ir.slots import layer_of
 
 EXHAUSTIVE_LIMIT = 200_000
 HOLDS, MISMATCH, UNPROVED = "holds", "mismatch", "could not prove"
@@ -370,7 +371,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
                 if bad and divergence is None:
                     divergence = {"dtype": dtype, "node": _value_name(program, entry), "line": entry["line"],
                                   "column": entry["column"], "sublayer": entry["sublayer"],
-                                  "layer": (entry["sublayer"] - 1) // 2 if entry["sublayer"] else "embedding",
+                                  "layer": layer_of(entry["sublayer"]) if entry["sublayer"] else "embedding",
                                   "position": position, "operands": operands, "expected": str(w), "got": str(g)}
     report.inside.setdefault("checked_inputs", 0)
     report.inside["checked_inputs"] += len(batch)

@@ -1,8 +1,10 @@
 """The intermediate representation the passes hand to one another.
 
-`CompileIR.graph` is a networkx DAG over the program's core nodes (keyed by node id). Each pass
-returns a new IR with more node attributes or more stage data; the pass modules document what
-they add. Linear reads (`Affine`) are how a sublayer sees a program value in the residual stream.
+`CompileIR.graph` is a networkx DAG over the program's core nodes (keyed by node id), whose node
+attributes are named in compiler.ir.attrs. A pass returns the IR it was given (the checks) or a
+copy with node attributes or fields added or replaced; each declares which with
+compiler.ir.contract, and docs/architecture.md tabulates them. Linear reads (`Affine`) are how a
+sublayer sees a program value in the residual stream.
 """
 from __future__ import annotations
 
@@ -51,11 +53,6 @@ class CompileIR:
     weight_map: list[dict] = field(default_factory=list)  # which heads and units serve which node
     # tensor name -> {index: program node ids} for every nonzero stored number (compiler.passes.lower)
     provenance: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
     # (operands, whole token sequence, interpreter evaluation) of the inputs compiler.passes.probe ran,
     # which compiler.passes.self_check compares the lowered model with.
     probes: list = field(default_factory=list)
-
-    def nodes_with(self, **attrs):
-        """Node ids whose attributes match, in program (topological) order."""
-        return [n for n in sorted(self.graph.nodes) if all(self.graph.nodes[n].get(k) == v for k, v in attrs.items())]

@@ -30,6 +30,7 @@ from dsl.limits import MAX_POSITIONS
 from dsl.resolve import sources_digest
 from compiler.ir.maps import (HEAD_KEYS, HEAD_OPTIONAL_KEYS, RESIDUAL_KEYS, RESIDUAL_OPTIONAL_KEYS, SUM_TERM_KEYS,
                                SUM_TERM_OPTIONAL_KEYS, UNITS_KEYS)
+from compiler.ir.slots import last_sublayer
 from compiler.model.transformer import CompiledTransformer
 
 MAX_UNCOMPRESSED = 512 * 2 ** 20  # bytes: the largest example model takes 1.8 MB
@@ -277,7 +278,7 @@ def _state(check: _Fields, state: dict, config: dict):
 
 
 def _residual_map(check: _Fields, entries: list, config: dict):
-    d_model, sublayers = config["d_model"], 2 * config["n_layers"]
+    d_model, sublayers = config["d_model"], last_sublayer(config["n_layers"])
     for i, entry in enumerate(entries):
         field = f"residual_map[{i}]"
         check.keys(entry, field, RESIDUAL_KEYS, RESIDUAL_OPTIONAL_KEYS)

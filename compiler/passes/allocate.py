@@ -1,15 +1,13 @@
 """Pass 7: give every stored value its residual dimensions.
 
 A value is stored when it is embedded or computed by a sublayer (realize "embed", "attention",
-"mlp"); it lives from the sublayer that writes it (`ready`) to the last sublayer that reads it
-(`last_read`). Values that nothing reads get no dimension at all, and derived, fused, inline and
+"mlp", "width"); it lives from the sublayer that writes it (`ready`) to the last sublayer that reads
+it (`last_read`). Values that nothing reads get no dimension at all, and derived, fused, inline and
 constant values never need one.
 
-Reuse of dead dimensions: the residual stream is a sum, so a dimension whose value is dead still
-holds it, and a new writer would add to it. Reuse therefore needs a clean-up write (an MLP unit
-subtracting the old value), which costs nonzero weights while a fresh dimension costs none; the
-liveness intervals are recorded (`live`) so the size report shows the peak number of live
-dimensions, but this pass does not yet trade clean-up units for width.
+Dead dimensions are not reused: the residual stream is a sum, so a dimension whose value is dead
+still holds it, and a new writer would add to it. Reuse would need a clean-up write (an MLP unit
+subtracting the old value), which costs nonzero weights while a fresh dimension costs none.
 
 A sum whose terms share a dimension (compiler.passes.share) gets one dimension, which its terms' dims
 point to; its residual-map entry lists the terms (`sum_of`) instead of a single writer.
@@ -19,7 +17,7 @@ slope * dim + bias (a sum hosted at a scale, say), the value is stored as (value
 so the update is f(x) - x scaled, and readers read it back the same way (`stored_as`).
 
 Adds to stored nodes: dims (one residual index for a numerical value, one per value for a
-categorical one) and live (first, last sublayer); in_place and stored_as for updates. Sets
+categorical one); in_place and stored_as for updates; helper_dim for selector widths. Sets
 ir.d_model and ir.residual_map.
 """
 from __future__ import annotations
@@ -27,6 +25,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dsl.semantics import num
+from compiler.ir.attrs import (
+    DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAST_READ, NODE, READY, REALIZE, SHARE,
+    SHARED_TERMS, SHARE_HOST, SLOT, SPAN, STORED_AS, VALUES
+)
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.maps import ResidualEntry, SumTerm
 from compiler.ir.reads import Reads
@@ -39,6 +42,9 @@ def width_of(attrs) -> int:
     return len(attrs["values"]) if attrs["encoding"] == "categorical" else 1
 
 
+@compiler_pass(reads={NODE, LABEL, SPAN, VALUES, ENCODING, REALIZE, READY, SLOT, FRONTIER, LAST_READ,
+                      SHARE, SHARED_TERMS, SHARE_HOST},
+               adds={DIMS, IN_PLACE, STORED_AS, HELPER_DIM}, sets_ir={"d_model", "residual_map"})
 def allocate(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     next_dim = 0
@@ -63,10 +69,8 @@ def allocate(ir: CompileIR) -> CompileIR:
             dims = list(range(next_dim, next_dim + width_of(attrs)))
             next_dim += len(dims)
         attrs["dims"] = dims
-        attrs["live"] = (attrs["ready"], attrs["last_read"])
         for term in attrs.get("shared_terms", ()):
-            t = graph.nodes[term]
-            t["dims"], t["live"] = dims, (t["ready"], attrs["last_read"])
+            graph.nodes[term]["dims"] = dims
         entry = _residual_entry(graph, nid, dims)
         residual_map.append(entry.to_dict())
         if attrs["realize"] == "width":
@@ -149,12 +153,3 @@ def _units(ir, graph, nid, x, read, in_place: bool) -> int:
     start_slope, _, changes = ramp_changes(codes, ys, (min(gaps) if gaps else 1) / 4)
     return (start_slope != 0) + len({t for t, _ in changes})
 
-
-def peak_live_dims(ir: CompileIR) -> int:
-    """The most dimensions alive at once: what perfect reuse would bring d_model down to."""
-    peak = 0
-    for slot in range(0, 2 * ir.n_layers + 2):
-        live = sum(len(a["dims"]) for _, a in ir.graph.nodes(data=True)
-                   if "dims" in a and a["live"][0] <= slot <= a["live"][1])
-        peak = max(peak, live)
-    return peak

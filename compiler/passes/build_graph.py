@@ -9,9 +9,12 @@ from __future__ import annotations
 import networkx as nx
 
 from dsl.core import Aggregate, Map, Program, SelectorWidth, needed_by
+from compiler.ir.attrs import LABEL, NODE, SPAN
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 
 
+@compiler_pass(adds={NODE, LABEL, SPAN}, sets_ir={"options"})
 def build_graph(program: Program, options: dict | None = None) -> CompileIR:
     graph = nx.DiGraph()
     needed = needed_by(program.output)

@@ -32,6 +32,8 @@ from dsl.core import Aggregate, Indices, Map, SelectorWidth, Var
 from dsl.errors import AdderError
 from dsl.ops import affine_coefficients
 from dsl.semantics import eval_predicate, num
+from compiler.ir.attrs import ENCODING, LABEL, MAX_WIDTH, NODE, REALIZE, SOURCE, VALUES
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.reads import constant_args
 
@@ -180,6 +182,7 @@ def indicator_is_affine(values, truth) -> bool:
     return all(y == y0 + slope * (x - x0) for x, y in points)
 
 
+@compiler_pass(reads={NODE, LABEL, SOURCE, VALUES, MAX_WIDTH}, adds={ENCODING, REALIZE})
 def choose_encodings(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     program = ir.program
@@ -301,8 +304,8 @@ def _absorb_single_input_mixes(graph, output_id):
         if len(frontier) != 1 or not absorbed or graph.nodes[next(iter(frontier))]["encoding"] != "numerical":
             continue
         attrs["realize"] = "mlp"
-        for p in inside:
-            graph.nodes[p]["realize"] = "fused"
+        for pid in inside:
+            graph.nodes[pid]["realize"] = "fused"
 
 
 def _leaves(graph, nid) -> set:

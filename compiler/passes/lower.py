@@ -15,6 +15,8 @@ from dataclasses import replace
 import sympy
 import torch
 
+from compiler.ir.attrs import LABEL, PAIRED_WITH, SPAN
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.maps import WeightEntry
 from compiler.ir.weights import NodeIds, Weights
@@ -81,6 +83,8 @@ def _served_ids(served: dict) -> NodeIds:
     return _union((served["id"],), (served["also"],) if "also" in served else ())
 
 
+@compiler_pass(reads={LABEL, SPAN, PAIRED_WITH}, reads_ir={"options", "weights", "d_model", "n_layers"},
+               sets_ir={"lowered", "weight_map", "provenance"})
 def lower(ir: CompileIR) -> CompileIR:
     w = ir.weights
     dtype_name = ir.options.get("dtype", "float64")

@@ -16,9 +16,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from compiler.passes.encodings import lone_offset
+from compiler.ir.attrs import (
+    AT_ZERO, ENCODING, MAX_WIDTH, NODE, PAIRED_INTO, PAIRED_WITH, REALIZE, SHARE, SHARED_TERMS,
+    VALUES
+)
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 
 
+@compiler_pass(reads={NODE, ENCODING, REALIZE, VALUES, MAX_WIDTH, AT_ZERO, SHARE, SHARED_TERMS},
+               adds={PAIRED_WITH, PAIRED_INTO})
 def pair_offset_heads(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     layout = ir.program.layout

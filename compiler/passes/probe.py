@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dsl.core import Aggregate, Program, SelectorWidth
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from dsl.errors import AdderError
 from dsl.semantics import Evaluation, EvaluationError, evaluate
@@ -26,6 +27,7 @@ PROBES = 12
 BUDGET = 60_000
 
 
+@compiler_pass(sets_ir={"probes"})
 def probe_inputs(ir: CompileIR) -> CompileIR:
     """The check as a step of the pipeline: after the value sets, which catch what they can
     with messages of their own. Its evaluations are kept in ir.probes for the self-check."""

@@ -3,7 +3,8 @@
 Drops exactly-zero weights; residual dimensions that are never both written and read (their
 writes or reads are dead); heads that write nothing; hidden units whose output is unused, and
 units whose input is constant (folded into the output bias: relu of a constant is a constant).
-Renumbers dimensions, head dimensions and units compactly and updates the residual map.
+Renumbers dimensions, head dimensions and units compactly, and updates the residual map and the
+graph's dims and helper_dim to the new numbering (the only one from here on).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import replace
 
 import sympy
 
+from compiler.ir.attrs import DIMS, HELPER_DIM
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.maps import ResidualEntry
 from compiler.ir.weights import Head, LayerWeights, MLPBlock, Weights
@@ -20,6 +23,8 @@ def _nonzero(table: dict) -> dict:
     return {k: v for k, v in table.items() if v != 0}
 
 
+@compiler_pass(reads={DIMS, HELPER_DIM}, rewrites={DIMS, HELPER_DIM}, reads_ir={"weights", "residual_map"},
+               sets_ir={"weights", "d_model", "residual_map"})
 def prune(ir: CompileIR) -> CompileIR:
     w = ir.weights
     written, read = set(), set()
@@ -64,11 +69,29 @@ def prune(ir: CompileIR) -> CompileIR:
         left = _pruned_entry(ResidualEntry.from_dict(entry), new_index)
         if left.dims:
             residual_map.append(left.to_dict())
-    graph = ir.graph.copy()
-    for nid, attrs in graph.nodes(data=True):
+    return replace(ir, graph=_renumbered_graph(ir.graph, new_index), weights=pruned, d_model=len(live),
+                   residual_map=residual_map)
+
+
+def _renumbered_graph(graph, new_index):
+    """The graph in the pruned numbering, so that graph, maps and weights name a dimension alike.
+    A node whose dimensions were all dropped is no longer stored and loses its dims; a categorical
+    node keeps the dimensions of the values something reads, in order (the residual map lists
+    the others as unread_values)."""
+    graph = graph.copy()
+    for _, attrs in graph.nodes(data=True):
         if "dims" in attrs:
-            attrs["pruned_dims"] = {d: new_index[d] for d in attrs["dims"] if d in new_index}
-    return replace(ir, graph=graph, weights=pruned, d_model=len(live), residual_map=residual_map)
+            kept = [new_index[d] for d in attrs["dims"] if d in new_index]
+            if kept:
+                attrs["dims"] = kept
+            else:
+                del attrs["dims"]
+        if "helper_dim" in attrs:
+            if attrs["helper_dim"] in new_index:
+                attrs["helper_dim"] = new_index[attrs["helper_dim"]]
+            else:
+                del attrs["helper_dim"]
+    return graph
 
 
 def _remap_provenance(w: Weights, pruned: Weights, new_index: dict):

@@ -1,19 +1,26 @@
 """Pass 4: place every computed value in a sublayer, as early as its inputs allow.
 
-Sublayers are numbered: 0 is the embedding, 2l+1 the attention of layer l, 2l+2 its MLP.
+Sublayers are numbered as compiler.ir.slots says: 0 the embedding, 2l+1 the attention of layer l,
+2l+2 its MLP, 2*n_layers+1 the unembedding.
 Adds to nodes:
-  ready: the sublayer after which the value can be read (-1 for constants, 0 for embeddings);
-  slot, layer (attention and mlp nodes): where the value is computed;
+  ready (every node but fused ones): the sublayer after which the value can be read (-1 for
+    constants, 0 for embeddings);
+  slot, layer (attention, width and mlp nodes): where the value is computed;
   frontier, fused (mlp nodes): the readable values its MLP reads, and the fused functions it computes
     on the way (so chains of elementwise steps become one MLP);
-  last_read: the last sublayer that reads the value (the unembedding counts as 2*n_layers+1).
+  last_read (every node): the last sublayer that reads the value, None when nothing does.
 Sets ir.n_layers. Depth is the longest chain of attention/MLP steps, which is the least possible.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
+from compiler.ir.attrs import FRONTIER, FUSED, LAST_READ, LAYER, READY, REALIZE, SLOT
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.slots import (
+    EMBEDDING, first_attention_after, first_mlp_after, layer_of, mlp_slot, unembedding_slot
+)
 
 
 def mlp_frontier(graph, nid):
@@ -31,6 +38,7 @@ def mlp_frontier(graph, nid):
     return sorted(frontier), sorted(fused)
 
 
+@compiler_pass(reads={REALIZE}, adds={READY, SLOT, LAYER, FRONTIER, FUSED, LAST_READ}, sets_ir={"n_layers"})
 def schedule(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     readers: dict[int, list[int]] = {n: [] for n in graph.nodes}  # value -> sublayer-computed nodes reading it
@@ -40,14 +48,15 @@ def schedule(ir: CompileIR) -> CompileIR:
         if realize == "const":
             attrs["ready"] = -1
         elif realize in ("embed", "inline"):
-            attrs["ready"] = 0
+            attrs["ready"] = EMBEDDING
         elif realize in ("derived", "readout"):
             attrs["ready"] = max(graph.nodes[p]["ready"] for p in graph.predecessors(nid))
         elif realize in ("attention", "width"):
             inputs = list(graph.predecessors(nid))
             earliest = max([graph.nodes[p]["ready"] for p in inputs] + [0])
-            attrs["slot"] = earliest + 1 if earliest % 2 == 0 else earliest + 2
-            attrs["ready"] = attrs["slot"] + (1 if realize == "width" else 0)
+            attrs["slot"] = first_attention_after(earliest)
+            # selector_width's MLP, in the head's own layer, turns w/(w+1) into w
+            attrs["ready"] = mlp_slot(layer_of(attrs["slot"])) if realize == "width" else attrs["slot"]
             for p in inputs:
                 readers[p].append(nid)
         elif realize in ("mlp", "fused"):
@@ -56,14 +65,14 @@ def schedule(ir: CompileIR) -> CompileIR:
             frontier, fused = mlp_frontier(graph, nid)
             attrs["frontier"], attrs["fused"] = frontier, fused
             earliest = max([graph.nodes[p]["ready"] for p in frontier] + [0])
-            attrs["slot"] = earliest + 2 if earliest % 2 == 0 else earliest + 1
+            attrs["slot"] = first_mlp_after(earliest)
             attrs["ready"] = attrs["slot"]
             for p in frontier:
                 readers[p].append(nid)
         if "slot" in attrs:
-            attrs["layer"] = (attrs["slot"] - 1) // 2
+            attrs["layer"] = layer_of(attrs["slot"])
     n_layers = max([graph.nodes[n].get("layer", -1) for n in graph.nodes] + [-1]) + 1
-    unembed_slot = 2 * n_layers + 1
+    unembed_slot = unembedding_slot(n_layers)
     output = ir.program.output.id
     # A derived value is read wherever its readers read it, so its inputs are too.
     for nid in sorted(graph.nodes, reverse=True):

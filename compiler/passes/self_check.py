@@ -27,6 +27,8 @@ from dsl.core import Aggregate, SelectorWidth
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, evaluate, num
 from compiler.check.stored import exact_stored, same_value
+from compiler.ir.attrs import LABEL, NODE, REALIZE, VALUES
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.maps import UNREAD, ResidualEntry
 from compiler.model.decode import greedy
@@ -57,6 +59,7 @@ LOGIT_ROUNDING = 64
 # ----- before the weights -------------------------------------------------------------------
 
 
+@compiler_pass(reads={NODE, LABEL, REALIZE, VALUES}, reads_ir={"options"})
 def check_precision(ir: CompileIR) -> CompileIR:
     """Refuse a value the emitted dtype cannot tell from a neighbouring value: two of its values
     closer together than neighbouring floats are apart where they lie."""
@@ -105,6 +108,7 @@ def _spacing(magnitude, dtype: str) -> float:
 # ----- after lowering -----------------------------------------------------------------------
 
 
+@compiler_pass(reads={NODE, VALUES}, reads_ir={"options", "lowered", "probes", "residual_map"})
 def self_check(ir: CompileIR) -> CompileIR:
     """The lowered model against the interpreter (or, when too wide, the meaning). Raises an
     AdderError at the first offending node; the IR passes through unchanged."""

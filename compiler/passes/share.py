@@ -26,10 +26,16 @@ import sympy
 
 from dsl.core import Map
 from dsl.ops import affine_coefficients
+from compiler.ir.attrs import (
+    ENCODING, LAST_READ, NODE, READY, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SLOT, VALUES
+)
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.reads import constant_args
 
 
+@compiler_pass(reads={NODE, ENCODING, REALIZE, VALUES, READY, SLOT, LAST_READ},
+               adds={SHARE, SHARED_TERMS, SHARE_HOST})
 def share_sums(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     output = ir.program.output.id

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 
 
+@compiler_pass(reads_ir={"weights"}, sets_ir={"weights"})
 def tie_unembedding(ir: CompileIR) -> CompileIR:
     w = ir.weights
     unembed = {key: v for key, v in w.W_U.items() if v != 0}

@@ -3,8 +3,8 @@
 Adds to every node:
   values: the sorted tuple of every value the node can take, over every input of the layout;
   source: "const", "token" (depends on the token alone), "position" (on the position alone) or "mixed";
-  per_position: for "position" nodes, the exact value at each position;
-  max_width (aggregates): the most keys any query can select;
+  per_position: for "position" and "const" nodes, the exact value at each position;
+  max_width (aggregates and selector widths that depend on tokens): the most keys any query can select;
   at_zero: the value at position 0, when the layout starts with a fixed token (a causal model
     sees nothing else there, so every value at position 0 is fixed; one evaluation finds them).
 Value sets over-approximate (inputs are taken as independent), which is sound: a compiled block
@@ -24,6 +24,8 @@ import sympy
 from dsl.core import Aggregate, Const, Indices, Map, Select, SelectorWidth, Tokens
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, apply_op, evaluate, evaluate_node, selection_matrix
+from compiler.ir.attrs import AT_ZERO, LABEL, MAX_WIDTH, NODE, PER_POSITION, SOURCE, VALUES
+from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.passes.encodings import constant_term, relative_term
 
@@ -68,6 +70,7 @@ def sort_key(value):
     return (0, rough, exact)
 
 
+@compiler_pass(reads={NODE, LABEL}, adds={SOURCE, VALUES, PER_POSITION, MAX_WIDTH, AT_ZERO})
 def infer_value_sets(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     layout = ir.program.layout

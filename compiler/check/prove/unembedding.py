@@ -6,6 +6,7 @@ import math
 import torch
 
 from compiler.check.prove.state import CannotProve, Miss, ProofState, position_note
+from compiler.ir.slots import unembedding_slot
 from compiler.model.transformer import unembedding_matrix
 
 
@@ -14,7 +15,7 @@ def check_unembedding(state: ProofState):
     W_U, b_U = unembedding_matrix(state.weights), state.weights["unembed.b_U"]
     vocab = state.layout.vocab
     reads = (W_U.abs().sum(1) > 0).nonzero()[:, 0].tolist()
-    at = 2 * state.config["n_layers"] + 1
+    at = unembedding_slot(state.config["n_layers"])
     stored = sorted(n for n, helper in state.owners(reads, at) if not helper)
     d_logit = state.input_error(W_U, at)
     smallest = math.inf

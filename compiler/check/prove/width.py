@@ -5,12 +5,13 @@ import torch
 
 from compiler.check.prove.mlp import mlp_units
 from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState
+from compiler.ir.slots import mlp_slot
 
 
 def check_width_mlp(state: ProofState, nid):
     attrs = state.graph.nodes[nid]
     W_in, b_in, W_out, b_out, target = mlp_units(state, nid)
-    d_pre = float(state.input_error(W_in, attrs["slot"] + 1).max())
+    d_pre = float(state.input_error(W_in, mlp_slot(attrs["layer"])).max())
     worst = 0.0
     for value in attrs["values"]:
         w = int(value)
