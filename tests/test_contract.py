@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import networkx as nx
 import pytest
 
-from compiler.golden import load, programs, weights_sha256
+from compiler.golden import weights_sha256
+from tests.golden import load, programs
 from compiler.ir.attrs import DIMS, HELPER_DIM, VALUES
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.contract import EVERY_PASS_READS, IR_FIELDS, contract_of, static_problems

@@ -11,30 +11,6 @@ import networkx as nx
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("compiler", "dsl")
 
-# Offenders when these checks were written, outside compiler/check/ and compiler/cli.py: being
-# fixed in #11 by the helpers who own those modules. The integrator will empty this set.
-# (_evaluate_token_only is inside compiler/check/, but it is being replaced by the one public
-# "value of a node" in dsl/, so its body was left alone.)
-KNOWN = {
-    "cycle: compiler.passes.weights.attention -> compiler.passes.weights.build",
-    "cycle: compiler.passes.weights.build -> compiler.passes.weights.mlp",
-    "hidden import: compiler.check.prove.embeddings._evaluate_token_only imports dsl.core",
-    "hidden import: compiler.golden.golden_entry imports compiler.api",
-    "hidden import: compiler.model.decode.greedy imports compiler.model.transformer",
-    "hidden import: compiler.passes.allocate._units imports compiler.passes.weights.mlp",
-    "hidden import: compiler.passes.allocate._units imports dsl.semantics",
-    "hidden import: compiler.passes.value_sets._values_at_position_zero imports dsl.semantics",
-    "hidden import: compiler.passes.value_sets.selector_reach imports compiler.passes.encodings",
-    "hidden import: compiler.passes.weights.build._readout imports compiler.passes.encodings",
-    "hidden import: compiler.passes.weights.build.build_weights imports compiler.passes.weights.attention",
-    "hidden import: compiler.passes.weights.build.build_weights imports compiler.passes.weights.mlp",
-    "hidden import: dsl.layout.expected imports dsl.meaning",
-    "hidden import: dsl.layout.expected_tensor imports dsl.meaning",
-    "private import: compiler.passes.allocate imports _evaluate from compiler.passes.weights.mlp",
-    "private import: compiler.passes.allocate imports _piecewise_linear from compiler.passes.weights.mlp",
-    "private import: compiler.passes.value_sets imports _evaluate_node from dsl.semantics",
-    "private import: compiler.passes.weights.build imports _evaluate_node from dsl.semantics",
-}
 
 
 def module_files(root: Path) -> dict[str, Path]:
@@ -135,12 +111,4 @@ def test_the_checker_finds_each_kind_of_offence(tmp_path):
 
 def test_no_cycles_private_imports_or_hidden_imports():
     _, offences = analyse()
-    new = sorted(offences - KNOWN)
-    assert not new, "\n".join(new)
-
-
-def test_known_offenders_are_still_there():
-    # A fixed offender leaves KNOWN, so the list never hides a new one of the same name.
-    _, offences = analyse()
-    fixed = sorted(KNOWN - offences)
-    assert not fixed, "fixed, remove from KNOWN:\n" + "\n".join(fixed)
+    assert not offences, "\n".join(sorted(offences))

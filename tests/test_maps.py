@@ -11,7 +11,7 @@ import torch
 from dsl.resolve import load_program
 from dsl.semantics import EvaluationError, apply_op, num
 from compiler.check.stored import same_value
-from compiler.golden import programs
+from tests.golden import programs
 from compiler.ir.maps import (HEAD_KEYS, HEAD_OPTIONAL_KEYS, RESIDUAL_KEYS, RESIDUAL_OPTIONAL_KEYS, SUM_TERM_KEYS,
                               SUM_TERM_OPTIONAL_KEYS, UNITS_KEYS, UNREAD, ResidualEntry, SumTerm, WeightEntry,
                               value_encoders)

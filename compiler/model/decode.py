@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from compiler.model.transformer import KVCache
+
 
 @torch.no_grad()
 def greedy(model, prompts: torch.Tensor, max_new_tokens: int, end_id: int | None = None) -> torch.Tensor:
@@ -11,7 +13,6 @@ def greedy(model, prompts: torch.Tensor, max_new_tokens: int, end_id: int | None
     Generation stops early once every row has produced the end token; tokens after a row's end
     token are whatever the model wrote and should be cut by the caller (see `trim`).
     """
-    from compiler.model.transformer import KVCache
     cache = KVCache()
     feed = prompts
     generated = []
