@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from dsl.errors import AdderError
+from compiler.ir.attrs import LABEL, SPAN
 from compiler import __version__
 from compiler.model.transformer import CompiledTransformer
 from compiler.model.schema import FORMAT, FORMAT_VERSION, check_archive, plain_name, validate
@@ -44,9 +45,9 @@ def provenance_data(ir, names: dict[str, str]) -> dict:
     nodes = []
     for nid in used:
         attrs = ir.graph.nodes[nid]
-        span = attrs["span"]
+        span = attrs[SPAN]
         placed = span.file in names
-        nodes.append({"id": nid, "node": attrs["label"], "file": names.get(span.file, names[program.path]),
+        nodes.append({"id": nid, "node": attrs[LABEL], "file": names.get(span.file, names[program.path]),
                       "line": span.line if placed else 0, "column": span.column if placed else 0,
                       "end_line": (span.end_line or span.line) if placed else 0,
                       "end_column": (span.end_column or span.column) if placed else 0})

@@ -27,7 +27,7 @@ from dataclasses import replace
 from dsl.semantics import num
 from compiler.ir.attrs import (
     DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAST_READ, NODE, READY, REALIZE, SHARE,
-    SHARED_TERMS, SHARE_HOST, SLOT, SPAN, STORED_AS, VALUES
+    SHARED_TERMS, SHARE_HOST, SLOT, SPAN, STORED_AS, VALUES,
 )
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
@@ -39,7 +39,7 @@ STORED = ("embed", "attention", "mlp", "width")
 
 
 def width_of(attrs) -> int:
-    return len(attrs["values"]) if attrs["encoding"] == "categorical" else 1
+    return len(attrs[VALUES]) if attrs[ENCODING] == "categorical" else 1
 
 
 @compiler_pass(reads={NODE, LABEL, SPAN, VALUES, ENCODING, REALIZE, READY, SLOT, FRONTIER, LAST_READ,
@@ -49,35 +49,35 @@ def allocate(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     next_dim = 0
     residual_map = []
-    stored = [n for n in sorted(graph.nodes, key=lambda n: (graph.nodes[n].get("ready", -1), n))
-              if (graph.nodes[n]["realize"] in STORED and "share" not in graph.nodes[n]
-                  or "shared_terms" in graph.nodes[n]) and graph.nodes[n]["last_read"] is not None]
+    stored = [n for n in sorted(graph.nodes, key=lambda n: (graph.nodes[n].get(READY, -1), n))
+              if (graph.nodes[n][REALIZE] in STORED and SHARE not in graph.nodes[n]
+                  or SHARED_TERMS in graph.nodes[n]) and graph.nodes[n][LAST_READ] is not None]
     updated_dims: set[int] = set()
     for nid in stored:
         attrs = graph.nodes[nid]
         updated = _updatable_input(ir, graph, nid, updated_dims)
-        if "share_host" in attrs:  # the sum lives in one of its own values' dimension
-            dims = list(graph.nodes[attrs["share_host"][0]]["dims"])
+        if SHARE_HOST in attrs:  # the sum lives in one of its own values' dimension
+            dims = list(graph.nodes[attrs[SHARE_HOST][0]][DIMS])
         elif updated is not None:
             x, dim, read = updated
-            attrs["in_place"], dims = x, [dim]
+            attrs[IN_PLACE], dims = x, [dim]
             if read.coeffs[dim] != 1 or read.bias != 0:
                 # The dimension keeps x's encoding (x = slope * dim + bias), so y is stored the same way.
-                attrs["stored_as"] = (read.coeffs[dim], read.bias)
+                attrs[STORED_AS] = (read.coeffs[dim], read.bias)
             updated_dims.add(dim)
         else:
             dims = list(range(next_dim, next_dim + width_of(attrs)))
             next_dim += len(dims)
-        attrs["dims"] = dims
-        for term in attrs.get("shared_terms", ()):
-            graph.nodes[term]["dims"] = dims
+        attrs[DIMS] = dims
+        for term in attrs.get(SHARED_TERMS, ()):
+            graph.nodes[term][DIMS] = dims
         entry = _residual_entry(graph, nid, dims)
         residual_map.append(entry.to_dict())
-        if attrs["realize"] == "width":
-            attrs["helper_dim"] = next_dim
+        if attrs[REALIZE] == "width":
+            attrs[HELPER_DIM] = next_dim
             residual_map.append(ResidualEntry(
-                node=f"{attrs['label']} (as w/(w+1))", id=nid, helper=True, encoding="numerical", dims=(next_dim,),
-                written_by="attention", sublayer=attrs["slot"], line=entry.line, column=entry.column).to_dict())
+                node=f"{attrs[LABEL]} (as w/(w+1))", id=nid, helper=True, encoding="numerical", dims=(next_dim,),
+                written_by="attention", sublayer=attrs[SLOT], line=entry.line, column=entry.column).to_dict())
             next_dim += 1
     return replace(ir, graph=graph, d_model=next_dim, residual_map=residual_map)
 
@@ -85,28 +85,28 @@ def allocate(ir: CompileIR) -> CompileIR:
 def _residual_entry(graph, nid, dims) -> ResidualEntry:
     attrs = graph.nodes[nid]
     sum_of = None
-    if "shared_terms" in attrs:
+    if SHARED_TERMS in attrs:
         # The dimension holds the sum of the terms' shares, not the root itself (the root may
         # add values stored elsewhere); readers combine it as compiler.ir.reads says.
-        host = [_sum_term(graph, attrs["share_host"][0], "1", host=True)] if "share_host" in attrs else []
-        sum_of = tuple(host + [_sum_term(graph, term, str(graph.nodes[term]["share"][1]))
-                               for term in attrs["shared_terms"]])
+        host = [_sum_term(graph, attrs[SHARE_HOST][0], "1", host=True)] if SHARE_HOST in attrs else []
+        sum_of = tuple(host + [_sum_term(graph, term, str(graph.nodes[term][SHARE][1]))
+                               for term in attrs[SHARED_TERMS]])
     return ResidualEntry(
-        node=attrs["label"], id=nid, encoding=attrs["encoding"], dims=tuple(dims),
-        written_by="sum" if sum_of is not None else attrs["realize"], sublayer=attrs["ready"],
-        line=attrs["span"].line, column=attrs["span"].column, sum_of=sum_of,
-        updates=graph.nodes[attrs["in_place"]]["label"] if "in_place" in attrs else None,
-        stored_as=tuple(str(v) for v in attrs["stored_as"]) if "stored_as" in attrs else None,
-        values=tuple(str(v) for v in attrs["values"]) if attrs["encoding"] == "categorical" else None,
+        node=attrs[LABEL], id=nid, encoding=attrs[ENCODING], dims=tuple(dims),
+        written_by="sum" if sum_of is not None else attrs[REALIZE], sublayer=attrs[READY],
+        line=attrs[SPAN].line, column=attrs[SPAN].column, sum_of=sum_of,
+        updates=graph.nodes[attrs[IN_PLACE]][LABEL] if IN_PLACE in attrs else None,
+        stored_as=tuple(str(v) for v in attrs[STORED_AS]) if STORED_AS in attrs else None,
+        values=tuple(str(v) for v in attrs[VALUES]) if attrs[ENCODING] == "categorical" else None,
         # An attention value is stored relative to its default, which "nothing selected" yields.
-        default=str(attrs["node"].default) if attrs["realize"] == "attention" else None)
+        default=str(attrs[NODE].default) if attrs[REALIZE] == "attention" else None)
 
 
 def _sum_term(graph, term, coefficient: str, host: bool = False) -> SumTerm:
     t = graph.nodes[term]
-    default = t["node"].default if t["realize"] == "attention" else 0
-    return SumTerm(id=term, node=t["label"], coefficient=coefficient, default=str(default),
-                   written_by=t["realize"], sublayer=t["ready"], host=host)
+    default = t[NODE].default if t[REALIZE] == "attention" else 0
+    return SumTerm(id=term, node=t[LABEL], coefficient=coefficient, default=str(default),
+                   written_by=t[REALIZE], sublayer=t[READY], host=host)
 
 
 def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
@@ -115,13 +115,13 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     there instead of f(x) into a new dimension: no clean-up is needed, since the update replaces
     x by y, and the units that would copy x across (or undo it) are not needed at all."""
     attrs = graph.nodes[nid]
-    if attrs["realize"] != "mlp" or attrs["encoding"] != "numerical" or "share" in attrs \
-            or len(attrs.get("frontier", [])) != 1:
+    if attrs[REALIZE] != "mlp" or attrs[ENCODING] != "numerical" or SHARE in attrs \
+            or len(attrs.get(FRONTIER, [])) != 1:
         return None
-    x = attrs["frontier"][0]
+    x = attrs[FRONTIER][0]
     if x == ir.program.output.id:
         return None
-    if any(a.get("share_host", (None,))[0] == nid for _, a in graph.nodes(data=True)):
+    if any(a.get(SHARE_HOST, (None,))[0] == nid for _, a in graph.nodes(data=True)):
         # compiler.passes.share gave the terms of the sum this value hosts their coefficients for a
         # dimension that holds the value itself; stored as (y - bias) / slope it would not.
         return None
@@ -132,8 +132,8 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     if dim in taken:
         return None
     # Whatever else lives in that dimension must be dead by the time the MLP writes.
-    holders = [a for a in (graph.nodes[n] for n in graph.nodes) if dim in a.get("dims", ())]
-    if not holders or any(a["last_read"] is None or a["last_read"] > attrs["slot"] for a in holders):
+    holders = [a for a in (graph.nodes[n] for n in graph.nodes) if dim in a.get(DIMS, ())]
+    if not holders or any(a[LAST_READ] is None or a[LAST_READ] > attrs[SLOT] for a in holders):
         return None
     # f(x) - x may need more units than f(x) (a step becomes a step minus a ramp): only when not.
     if _units(ir, graph, nid, x, read, in_place=True) > _units(ir, graph, nid, x, read, in_place=False):
@@ -143,7 +143,7 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
 
 def _units(ir, graph, nid, x, read, in_place: bool) -> int:
     """Hidden units the MLP for nid needs over x's values, writing f(x) or f(x) - (x's dimension)."""
-    values = sorted(graph.nodes[x]["values"], key=num)
+    values = sorted(graph.nodes[x][VALUES], key=num)
     codes = [num(v) for v in values]
     (slope,) = read.coeffs.values()
     ys = [num(value_through_fused(graph, nid, {x: v}, ir.program.layout.base)) for v in values]

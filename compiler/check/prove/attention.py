@@ -6,6 +6,7 @@ import sympy
 import torch
 
 from dsl.semantics import eval_predicate, num
+from compiler.ir.attrs import NODE, REALIZE, SLOT
 from compiler.check.prove.head_bounds import KeyOption, head_bound
 from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState, vector_text
 from compiler.passes.encodings import head_mode, predicate_roles
@@ -43,11 +44,11 @@ def _head_weights(state: ProofState, layer, h):
 
 def check_head(state: ProofState, nid):
     attrs = state.graph.nodes[nid]
-    node = attrs["node"]
+    node = attrs[NODE]
     label = state.name(nid)
     layer, h, w = head_of(state, nid)
     mode = head_mode(attrs)
-    target = state.helpers[nid] if attrs["realize"] == "width" else state.entries[nid]
+    target = state.helpers[nid] if attrs[REALIZE] == "width" else state.entries[nid]
     # The head may write only its own dimensions.
     writes = (w["W_O"].abs().sum(0) > 0).nonzero()[:, 0].tolist()
     if set(writes) - set(target["dims"]):
@@ -55,7 +56,7 @@ def check_head(state: ProofState, nid):
     read_q = (w["W_Q"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
     read_k = (w["W_K"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
     read_v = (w["W_V"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
-    at = attrs["slot"]
+    at = attrs[SLOT]
     q_nodes = sorted(n for n, helper in state.owners(read_q, at) if not helper)
     k_nodes = sorted({n for n, helper in state.owners(read_k + read_v, at) if not helper})
     for n in q_nodes + k_nodes:
@@ -99,7 +100,7 @@ def check_head(state: ProofState, nid):
     if worst_output >= MISS_LIMIT:
         raise CannotProve(f"the head for '{label}' (layer {layer}) may leak an error of {worst_output:.3g}, "
                           f"a quarter of a step or more{state.at(nid)}")
-    if attrs["realize"] == "width":
+    if attrs[REALIZE] == "width":
         state.helper_error[nid] = worst_output
     else:
         state.error[nid] = worst_output
@@ -114,7 +115,7 @@ def _check_write_scale(state: ProofState, nid, W_O, mode, target, label):
     if mode == "sum":
         return 0.0
     want = float(sympy.Rational(target["coefficient"])) if target.get("shared") else 1.0
-    largest = max([1.0] + [abs(float(num(v) - num(state.graph.nodes[nid]["node"].default)))
+    largest = max([1.0] + [abs(float(num(v) - num(state.graph.nodes[nid][NODE].default)))
                            for v in state.values(nid)] if target.get("encoding") == "numerical"
                   and mode != "width" else [1.0])
     extra = 0.0
@@ -142,7 +143,7 @@ def _term(state: ProofState, term, k_assign, q_assign, k, q):
 
 def _exact_value(state: ProofState, nid, mode, k_assign, w, value, k):
     """The value vector a selected key should carry (what the compiler meant V to read)."""
-    node = state.graph.nodes[nid]["node"]
+    node = state.graph.nodes[nid][NODE]
     if mode == "width":
         return torch.ones_like(value)
     exact_value = state.value_of(node.value.id, k_assign, k)

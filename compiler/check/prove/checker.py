@@ -2,6 +2,7 @@
 write them, then the unembedding. Each check reads only error bounds proved before it."""
 from __future__ import annotations
 
+from compiler.ir.attrs import PAIRED_INTO, PAIRED_WITH, REALIZE
 from compiler.check.prove.attention import check_head
 from compiler.check.prove.embeddings import check_embeddings, check_write_hygiene
 from compiler.check.prove.mlp import check_mlp
@@ -18,10 +19,10 @@ class Checker(ProofState):
         order = sorted(self.entries.values(), key=lambda e: e["sublayer"])
         for entry in order:
             nid = entry["id"]
-            realize = self.graph.nodes[nid]["realize"]
-            if "paired_with" in self.graph.nodes[nid]:
+            realize = self.graph.nodes[nid][REALIZE]
+            if PAIRED_WITH in self.graph.nodes[nid]:
                 check_pair_head(self, nid)
-            elif "paired_into" in self.graph.nodes[nid]:
+            elif PAIRED_INTO in self.graph.nodes[nid]:
                 continue  # proved with the head it shares
             elif realize == "attention":
                 check_head(self, nid)

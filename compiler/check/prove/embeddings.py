@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dsl.semantics import value_from_inputs
+from compiler.ir.attrs import LAYER, NODE, PER_POSITION, REALIZE, SOURCE
 from compiler.check.prove.state import MISS_LIMIT, Miss, ProofState
 
 
@@ -14,7 +15,7 @@ def check_write_hygiene(state: ProofState):
         dims = set()
         for nid, entry in list(state.entries.items()) + list(state.helpers.items()):
             attrs = state.graph.nodes[nid]
-            if attrs["realize"] in kinds and (layer is None or attrs.get("layer") == layer):
+            if attrs[REALIZE] in kinds and (layer is None or attrs.get(LAYER) == layer):
                 dims |= set(entry["dims"])
         return dims
     embedded = owned({"embed"})
@@ -35,19 +36,19 @@ def check_embeddings(state: ProofState):
     W_E, W_pos = state.weights["embed.W_E"], state.weights["pos_embed.W_pos"]
     for nid, entry in state.entries.items():
         attrs = state.graph.nodes[nid]
-        if attrs["realize"] != "embed":
+        if attrs[REALIZE] != "embed":
             continue
         dims = entry["dims"]
-        rows = range(state.n) if attrs["source"] == "position" else range(len(state.layout.vocab))
-        table = W_pos if attrs["source"] == "position" else W_E
-        other = W_E if attrs["source"] == "position" else W_pos
+        rows = range(state.n) if attrs[SOURCE] == "position" else range(len(state.layout.vocab))
+        table = W_pos if attrs[SOURCE] == "position" else W_E
+        other = W_E if attrs[SOURCE] == "position" else W_pos
         if float(other[:, dims].abs().max()) != 0:
             raise Miss(f"'{state.name(nid)}' is embedded by both the token and the position table"
                        f"{state.at(nid)}")
         worst = 0.0  # a weight rounded in its dtype: carried as error
         for row in rows:
-            if attrs["source"] == "position":
-                value, what = attrs["per_position"][row], f"position {row}"
+            if attrs[SOURCE] == "position":
+                value, what = attrs[PER_POSITION][row], f"position {row}"
             else:
                 value, what = _token_value(state, nid, state.layout.vocab[row]), f"token {state.layout.vocab[row]!r}"
             want = torch.zeros(state.d_model, dtype=torch.float64)
@@ -61,7 +62,7 @@ def check_embeddings(state: ProofState):
 
 
 def _token_value(state: ProofState, nid, token):
-    node = state.graph.nodes[nid]["node"]
+    node = state.graph.nodes[nid][NODE]
     return _evaluate_token_only(state.graph, node, token, state.base)
 
 

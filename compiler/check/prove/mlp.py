@@ -7,12 +7,13 @@ import math
 
 import torch
 
+from compiler.ir.attrs import LAYER, SLOT
 from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState, position_note
 
 
 def mlp_units(state: ProofState, nid):
     attrs = state.graph.nodes[nid]
-    layer = attrs["layer"]
+    layer = attrs[LAYER]
     prefix = f"blocks.{layer}.mlp."
     W_in, b_in = state.weights[prefix + "W_in"], state.weights[prefix + "b_in"]
     W_out, b_out = state.weights[prefix + "W_out"], state.weights[prefix + "b_out"]
@@ -33,7 +34,7 @@ def check_mlp(state: ProofState, nid):
     attrs = state.graph.nodes[nid]
     W_in, b_in, W_out, b_out, target = mlp_units(state, nid)
     reads = (W_in.abs().sum(1) > 0).nonzero()[:, 0].tolist()
-    at = attrs["slot"]
+    at = attrs[SLOT]
     stored = sorted(n for n, helper in state.owners(reads, at) if not helper)
     for n in stored:
         if n not in state.error:

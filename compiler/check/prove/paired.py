@@ -8,6 +8,7 @@ import sympy
 import torch
 
 from dsl.semantics import num
+from compiler.ir.attrs import NODE, PAIRED_WITH, SLOT
 from compiler.check.prove.attention import head_of
 from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState
 from compiler.passes.encodings import relative_term
@@ -20,7 +21,7 @@ def check_pair_head(state: ProofState, nid):
     need; each key's share of the difference, times the most its value can be, bounds the
     error (position 0 holds the default, which contributes nothing whatever its weight)."""
     attrs = state.graph.nodes[nid]
-    partner = attrs["paired_with"][0]
+    partner = attrs[PAIRED_WITH][0]
     label = f"{state.name(nid)}' and '{state.name(partner)}"
     layer, h, w = head_of(state, nid)
     if any(float(w[name].abs().max()) > 0 for name in ("W_Q", "b_Q", "W_K", "b_K")):
@@ -32,17 +33,17 @@ def check_pair_head(state: ProofState, nid):
         raise Miss(f"the head for '{label}' also writes dimensions of other values{state.at(nid)}")
     if float(w["W_O"][1:].abs().sum()) > 0 or float(w["W_V"][:, 1:].abs().sum() + w["b_V"][1:].abs().sum()) > 0:
         raise CannotProve(f"the head for '{label}' uses more than one value dimension{state.at(nid)}")
-    value_node = attrs["node"].value.id
-    default = num(attrs["node"].default)
+    value_node = attrs[NODE].value.id
+    default = num(attrs[NODE].default)
     coefficients = {}
     for term in (nid, partner):
-        offset = _offset_of(state.graph.nodes[term]["node"], state.n, state.base)
+        offset = _offset_of(state.graph.nodes[term][NODE], state.n, state.base)
         if offset is None:
             raise CannotProve(f"'{state.name(term)}' is not a shift by a fixed offset{state.at(term)}")
         coefficients[offset] = float(sympy.Rational(state.entries[term]["coefficient"]))
     out_scale = float(w["W_O"][0, target["dims"][0]])
     read_v = (w["W_V"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
-    at = attrs["slot"]
+    at = attrs[SLOT]
     v_nodes = sorted(n for n, helper in state.owners(read_v, at) if not helper)
     for n in v_nodes:
         if n not in state.error:

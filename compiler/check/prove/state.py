@@ -11,6 +11,7 @@ import sympy
 import torch
 
 from dsl.semantics import apply_op, num, value_from_inputs
+from compiler.ir.attrs import AT_ZERO, NODE, PER_POSITION, REALIZE, SOURCE, VALUES
 from compiler.check.prove.naming import ProgramText
 from compiler.ir.maps import number_of
 
@@ -77,15 +78,15 @@ class ProofState(ProgramText):
 
     # ----- values and their encodings
     def values(self, nid):
-        return self.graph.nodes[nid]["values"]
+        return self.graph.nodes[nid][VALUES]
 
     def at_position(self, nid, position):
         attrs = self.graph.nodes[nid]
-        if attrs["source"] in ("position", "const"):
-            return [attrs["per_position"][position]]
-        if position == 0 and "at_zero" in attrs:  # the layout fixes position 0
-            return [attrs["at_zero"]]
-        return list(attrs["values"])
+        if attrs[SOURCE] in ("position", "const"):
+            return [attrs[PER_POSITION][position]]
+        if position == 0 and AT_ZERO in attrs:  # the layout fixes position 0
+            return [attrs[AT_ZERO]]
+        return list(attrs[VALUES])
 
     def encode(self, nid, value, vector):
         """Write the exact encoding of `value` for stored node `nid` into a residual vector."""
@@ -94,7 +95,7 @@ class ProofState(ProgramText):
             share = sympy.Rational(entry["coefficient"]) * (num(value) - number_of(entry["default"]))
             vector[entry["dims"][0]] += float(share)
         elif entry["encoding"] == "numerical":
-            offset = num(self.graph.nodes[nid]["node"].default) if entry["written_by"] == "attention" else 0
+            offset = num(self.graph.nodes[nid][NODE].default) if entry["written_by"] == "attention" else 0
             slope, bias = (number_of(t) for t in entry.get("stored_as", ("1", "0")))
             vector[entry["dims"][0]] += float((num(value) - offset - bias) / slope)  # values sharing it add up
         else:
@@ -108,11 +109,11 @@ class ProofState(ProgramText):
         if nid in assignment:
             return assignment[nid]
         attrs = self.graph.nodes[nid]
-        if attrs["realize"] == "const":
-            return attrs["values"][0]
-        if attrs["source"] == "position" and position is not None:
-            return attrs["per_position"][position]
-        node = attrs["node"]
+        if attrs[REALIZE] == "const":
+            return attrs[VALUES][0]
+        if attrs[SOURCE] == "position" and position is not None:
+            return attrs[PER_POSITION][position]
+        node = attrs[NODE]
         args = tuple(self.value_of(a.id, assignment, position) for a in node.args)
         return value_from_inputs(node, args, self.base)
 
@@ -125,9 +126,9 @@ class ProofState(ProgramText):
             index = {v: i for i, v in enumerate(table)}
             return numpy.array([index[c[nid]] for c in combos]), table
         attrs = self.graph.nodes[nid]
-        if attrs["realize"] == "const" or attrs["source"] == "position":
+        if attrs[REALIZE] == "const" or attrs[SOURCE] == "position":
             return numpy.zeros(len(combos), dtype=numpy.int64), [self.value_of(nid, {}, position)]
-        node = attrs["node"]
+        node = attrs[NODE]
         args = [self.values_over(a.id, combos, position) for a in node.args]
         key = numpy.zeros(len(combos), dtype=numpy.int64)
         for codes, table in args:  # one mixed-radix number per tuple of argument values
@@ -191,7 +192,7 @@ class ProofState(ProgramText):
         return [dict(zip(stored, c)) for c in itertools.product(*lists)]
 
     def positions_for(self, stored):
-        if any(self.graph.nodes[s]["source"] in ("position", "const") for s in stored):
+        if any(self.graph.nodes[s][SOURCE] in ("position", "const") for s in stored):
             return range(self.n)
         # Any position but 0 stands for all: values range over their whole sets there (position 0
         # holds only what the layout's first token gives, a subset).
@@ -201,7 +202,7 @@ class ProofState(ProgramText):
         """The positions whose next-token prediction is read: the last prompt position onwards.
         Earlier positions predict nothing, so their output is never checked."""
         positions = range(self.layout.prompt_length - 1, self.n)
-        if any(self.graph.nodes[s]["source"] in ("position", "const") for s in stored):
+        if any(self.graph.nodes[s][SOURCE] in ("position", "const") for s in stored):
             return positions
         return [next((p for p in positions if p > 0), positions[0])]  # as in positions_for
 
@@ -232,7 +233,7 @@ class ProofState(ProgramText):
             share = float(written[0]) / float(sympy.Rational(entry["coefficient"]))
             return f"{share + float(number_of(entry['default'])):.10g}"
         if entry["encoding"] == "numerical":
-            offset = float(num(self.graph.nodes[nid]["node"].default)) if entry["written_by"] == "attention" else 0.0
+            offset = float(num(self.graph.nodes[nid][NODE].default)) if entry["written_by"] == "attention" else 0.0
             slope, bias = (float(number_of(t)) for t in entry.get("stored_as", ("1", "0")))
             return f"{float(written[0]) * slope + bias + offset:.10g}"
         return f"{entry['values'][int(written.argmax())]} (one-hot {vector_text(written)})"

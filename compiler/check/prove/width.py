@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from compiler.ir.attrs import LAYER, VALUES
 from compiler.check.prove.mlp import mlp_units
 from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState
 from compiler.ir.slots import mlp_slot
@@ -11,9 +12,9 @@ from compiler.ir.slots import mlp_slot
 def check_width_mlp(state: ProofState, nid):
     attrs = state.graph.nodes[nid]
     W_in, b_in, W_out, b_out, target = mlp_units(state, nid)
-    d_pre = float(state.input_error(W_in, mlp_slot(attrs["layer"])).max())
+    d_pre = float(state.input_error(W_in, mlp_slot(attrs[LAYER])).max())
     worst = 0.0
-    for value in attrs["values"]:
+    for value in attrs[VALUES]:
         w = int(value)
         x = torch.zeros(state.d_model, dtype=torch.float64)
         x[state.helpers[nid]["dims"][0]] = w / (w + 1)

@@ -26,6 +26,7 @@ import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
+from compiler.ir.attrs import ENCODING, HELPER_DIM, LABEL, NODE, SHARE, VALUES
 from compiler.passes.encodings import constant_term, head_mode, live_terms, lone_offset, predicate_roles, relative_term
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
@@ -50,9 +51,9 @@ def head_tolerance(attrs):
     """How far the head's output may stray from its value: TOLERANCE, or a share of the smallest
     distance between two of its values where that is smaller (a fixed tolerance would let the leak
     cross a reader's step between two values that close)."""
-    if attrs["encoding"] == "categorical":
+    if attrs[ENCODING] == "categorical":
         return TOLERANCE
-    numbers = sorted({num(v) for v in attrs["values"] if not isinstance(v, str)})
+    numbers = sorted({num(v) for v in attrs[VALUES] if not isinstance(v, str)})
     closest = min((b - a for a, b in zip(numbers, numbers[1:])), default=None)
     if closest is None or closest >= TOLERANCE * GAP_SHARE:
         return TOLERANCE
@@ -88,13 +89,13 @@ class _HeadPlan:
 
 def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     attrs = ir.graph.nodes[nid]
-    node, base = attrs["node"], ir.program.layout.base
+    node, base = attrs[NODE], ir.program.layout.base
     # For width, the sink scores like a selected key and each key carries 1: the output is w/(w+1).
     mode = head_mode(attrs)
-    head = Head(nid, attrs["label"], mode)
-    categorical = attrs["encoding"] == "categorical"
+    head = Head(nid, attrs[LABEL], mode)
+    categorical = attrs[ENCODING] == "categorical"
     magnitude = 1 if categorical or mode == "width" else \
-        max(abs(num(v) - num(node.default)) for v in attrs["values"])
+        max(abs(num(v) - num(node.default)) for v in attrs[VALUES])
     tolerance = head_tolerance(attrs) if mode != "width" else TOLERANCE
     plan = _HeadPlan(ir, nid, _gap(ir.program.layout.n_ctx, magnitude, tolerance), tolerance)
 
@@ -116,7 +117,7 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     _score_weights(head, plan, M, terms, reads)
     if mode == "width":
         head.b_V[0] = sympy.Integer(1)
-        head.W_O[(0, attrs["helper_dim"])] = sympy.Integer(1)
+        head.W_O[(0, attrs[HELPER_DIM])] = sympy.Integer(1)
     else:
         _value_weights(head, plan, reads)
     return head
@@ -250,7 +251,7 @@ def _value_weights(head: Head, plan: _HeadPlan, reads: Reads):
         head.add_read("V", 0, value_read)
         coefficient = attrs.get("share", (None, 1))[1]
         if "paired_with" in attrs:  # weights r/(r+1) and 1/(r+1): the output weight restores both terms
-            coefficient += graph.nodes[attrs["paired_with"][0]]["share"][1]
+            coefficient += graph.nodes[attrs["paired_with"][0]][SHARE][1]
         head.W_O[(0, attrs["dims"][0])] = scale * coefficient
 
 
@@ -258,13 +259,13 @@ def _indicator(reads: Reads, graph, nid, predicate, base, is_key) -> Affine:
     """[predicate(value)] as a linear read of a value: through its one-hot, or exactly affine."""
     attrs = graph.nodes[nid]
     holds = lambda v: bool(eval_predicate(predicate, v, v, base))
-    if attrs["encoding"] == "categorical":
+    if attrs[ENCODING] == "categorical":
         total = Affine()
         for value, indicator in reads.categorical(nid).items():
             if holds(value):
                 total = total + indicator
         return total
-    values = attrs["values"]
+    values = attrs[VALUES]
     y0 = sympy.Integer(int(holds(values[0])))
     if len(values) == 1:
         return Affine.constant(y0)

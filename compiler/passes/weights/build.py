@@ -15,7 +15,7 @@ from dsl.semantics import evaluate_node, num
 from compiler.ir.attrs import (
     AT_ZERO, DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAYER, MAX_WIDTH, NODE,
     PAIRED_INTO, PAIRED_WITH, PER_POSITION, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SOURCE,
-    STORED_AS, VALUES
+    STORED_AS, VALUES,
 )
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
@@ -37,15 +37,15 @@ def build_weights(ir: CompileIR) -> CompileIR:
     _embeddings(ir, weights)
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        if "dims" not in attrs or "paired_into" in attrs:  # a paired shift is its partner's head
+        if DIMS not in attrs or PAIRED_INTO in attrs:  # a paired shift is its partner's head
             continue
-        if attrs["realize"] == "attention":
-            weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
-        elif attrs["realize"] == "width":
-            weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
-            weights.layers[attrs["layer"]].mlps.append(build_width_mlp(ir, nid))
-        elif attrs["realize"] == "mlp":
-            weights.layers[attrs["layer"]].mlps.append(build_mlp(ir, nid, reads))
+        if attrs[REALIZE] == "attention":
+            weights.layers[attrs[LAYER]].heads.append(build_head(ir, nid, reads))
+        elif attrs[REALIZE] == "width":
+            weights.layers[attrs[LAYER]].heads.append(build_head(ir, nid, reads))
+            weights.layers[attrs[LAYER]].mlps.append(build_width_mlp(ir, nid))
+        elif attrs[REALIZE] == "mlp":
+            weights.layers[attrs[LAYER]].mlps.append(build_mlp(ir, nid, reads))
     build_unembedding(ir, reads, weights)
     return replace(ir, weights=weights)
 
@@ -55,18 +55,18 @@ def _embeddings(ir: CompileIR, weights: Weights):
     by_token = _values_over(program, graph, layout.vocab, "token")
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        if attrs["realize"] != "embed" or "dims" not in attrs:
+        if attrs[REALIZE] != "embed" or DIMS not in attrs:
             continue
-        if attrs["source"] == "token":
+        if attrs[SOURCE] == "token":
             table, rows, name = weights.W_E, by_token[nid], "W_E"
         else:
-            table, rows, name = weights.W_pos, attrs["per_position"], "W_pos"
+            table, rows, name = weights.W_pos, attrs[PER_POSITION], "W_pos"
         for row, value in enumerate(rows):
-            if attrs["encoding"] == "categorical":
-                index = (row, attrs["dims"][attrs["values"].index(value)])
+            if attrs[ENCODING] == "categorical":
+                index = (row, attrs[DIMS][attrs[VALUES].index(value)])
                 table[index] = sympy.Integer(1)
             elif num(value) != 0:
-                index = (row, attrs["dims"][0])
+                index = (row, attrs[DIMS][0])
                 table[index] = num(value)
             else:
                 continue
@@ -78,6 +78,6 @@ def _values_over(program: Program, graph, tokens: list[str], source: str) -> dic
     values: dict[int, list] = {}
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        if attrs["source"] in (source, "const"):
-            values[nid] = evaluate_node(attrs["node"], values, tokens, program.layout.base, program)
+        if attrs[SOURCE] in (source, "const"):
+            values[nid] = evaluate_node(attrs[NODE], values, tokens, program.layout.base, program)
     return values

@@ -4,6 +4,7 @@ logits to its nearest node, a condition's lift and every other token's logit to 
 from __future__ import annotations
 
 from dsl.semantics import num
+from compiler.ir.attrs import REALIZE, VALUES
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.ir.weights import Weights
@@ -13,7 +14,7 @@ from compiler.passes.encodings import readout_parts
 def build_unembedding(ir: CompileIR, reads: Reads, weights: Weights):
     vocab = ir.program.layout.vocab
     output = ir.program.output.id
-    if ir.graph.nodes[output]["realize"] == "readout":
+    if ir.graph.nodes[output][REALIZE] == "readout":
         return _readout(ir, reads, weights)
     for token, indicator in reads.categorical(output).items():
         column = vocab.index(token)
@@ -35,7 +36,7 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     node, condition, token, when = readout_parts(ir.graph, output)
     x = reads.numeric(node.args[0].id)
     candidates = node.args[1].value
-    xs = [num(v) for v in ir.graph.nodes[node.args[0].id]["values"]]
+    xs = [num(v) for v in ir.graph.nodes[node.args[0].id][VALUES]]
     worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
     best_possible = max(max(2 * c * v - c * c for _, c in candidates) for v in xs)
     biases = {candidate: 2 * c * x.bias - c * c for candidate, c in candidates}
@@ -56,7 +57,7 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     if condition is not None:
         # selected = cond (or 1 - cond): an affine read; lift the token by enough to beat every candidate.
         chosen = reads.numeric(condition.id)
-        values = [num(v) for v in ir.graph.nodes[condition.id]["values"]]
+        values = [num(v) for v in ir.graph.nodes[condition.id][VALUES]]
         if len(values) == 2:
             low, high = values
             chosen = chosen.scale(1 / (high - low)) + Affine.constant(-low / (high - low))
