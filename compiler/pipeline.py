@@ -8,17 +8,18 @@ from __future__ import annotations
 import time
 
 from dsl.core import Program
+from compiler.ir.compile_ir import CompileIR
+from compiler.ir.contract import contract_table
 from compiler.passes.allocate import allocate
 from compiler.passes.build_graph import build_graph
 from compiler.passes.encodings import choose_encodings
-from compiler.ir.compile_ir import CompileIR
-from compiler.ir.contract import contract_table
 from compiler.passes.lower import lower
-from compiler.passes.prune import prune
-from compiler.passes.schedule import schedule
-from compiler.passes.self_check import check_precision, self_check
 from compiler.passes.pair_heads import pair_offset_heads
 from compiler.passes.probe import probe_inputs
+from compiler.passes.prune import prune
+from compiler.passes.schedule import schedule
+from compiler.passes.precision import check_precision
+from compiler.passes.self_check import self_check
 from compiler.passes.share import share_sums
 from compiler.passes.tie import tie_unembedding
 from compiler.passes.value_sets import infer_value_sets
