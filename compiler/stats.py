@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from compiler.ir.maps import ResidualEntry, WeightEntry
-from compiler.model.transformer import unembedding_matrix
 
 
 def _nonzero(tensor: torch.Tensor) -> int:
