@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 import sympy
 
-from compiler.passes.weights.attention import _gap, head_tolerance
+from compiler.passes.weights.attention import head_tolerance, score_gap
 from compiler.passes.build_graph import build_graph
 from compiler.passes.value_sets import TooManyValues, infer_value_sets, mean_values, sum_values
 from dsl.resolve import load_program
@@ -81,7 +81,7 @@ def test_head_leak_is_sized_by_its_values_gaps():
     tolerance = head_tolerance(attrs)
     assert tolerance <= closest / 8
     n_ctx, magnitude = program.layout.n_ctx, max(abs(v) for v in values)
-    assert n_ctx * magnitude * math.exp(-_gap(n_ctx, magnitude, tolerance)) <= float(tolerance)
+    assert n_ctx * magnitude * math.exp(-score_gap(n_ctx, magnitude, tolerance)) <= float(tolerance)
 
 
 @pytest.mark.parametrize("name", sorted(F5_PROGRAMS))

@@ -112,3 +112,16 @@ def test_the_checker_finds_each_kind_of_offence(tmp_path):
 def test_no_cycles_private_imports_or_hidden_imports():
     _, offences = analyse()
     assert not offences, "\n".join(sorted(offences))
+
+
+def test_tests_and_benchmarks_use_public_names_only():
+    # A test that reaches for a private name pins an implementation detail, and breaks the
+    # moment a module is split.
+    offences = []
+    for folder in ("tests", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module and _in_project(node.module):
+                    offences += [f"{path.relative_to(ROOT)} imports {a.name} from {node.module}"
+                                 for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not offences, "\n".join(offences)

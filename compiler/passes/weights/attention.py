@@ -41,7 +41,7 @@ TOLERANCE = sympy.Rational(1, 10**6)
 GAP_SHARE = 16
 
 
-def _gap(n_keys: int, magnitude, tolerance=TOLERANCE) -> sympy.Integer:
+def score_gap(n_keys: int, magnitude, tolerance=TOLERANCE) -> sympy.Integer:
     """Smallest whole G with n_keys * magnitude * e^-G <= tolerance."""
     bound = float(n_keys * max(magnitude, 1) / tolerance)
     return sympy.Integer(math.ceil(math.log(bound)))
@@ -97,7 +97,7 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     magnitude = 1 if categorical or mode == "width" else \
         max(abs(num(v) - num(node.default)) for v in attrs[VALUES])
     tolerance = head_tolerance(attrs) if mode != "width" else TOLERANCE
-    plan = _HeadPlan(ir, nid, _gap(ir.program.layout.n_ctx, magnitude, tolerance), tolerance)
+    plan = _HeadPlan(ir, nid, score_gap(ir.program.layout.n_ctx, magnitude, tolerance), tolerance)
 
     terms, relative = [], []
     for term in live_terms(node.selector, ir.graph, base):
@@ -155,7 +155,7 @@ def _sum_scores(head: Head, plan: _HeadPlan):
     if num(node.default) != 0:
         plan.fail("sum(...) compiles only with default 0", "add the default afterwards with a conditional")
     total = max(abs(num(v)) for v in plan.attrs["values"])
-    anchor = _gap(plan.n_ctx, total, plan.tolerance)
+    anchor = score_gap(plan.n_ctx, total, plan.tolerance)
     M = plan.G
     head.sink = plan.T * M + anchor
     if node.decay is not None:
