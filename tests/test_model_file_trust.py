@@ -378,6 +378,22 @@ def test_maps_naming_values_the_program_lacks_are_refused_by_verify(good, tmp_pa
             assert err.strip() == f"error: {path}: {field}: 1000000 is not a value of the program it was compiled from"
 
 
+def test_provenance_naming_a_value_the_program_lacks_is_refused_by_verify(good, tmp_path, capsys):
+    # Renamed consistently (its node table entry and every tensor row), the file is well formed;
+    # only the program can tell the id is not one of its values.
+    payload = copy.deepcopy(good[1])
+    old = payload["provenance"]["nodes"][0]["id"]
+    payload["provenance"]["nodes"][0]["id"] = 10 ** 6
+    for rows in payload["provenance"]["tensors"].values():
+        for row in rows:
+            row[1] = sorted(10 ** 6 if n == old else n for n in row[1])
+    path = tmp_path / "ids.pt"
+    torch.save(payload, path)
+    assert main(["verify", str(path), "--samples", "10"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"error: {path}: provenance.nodes[0].id: 1000000 is not a value of the program it was compiled from"
+
+
 def test_a_program_of_another_layout_is_refused_by_verify(good, tmp_path, capsys):
     longer = tmp_path / "longer.rasp"
     longer.write_text(LSB.read_text().replace("const N = 10", "const N = 12"))

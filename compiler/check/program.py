@@ -30,13 +30,15 @@ def program_from_payload(payload: dict, program_path: str | None, model: str = "
 
 
 def _check_node_ids(program, payload, model):
-    """The maps name program values by node id; for the program they came from, each id must be
-    one of its values, or the inside check and the proof would look up a value that is not there."""
+    """The maps and the provenance name program values by node id; for the program they came from,
+    each id must be one of its values, or the inside check and the proof would look up a value
+    that is not there, and explain would name the wrong line."""
     ids = {node.id for node in program.nodes}
     named = [(f"residual_map[{i}]", e) for i, e in enumerate(payload["residual_map"])]
     named += [(f"residual_map[{i}].sum_of[{j}]", t) for i, e in enumerate(payload["residual_map"])
               for j, t in enumerate(e.get("sum_of", []))]
     named += [(f"weight_map[{i}]", e) for i, e in enumerate(payload["weight_map"])]
+    named += [(f"provenance.nodes[{i}]", e) for i, e in enumerate(payload.get("provenance", {}).get("nodes", []))]
     for field, entry in named:
         for key in ("id", "also"):
             if key in entry and entry[key] not in ids:
