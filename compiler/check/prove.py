@@ -42,6 +42,10 @@ import torch
 
 from dsl.errors import display_path
 from dsl.semantics import apply_op, eval_predicate, num
+from compiler.ir.attrs import (
+    AT_ZERO, LABEL, LAYER, NODE, PAIRED_INTO, PAIRED_WITH, PER_POSITION, REALIZE, SLOT, SOURCE,
+    SPAN, VALUES,
+)
 from compiler.passes.encodings import head_mode, predicate_roles
 from compiler.check.stored import number_of
 from compiler.model.transformer import per_head, unembedding_matrix
@@ -159,16 +163,16 @@ class _Checker:
     def name(self, nid):
         """A value as its reader knows it: its let name or its source text, never an internal id."""
         attrs = self.graph.nodes[nid]
-        if not _INTERNAL_ID.search(attrs["label"]):
-            return attrs["label"]
-        text = self._source_line(attrs["span"])
-        start = attrs["span"].column - 1
+        if not _INTERNAL_ID.search(attrs[LABEL]):
+            return attrs[LABEL]
+        text = self._source_line(attrs[SPAN])
+        start = attrs[SPAN].column - 1
         text = text[start:].strip() if text else ""
-        return (text if len(text) <= 48 else text[:45] + "...") or attrs["node"].kind
+        return (text if len(text) <= 48 else text[:45] + "...") or attrs[NODE].kind
 
     def at(self, nid):
         """Where a value is written in the program, for the end of a message."""
-        span = self.graph.nodes[nid]["span"]
+        span = self.graph.nodes[nid][SPAN]
         text = " ".join(self._source_line(span).split())
         text = text if len(text) <= 72 else text[:69] + "..."
         return f", at `{text}` ({display_path(span.file)}:{span.line})"
@@ -179,15 +183,15 @@ class _Checker:
 
     # ----- values and their encodings
     def values(self, nid):
-        return self.graph.nodes[nid]["values"]
+        return self.graph.nodes[nid][VALUES]
 
     def at_position(self, nid, position):
         attrs = self.graph.nodes[nid]
-        if attrs["source"] in ("position", "const"):
-            return [attrs["per_position"][position]]
-        if position == 0 and "at_zero" in attrs:  # the layout fixes position 0
-            return [attrs["at_zero"]]
-        return list(attrs["values"])
+        if attrs[SOURCE] in ("position", "const"):
+            return [attrs[PER_POSITION][position]]
+        if position == 0 and AT_ZERO in attrs:  # the layout fixes position 0
+            return [attrs[AT_ZERO]]
+        return list(attrs[VALUES])
 
     def encode(self, nid, value, vector):
         """Write the exact encoding of `value` for stored node `nid` into a residual vector."""
@@ -196,7 +200,7 @@ class _Checker:
             share = sympy.Rational(entry["coefficient"]) * (num(value) - number_of(entry["default"]))
             vector[entry["dims"][0]] += float(share)
         elif entry["encoding"] == "numerical":
-            offset = num(self.graph.nodes[nid]["node"].default) if entry["written_by"] == "attention" else 0
+            offset = num(self.graph.nodes[nid][NODE].default) if entry["written_by"] == "attention" else 0
             slope, bias = (number_of(t) for t in entry.get("stored_as", ("1", "0")))
             vector[entry["dims"][0]] += float((num(value) - offset - bias) / slope)  # values sharing it add up
         else:
@@ -210,11 +214,11 @@ class _Checker:
         if nid in assignment:
             return assignment[nid]
         attrs = self.graph.nodes[nid]
-        if attrs["realize"] == "const":
-            return attrs["values"][0]
-        if attrs["source"] == "position" and position is not None:
-            return attrs["per_position"][position]
-        node = attrs["node"]
+        if attrs[REALIZE] == "const":
+            return attrs[VALUES][0]
+        if attrs[SOURCE] == "position" and position is not None:
+            return attrs[PER_POSITION][position]
+        node = attrs[NODE]
         args = tuple(self.value_of(a.id, assignment, position) for a in node.args)
         return apply_op(node.op, args, self.base)
 
@@ -227,9 +231,9 @@ class _Checker:
             index = {v: i for i, v in enumerate(table)}
             return numpy.array([index[c[nid]] for c in combos]), table
         attrs = self.graph.nodes[nid]
-        if attrs["realize"] == "const" or attrs["source"] == "position":
+        if attrs[REALIZE] == "const" or attrs[SOURCE] == "position":
             return numpy.zeros(len(combos), dtype=numpy.int64), [self.value_of(nid, {}, position)]
-        node = attrs["node"]
+        node = attrs[NODE]
         args = [self.values_over(a.id, combos, position) for a in node.args]
         key = numpy.zeros(len(combos), dtype=numpy.int64)
         for codes, table in args:  # one mixed-radix number per tuple of argument values
@@ -310,10 +314,10 @@ class _Checker:
         order = sorted(self.entries.values(), key=lambda e: e["sublayer"])
         for entry in order:
             nid = entry["id"]
-            realize = self.graph.nodes[nid]["realize"]
-            if "paired_with" in self.graph.nodes[nid]:
+            realize = self.graph.nodes[nid][REALIZE]
+            if PAIRED_WITH in self.graph.nodes[nid]:
                 self.check_pair_head(nid)
-            elif "paired_into" in self.graph.nodes[nid]:
+            elif PAIRED_INTO in self.graph.nodes[nid]:
                 continue  # proved with the head it shares
             elif realize == "attention":
                 self.check_head(nid)
@@ -330,7 +334,7 @@ class _Checker:
             dims = set()
             for nid, entry in list(self.entries.items()) + list(self.helpers.items()):
                 attrs = self.graph.nodes[nid]
-                if attrs["realize"] in kinds and (layer is None or attrs.get("layer") == layer):
+                if attrs[REALIZE] in kinds and (layer is None or attrs.get(LAYER) == layer):
                     dims |= set(entry["dims"])
             return dims
         embedded = owned({"embed"})
@@ -350,19 +354,19 @@ class _Checker:
         W_E, W_pos = self.weights["embed.W_E"], self.weights["pos_embed.W_pos"]
         for nid, entry in self.entries.items():
             attrs = self.graph.nodes[nid]
-            if attrs["realize"] != "embed":
+            if attrs[REALIZE] != "embed":
                 continue
             dims = entry["dims"]
-            rows = range(self.n) if attrs["source"] == "position" else range(len(self.layout.vocab))
-            table = W_pos if attrs["source"] == "position" else W_E
-            other = W_E if attrs["source"] == "position" else W_pos
+            rows = range(self.n) if attrs[SOURCE] == "position" else range(len(self.layout.vocab))
+            table = W_pos if attrs[SOURCE] == "position" else W_E
+            other = W_E if attrs[SOURCE] == "position" else W_pos
             if float(other[:, dims].abs().max()) != 0:
                 raise _Miss(f"'{self.name(nid)}' is embedded by both the token and the position table"
                             f"{self.at(nid)}")
             worst = 0.0  # a weight rounded in its dtype: carried as error
             for row in rows:
-                if attrs["source"] == "position":
-                    value, what = attrs["per_position"][row], f"position {row}"
+                if attrs[SOURCE] == "position":
+                    value, what = attrs[PER_POSITION][row], f"position {row}"
                 else:
                     value, what = self._token_value(nid, self.layout.vocab[row]), f"token {self.layout.vocab[row]!r}"
                 want = torch.zeros(self.d_model, dtype=torch.float64)
@@ -375,7 +379,7 @@ class _Checker:
             self.error[nid] = worst
 
     def _token_value(self, nid, token):
-        node = self.graph.nodes[nid]["node"]
+        node = self.graph.nodes[nid][NODE]
         return _evaluate_token_only(self.graph, node, token, self.base)
 
     # ----- attention
@@ -409,11 +413,11 @@ class _Checker:
 
     def check_head(self, nid):
         attrs = self.graph.nodes[nid]
-        node = attrs["node"]
+        node = attrs[NODE]
         label = self.name(nid)
         layer, h, w = self._head(nid)
         mode = head_mode(attrs)
-        target = self.helpers[nid] if attrs["realize"] == "width" else self.entries[nid]
+        target = self.helpers[nid] if attrs[REALIZE] == "width" else self.entries[nid]
         # The head may write only its own dimensions.
         writes = (w["W_O"].abs().sum(0) > 0).nonzero()[:, 0].tolist()
         if set(writes) - set(target["dims"]):
@@ -421,7 +425,7 @@ class _Checker:
         read_q = (w["W_Q"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
         read_k = (w["W_K"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
         read_v = (w["W_V"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
-        at = attrs["slot"]
+        at = attrs[SLOT]
         q_nodes = sorted(n for n, helper in self.owners(read_q, at) if not helper)
         k_nodes = sorted({n for n, helper in self.owners(read_k + read_v, at) if not helper})
         for n in q_nodes + k_nodes:
@@ -466,7 +470,7 @@ class _Checker:
         if worst_output >= MISS_LIMIT:
             raise CannotProve(f"the head for '{label}' (layer {layer}) may leak an error of {worst_output:.3g}, "
                               f"a quarter of a step or more{self.at(nid)}")
-        if attrs["realize"] == "width":
+        if attrs[REALIZE] == "width":
             self.helper_error[nid] = worst_output
         else:
             self.error[nid] = worst_output
@@ -479,7 +483,7 @@ class _Checker:
         need; each key's share of the difference, times the most its value can be, bounds the
         error (position 0 holds the default, which contributes nothing whatever its weight)."""
         attrs = self.graph.nodes[nid]
-        partner = attrs["paired_with"][0]
+        partner = attrs[PAIRED_WITH][0]
         label = f"{self.name(nid)}' and '{self.name(partner)}"
         layer, h, w = self._head(nid)
         if any(float(w[name].abs().max()) > 0 for name in ("W_Q", "b_Q", "W_K", "b_K")):
@@ -491,17 +495,17 @@ class _Checker:
             raise _Miss(f"the head for '{label}' also writes dimensions of other values{self.at(nid)}")
         if float(w["W_O"][1:].abs().sum()) > 0 or float(w["W_V"][:, 1:].abs().sum() + w["b_V"][1:].abs().sum()) > 0:
             raise CannotProve(f"the head for '{label}' uses more than one value dimension{self.at(nid)}")
-        value_node = attrs["node"].value.id
-        default = num(attrs["node"].default)
+        value_node = attrs[NODE].value.id
+        default = num(attrs[NODE].default)
         coefficients = {}
         for term in (nid, partner):
-            offset = _offset_of(self.graph.nodes[term]["node"], self.n, self.base)
+            offset = _offset_of(self.graph.nodes[term][NODE], self.n, self.base)
             if offset is None:
                 raise CannotProve(f"'{self.name(term)}' is not a shift by a fixed offset{self.at(term)}")
             coefficients[offset] = float(sympy.Rational(self.entries[term]["coefficient"]))
         out_scale = float(w["W_O"][0, target["dims"][0]])
         read_v = (w["W_V"].abs().sum(1) > 0).nonzero()[:, 0].tolist()
-        at = attrs["slot"]
+        at = attrs[SLOT]
         v_nodes = sorted(n for n, helper in self.owners(read_v, at) if not helper)
         for n in v_nodes:
             if n not in self.error:
@@ -548,7 +552,7 @@ class _Checker:
         if mode == "sum":
             return 0.0
         want = float(sympy.Rational(target["coefficient"])) if target.get("shared") else 1.0
-        largest = max([1.0] + [abs(float(num(v) - num(self.graph.nodes[nid]["node"].default)))
+        largest = max([1.0] + [abs(float(num(v) - num(self.graph.nodes[nid][NODE].default)))
                                for v in self.values(nid)] if target.get("encoding") == "numerical"
                       and mode != "width" else [1.0])
         extra = 0.0
@@ -574,7 +578,7 @@ class _Checker:
 
     def _exact_value(self, nid, mode, k_assign, w, value, k):
         """The value vector a selected key should carry (what the compiler meant V to read)."""
-        node = self.graph.nodes[nid]["node"]
+        node = self.graph.nodes[nid][NODE]
         if mode == "width":
             return torch.ones_like(value)
         exact_value = self.value_of(node.value.id, k_assign, k)
@@ -678,7 +682,7 @@ class _Checker:
     # ----- MLPs
     def _mlp_units(self, nid):
         attrs = self.graph.nodes[nid]
-        layer = attrs["layer"]
+        layer = attrs[LAYER]
         prefix = f"blocks.{layer}.mlp."
         W_in, b_in = self.weights[prefix + "W_in"], self.weights[prefix + "b_in"]
         W_out, b_out = self.weights[prefix + "W_out"], self.weights[prefix + "b_out"]
@@ -698,7 +702,7 @@ class _Checker:
         attrs = self.graph.nodes[nid]
         W_in, b_in, W_out, b_out, target = self._mlp_units(nid)
         reads = (W_in.abs().sum(1) > 0).nonzero()[:, 0].tolist()
-        at = attrs["slot"]
+        at = attrs[SLOT]
         stored = sorted(n for n, helper in self.owners(reads, at) if not helper)
         for n in stored:
             if n not in self.error:
@@ -767,7 +771,7 @@ class _Checker:
         return column.expand(self.d_model, width)
 
     def _positions_for(self, stored):
-        if any(self.graph.nodes[s]["source"] in ("position", "const") for s in stored):
+        if any(self.graph.nodes[s][SOURCE] in ("position", "const") for s in stored):
             return range(self.n)
         # Any position but 0 stands for all: values range over their whole sets there (position 0
         # holds only what the layout's first token gives, a subset).
@@ -777,7 +781,7 @@ class _Checker:
         """The positions whose next-token prediction is read: the last prompt position onwards.
         Earlier positions predict nothing, so their output is never checked."""
         positions = range(self.layout.prompt_length - 1, self.n)
-        if any(self.graph.nodes[s]["source"] in ("position", "const") for s in stored):
+        if any(self.graph.nodes[s][SOURCE] in ("position", "const") for s in stored):
             return positions
         return [next((p for p in positions if p > 0), positions[0])]  # as in _positions_for
 
@@ -791,7 +795,7 @@ class _Checker:
             share = float(written[0]) / float(sympy.Rational(entry["coefficient"]))
             return f"{share + float(number_of(entry['default'])):.10g}"
         if entry["encoding"] == "numerical":
-            offset = float(num(self.graph.nodes[nid]["node"].default)) if entry["written_by"] == "attention" else 0.0
+            offset = float(num(self.graph.nodes[nid][NODE].default)) if entry["written_by"] == "attention" else 0.0
             slope, bias = (float(number_of(t)) for t in entry.get("stored_as", ("1", "0")))
             return f"{float(written[0]) * slope + bias + offset:.10g}"
         return f"{entry['values'][int(written.argmax())]} (one-hot {_vector_text(written)})"
@@ -799,9 +803,9 @@ class _Checker:
     def check_width_mlp(self, nid):
         attrs = self.graph.nodes[nid]
         W_in, b_in, W_out, b_out, target = self._mlp_units(nid)
-        d_pre = float(self.input_error(W_in, mlp_slot(attrs["layer"])).max())
+        d_pre = float(self.input_error(W_in, mlp_slot(attrs[LAYER])).max())
         worst = 0.0
-        for value in attrs["values"]:
+        for value in attrs[VALUES]:
             w = int(value)
             x = torch.zeros(self.d_model, dtype=torch.float64)
             x[self.helpers[nid]["dims"][0]] = w / (w + 1)

@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from compiler.ir.attrs import (
     DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAST_READ, NODE, READY, REALIZE, SHARE,
-    SHARED_TERMS, SHARE_HOST, SLOT, SPAN, STORED_AS, VALUES
+    SHARED_TERMS, SHARE_HOST, SLOT, SPAN, STORED_AS, VALUES,
 )
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
@@ -36,7 +36,7 @@ STORED = ("embed", "attention", "mlp", "width")
 
 
 def width_of(attrs) -> int:
-    return len(attrs["values"]) if attrs["encoding"] == "categorical" else 1
+    return len(attrs[VALUES]) if attrs[ENCODING] == "categorical" else 1
 
 
 @compiler_pass(reads={NODE, LABEL, SPAN, VALUES, ENCODING, REALIZE, READY, SLOT, FRONTIER, LAST_READ,
@@ -46,61 +46,61 @@ def allocate(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     next_dim = 0
     residual_map = []
-    stored = [n for n in sorted(graph.nodes, key=lambda n: (graph.nodes[n].get("ready", -1), n))
-              if (graph.nodes[n]["realize"] in STORED and "share" not in graph.nodes[n]
-                  or "shared_terms" in graph.nodes[n]) and graph.nodes[n]["last_read"] is not None]
+    stored = [n for n in sorted(graph.nodes, key=lambda n: (graph.nodes[n].get(READY, -1), n))
+              if (graph.nodes[n][REALIZE] in STORED and SHARE not in graph.nodes[n]
+                  or SHARED_TERMS in graph.nodes[n]) and graph.nodes[n][LAST_READ] is not None]
     updated_dims: set[int] = set()
     for nid in stored:
         attrs = graph.nodes[nid]
         updated = _updatable_input(ir, graph, nid, updated_dims)
-        if "share_host" in attrs:  # the sum lives in one of its own values' dimension
-            dims = list(graph.nodes[attrs["share_host"][0]]["dims"])
+        if SHARE_HOST in attrs:  # the sum lives in one of its own values' dimension
+            dims = list(graph.nodes[attrs[SHARE_HOST][0]][DIMS])
         elif updated is not None:
             x, dim, read = updated
-            attrs["in_place"], dims = x, [dim]
+            attrs[IN_PLACE], dims = x, [dim]
             if read.coeffs[dim] != 1 or read.bias != 0:
                 # The dimension keeps x's encoding (x = slope * dim + bias), so y is stored the same way.
-                attrs["stored_as"] = (read.coeffs[dim], read.bias)
+                attrs[STORED_AS] = (read.coeffs[dim], read.bias)
             updated_dims.add(dim)
         else:
             dims = list(range(next_dim, next_dim + width_of(attrs)))
             next_dim += len(dims)
-        attrs["dims"] = dims
-        entry = {"node": attrs["label"], "id": nid, "encoding": attrs["encoding"], "dims": dims,
-                 "written_by": attrs["realize"], "sublayer": attrs["ready"],
-                 "line": attrs["span"].line, "column": attrs["span"].column}
-        if "shared_terms" in attrs:
+        attrs[DIMS] = dims
+        entry = {"node": attrs[LABEL], "id": nid, "encoding": attrs[ENCODING], "dims": dims,
+                 "written_by": attrs[REALIZE], "sublayer": attrs[READY],
+                 "line": attrs[SPAN].line, "column": attrs[SPAN].column}
+        if SHARED_TERMS in attrs:
             # The dimension holds the sum of the terms' shares, not the root itself (the root may
             # add values stored elsewhere); readers combine it as compiler.ir.reads says.
             entry["written_by"] = "sum"
             entry["sum_of"] = []
-            if "share_host" in attrs:
-                host = graph.nodes[attrs["share_host"][0]]
-                entry["sum_of"].append({"id": attrs["share_host"][0], "node": host["label"], "coefficient": "1",
-                                        "default": str(host["node"].default if host["realize"] == "attention" else 0),
-                                        "written_by": host["realize"], "sublayer": host["ready"], "host": True})
-            for term in attrs["shared_terms"]:
+            if SHARE_HOST in attrs:
+                host = graph.nodes[attrs[SHARE_HOST][0]]
+                entry["sum_of"].append({"id": attrs[SHARE_HOST][0], "node": host[LABEL], "coefficient": "1",
+                                        "default": str(host[NODE].default if host[REALIZE] == "attention" else 0),
+                                        "written_by": host[REALIZE], "sublayer": host[READY], "host": True})
+            for term in attrs[SHARED_TERMS]:
                 t = graph.nodes[term]
-                t["dims"] = dims
-                default = t["node"].default if t["realize"] == "attention" else 0
-                entry["sum_of"].append({"id": term, "node": t["label"], "coefficient": str(t["share"][1]),
-                                        "default": str(default), "written_by": t["realize"],
-                                        "sublayer": t["ready"]})
-        if "in_place" in attrs:
-            entry["updates"] = graph.nodes[attrs["in_place"]]["label"]
-        if "stored_as" in attrs:
-            entry["stored_as"] = [str(v) for v in attrs["stored_as"]]
-        if attrs["encoding"] == "categorical":
-            entry["values"] = [str(v) for v in attrs["values"]]
-        if attrs["realize"] == "attention":
+                t[DIMS] = dims
+                default = t[NODE].default if t[REALIZE] == "attention" else 0
+                entry["sum_of"].append({"id": term, "node": t[LABEL], "coefficient": str(t[SHARE][1]),
+                                        "default": str(default), "written_by": t[REALIZE],
+                                        "sublayer": t[READY]})
+        if IN_PLACE in attrs:
+            entry["updates"] = graph.nodes[attrs[IN_PLACE]][LABEL]
+        if STORED_AS in attrs:
+            entry["stored_as"] = [str(v) for v in attrs[STORED_AS]]
+        if attrs[ENCODING] == "categorical":
+            entry["values"] = [str(v) for v in attrs[VALUES]]
+        if attrs[REALIZE] == "attention":
             # An attention value is stored relative to its default, which "nothing selected" yields.
-            entry["default"] = str(attrs["node"].default)
+            entry["default"] = str(attrs[NODE].default)
         residual_map.append(entry)
-        if attrs["realize"] == "width":
-            attrs["helper_dim"] = next_dim
-            residual_map.append({"node": f"{attrs['label']} (as w/(w+1))", "id": nid, "helper": True,
+        if attrs[REALIZE] == "width":
+            attrs[HELPER_DIM] = next_dim
+            residual_map.append({"node": f"{attrs[LABEL]} (as w/(w+1))", "id": nid, "helper": True,
                                  "encoding": "numerical", "dims": [next_dim], "written_by": "attention",
-                                 "sublayer": attrs["slot"], "line": entry["line"], "column": entry["column"]})
+                                 "sublayer": attrs[SLOT], "line": entry["line"], "column": entry["column"]})
             next_dim += 1
     return replace(ir, graph=graph, d_model=next_dim, residual_map=residual_map)
 
@@ -111,13 +111,13 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     there instead of f(x) into a new dimension: no clean-up is needed, since the update replaces
     x by y, and the units that would copy x across (or undo it) are not needed at all."""
     attrs = graph.nodes[nid]
-    if attrs["realize"] != "mlp" or attrs["encoding"] != "numerical" or "share" in attrs \
-            or len(attrs.get("frontier", [])) != 1:
+    if attrs[REALIZE] != "mlp" or attrs[ENCODING] != "numerical" or SHARE in attrs \
+            or len(attrs.get(FRONTIER, [])) != 1:
         return None
-    x = attrs["frontier"][0]
+    x = attrs[FRONTIER][0]
     if x == ir.program.output.id:
         return None
-    if any(a.get("share_host", (None,))[0] == nid for _, a in graph.nodes(data=True)):
+    if any(a.get(SHARE_HOST, (None,))[0] == nid for _, a in graph.nodes(data=True)):
         # compiler.passes.share gave the terms of the sum this value hosts their coefficients for a
         # dimension that holds the value itself; stored as (y - bias) / slope it would not.
         return None
@@ -128,8 +128,8 @@ def _updatable_input(ir: CompileIR, graph, nid, taken: set[int]):
     if dim in taken:
         return None
     # Whatever else lives in that dimension must be dead by the time the MLP writes.
-    holders = [a for a in (graph.nodes[n] for n in graph.nodes) if dim in a.get("dims", ())]
-    if not holders or any(a["last_read"] is None or a["last_read"] > attrs["slot"] for a in holders):
+    holders = [a for a in (graph.nodes[n] for n in graph.nodes) if dim in a.get(DIMS, ())]
+    if not holders or any(a[LAST_READ] is None or a[LAST_READ] > attrs[SLOT] for a in holders):
         return None
     # f(x) - x may need more units than f(x) (a step becomes a step minus a ramp): only when not.
     if _units(ir, graph, nid, x, read, in_place=True) > _units(ir, graph, nid, x, read, in_place=False):
@@ -141,7 +141,7 @@ def _units(ir, graph, nid, x, read, in_place: bool) -> int:
     """Hidden units the MLP for nid needs over x's values, writing f(x) or f(x) - (x's dimension)."""
     from compiler.passes.weights.mlp import _evaluate, _piecewise_linear
     from dsl.semantics import num
-    values = sorted(graph.nodes[x]["values"], key=num)
+    values = sorted(graph.nodes[x][VALUES], key=num)
     codes = [num(v) for v in values]
     (slope,) = read.coeffs.values()
     ys = [num(_evaluate(graph, nid, {x: v}, ir.program.layout.base)) for v in values]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import networkx as nx
 
 from dsl.core import Aggregate, Map, Program, SelectorWidth, needed_by
-from compiler.ir.attrs import LABEL, NODE, SPAN
+from compiler.ir.attrs import LABEL, NODE, ROLES, SPAN
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 
@@ -24,7 +24,7 @@ def build_graph(program: Program, options: dict | None = None) -> CompileIR:
         graph.add_node(node.id, node=node, label=_label(node, program), span=node.span)
         for source, role in _uses(node):
             if graph.has_edge(source.id, node.id):
-                graph.edges[source.id, node.id]["roles"].add(role)
+                graph.edges[source.id, node.id][ROLES].add(role)
             else:
                 graph.add_edge(source.id, node.id, roles={role})
     assert nx.is_directed_acyclic_graph(graph)

@@ -32,7 +32,7 @@ from functools import lru_cache
 from dsl.core import Aggregate, Indices, Map, SelectorWidth, Var
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
-from compiler.ir.attrs import ENCODING, LABEL, MAX_WIDTH, NODE, REALIZE, SOURCE, VALUES
+from compiler.ir.attrs import AT_ZERO, ENCODING, LABEL, MAX_WIDTH, NODE, REALIZE, SOURCE, VALUES
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 
@@ -61,8 +61,8 @@ def constant_term(term, graph, base: int):
     weight for it would add the same score to every key but not to the sink, which is no
     selection at all."""
     roles = predicate_roles(term.predicate)
-    keys = graph.nodes[term.keys.id]["values"] if "k" in roles else (None,)
-    queries = graph.nodes[term.queries.id]["values"] if "q" in roles else (None,)
+    keys = graph.nodes[term.keys.id][VALUES] if "k" in roles else (None,)
+    queries = graph.nodes[term.queries.id][VALUES] if "q" in roles else (None,)
     if len(keys) * len(queries) > _CONSTANT_TERM_PAIRS:
         return None
     return _constant_truth(term.predicate, keys, queries, base)
@@ -139,18 +139,18 @@ def _relative_distances(predicate, n_ctx, base):
 
 
 def _summed_by_a_head(attrs) -> bool:
-    node = attrs["node"]
-    return isinstance(node, Aggregate) and node.mode == "sum" and attrs["source"] == "mixed" and \
-        attrs.get("max_width", 0) > 1 and len(attrs["values"]) > 1
+    node = attrs[NODE]
+    return isinstance(node, Aggregate) and node.mode == "sum" and attrs[SOURCE] == "mixed" and \
+        attrs.get(MAX_WIDTH, 0) > 1 and len(attrs[VALUES]) > 1
 
 
 def head_mode(attrs) -> str:
     """The mode an aggregate's head runs in: first or last of at most one key is a mean (there
     is nothing to break ties between); selector_width is "width"."""
-    node = attrs["node"]
+    node = attrs[NODE]
     if isinstance(node, SelectorWidth):
         return "width"
-    return "mean" if node.mode in ("first", "last") and attrs["max_width"] <= 1 else node.mode
+    return "mean" if node.mode in ("first", "last") and attrs[MAX_WIDTH] <= 1 else node.mode
 
 
 def lone_offset(graph, nid, n_ctx: int, base: int):
@@ -158,15 +158,15 @@ def lone_offset(graph, nid, n_ctx: int, base: int):
     default, so before the key exists the nearest key, position 0, reads as the default), else
     None."""
     attrs = graph.nodes[nid]
-    node = attrs["node"]
-    if attrs["realize"] != "attention" or head_mode(attrs) != "mean":
+    node = attrs[NODE]
+    if attrs[REALIZE] != "attention" or head_mode(attrs) != "mean":
         return None
     terms = live_terms(node.selector, graph, base)
     if len(terms) != 1:
         return None
     kind = relative_term(terms[0], n_ctx, base)
     value = graph.nodes[node.value.id]
-    if kind is None or kind[0] != "offset" or value.get("at_zero", object()) != node.default:
+    if kind is None or kind[0] != "offset" or value.get(AT_ZERO, object()) != node.default:
         return None
     return kind[1]
 
@@ -188,12 +188,12 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
     base = program.layout.base
 
     def fail(nid, message, hint=None):
-        node = graph.nodes[nid]["node"]
+        node = graph.nodes[nid][NODE]
         raise AdderError(message, node.span, program.sources.get(node.span.file), hint)
 
     needs_categorical: dict[int, str] = {program.output.id: "it is the output"}
     for nid in graph.nodes:
-        node = graph.nodes[nid]["node"]
+        node = graph.nodes[nid][NODE]
         if node.type == "token":
             needs_categorical.setdefault(nid, "it holds tokens")
         if isinstance(node, (Aggregate, SelectorWidth)):
@@ -206,7 +206,7 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
                         needs_categorical.setdefault(side.id, "a select compares it with another value")
                 for role, side in (("k", term.keys), ("q", term.queries)):
                     if roles == {role} and side.type != "token":
-                        values = graph.nodes[side.id]["values"]
+                        values = graph.nodes[side.id][VALUES]
                         truth = [eval_predicate(term.predicate, v, v, base) for v in values]
                         if not indicator_is_affine(values, truth):
                             needs_categorical.setdefault(side.id, "a select tests it with a non-linear predicate")
@@ -219,60 +219,60 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
     while changed:
         changed = False
         for nid in graph.nodes:
-            node = graph.nodes[nid]["node"]
+            node = graph.nodes[nid][NODE]
             categorical = nid in needs_categorical or program.encodings.get(nid) == "categorical"
             if isinstance(node, Aggregate) and categorical and node.value.id not in needs_categorical and \
-                    len(graph.nodes[node.value.id]["values"]) > 2:
-                needs_categorical[node.value.id] = f"the one-hot aggregate '{graph.nodes[nid]['label']}' carries it"
+                    len(graph.nodes[node.value.id][VALUES]) > 2:
+                needs_categorical[node.value.id] = f"the one-hot aggregate '{graph.nodes[nid][LABEL]}' carries it"
                 changed = True
     for nid in graph.nodes:
         attrs = graph.nodes[nid]
         declared = program.encodings.get(nid)
         if declared == "numerical" and nid in needs_categorical:
-            fail(nid, f"'{attrs['label']}' is declared numerical, but it must be categorical: "
+            fail(nid, f"'{attrs[LABEL]}' is declared numerical, but it must be categorical: "
                       f"{needs_categorical[nid]}", "remove the ': numerical' annotation")
-        attrs["encoding"] = "categorical" if (declared == "categorical" or nid in needs_categorical) else "numerical"
-        if attrs["encoding"] == "categorical" and _summed_by_a_head(attrs):
+        attrs[ENCODING] = "categorical" if (declared == "categorical" or nid in needs_categorical) else "numerical"
+        if attrs[ENCODING] == "categorical" and _summed_by_a_head(attrs):
             # A head adds its keys' one-hots: a histogram of the values, not the one-hot of their sum.
             why = needs_categorical.get(nid, "it is declared categorical")
-            fail(nid, f"'{attrs['label']}' is a sum over up to {attrs['max_width']} keys, which a head computes as a "
+            fail(nid, f"'{attrs[LABEL]}' is a sum over up to {attrs[MAX_WIDTH]} keys, which a head computes as a "
                       f"number: it cannot be categorical, but {why}",
                  "read it through a function, e.g. `s % 100` or `min(s, 9)` (an MLP writes that one-hot), "
                  "or remove the ': categorical' annotation")
 
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        node = attrs["node"]
+        node = attrs[NODE]
         consumers = list(graph.successors(nid))
-        if attrs["source"] == "const" or len(attrs["values"]) == 1:
+        if attrs[SOURCE] == "const" or len(attrs[VALUES]) == 1:
             # One value over every input is a constant wherever it comes from (an aggregate whose
             # select never selects, a comparison no input satisfies): folded into its readers.
-            attrs["realize"] = "const"
-        elif attrs["source"] in ("token", "position"):
-            leaves_source = any(graph.nodes[c]["source"] != attrs["source"] for c in consumers)
-            attrs["realize"] = "embed" if (leaves_source or nid == program.output.id) else "inline"
+            attrs[REALIZE] = "const"
+        elif attrs[SOURCE] in ("token", "position"):
+            leaves_source = any(graph.nodes[c][SOURCE] != attrs[SOURCE] for c in consumers)
+            attrs[REALIZE] = "embed" if (leaves_source or nid == program.output.id) else "inline"
             # An affine function of embedded values (10 * value) reads their columns: no column
             # of its own.
-            if attrs["realize"] == "embed" and nid != program.output.id and isinstance(node, Map) \
+            if attrs[REALIZE] == "embed" and nid != program.output.id and isinstance(node, Map) \
                     and _derivable(node, attrs, graph) \
-                    and all(graph.nodes[a.id]["realize"] in ("embed", "const") for a in node.args):
-                attrs["realize"] = "derived"
+                    and all(graph.nodes[a.id][REALIZE] in ("embed", "const") for a in node.args):
+                attrs[REALIZE] = "derived"
         elif isinstance(node, Aggregate):
-            attrs["realize"] = "attention"
+            attrs[REALIZE] = "attention"
         elif isinstance(node, SelectorWidth):
-            attrs["realize"] = "width"
+            attrs[REALIZE] = "width"
         elif nid in readout_nodes(graph, program.output.id):
-            attrs["realize"] = "readout"
+            attrs[REALIZE] = "readout"
         elif isinstance(node, Map):
-            attrs["realize"] = "derived" if _derivable(node, attrs, graph) else "mlp"
+            attrs[REALIZE] = "derived" if _derivable(node, attrs, graph) else "mlp"
     _absorb_single_input_mixes(graph, program.output.id)
     # An MLP value read only by other MLP functions need not be stored: they compute it themselves.
     for nid in sorted(graph.nodes, reverse=True):
         attrs = graph.nodes[nid]
         consumers = list(graph.successors(nid))
-        if attrs.get("realize") == "mlp" and consumers and nid != program.output.id and all(
-                graph.nodes[c]["realize"] in ("mlp", "fused") for c in consumers):
-            attrs["realize"] = "fused"
+        if attrs.get(REALIZE) == "mlp" and consumers and nid != program.output.id and all(
+                graph.nodes[c][REALIZE] in ("mlp", "fused") for c in consumers):
+            attrs[REALIZE] = "fused"
     return replace(ir, graph=graph)
 
 
@@ -283,7 +283,7 @@ def _absorb_single_input_mixes(graph, output_id):
     x's dimension in place), and the functions it absorbs are computed inside it."""
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        if attrs.get("realize") != "derived" or attrs["encoding"] != "numerical" or len(_leaves(graph, nid)) < 2:
+        if attrs.get(REALIZE) != "derived" or attrs[ENCODING] != "numerical" or len(_leaves(graph, nid)) < 2:
             continue
         inside, frontier, stack = set(), set(), [p for p in graph.predecessors(nid)]
         while stack:
@@ -291,27 +291,27 @@ def _absorb_single_input_mixes(graph, output_id):
             p = graph.nodes[pid]
             private = list(graph.successors(pid)) and all(r == nid or r in inside for r in graph.successors(pid)) \
                 and pid != output_id
-            if p["realize"] == "const":
+            if p[REALIZE] == "const":
                 continue
-            computed = p["realize"] in ("mlp", "fused") or (p["realize"] == "derived" and _computes(graph, pid))
-            if private and computed and p["encoding"] == "numerical":
+            computed = p[REALIZE] in ("mlp", "fused") or (p[REALIZE] == "derived" and _computes(graph, pid))
+            if private and computed and p[ENCODING] == "numerical":
                 inside.add(pid)
                 stack.extend(graph.predecessors(pid))
             else:
                 frontier.add(pid)
-        absorbed = [p for p in inside if graph.nodes[p]["realize"] in ("mlp", "fused")]
-        if len(frontier) != 1 or not absorbed or graph.nodes[next(iter(frontier))]["encoding"] != "numerical":
+        absorbed = [p for p in inside if graph.nodes[p][REALIZE] in ("mlp", "fused")]
+        if len(frontier) != 1 or not absorbed or graph.nodes[next(iter(frontier))][ENCODING] != "numerical":
             continue
-        attrs["realize"] = "mlp"
+        attrs[REALIZE] = "mlp"
         for pid in inside:
-            graph.nodes[pid]["realize"] = "fused"
+            graph.nodes[pid][REALIZE] = "fused"
 
 
 def _leaves(graph, nid) -> set:
     """The stored values a derived value reads (through derived values)."""
     out = set()
     for p in graph.predecessors(nid):
-        realize = graph.nodes[p]["realize"]
+        realize = graph.nodes[p][REALIZE]
         if realize == "derived":
             out |= _leaves(graph, p)
         elif realize != "const":
@@ -321,25 +321,25 @@ def _leaves(graph, nid) -> set:
 
 def _computes(graph, nid) -> bool:
     """Whether a derived value has an MLP function under it (through derived values only)."""
-    return any(graph.nodes[p]["realize"] in ("mlp", "fused")
-               or (graph.nodes[p]["realize"] == "derived" and _computes(graph, p)) for p in graph.predecessors(nid))
+    return any(graph.nodes[p][REALIZE] in ("mlp", "fused")
+               or (graph.nodes[p][REALIZE] == "derived" and _computes(graph, p)) for p in graph.predecessors(nid))
 
 
 def readout_parts(graph, output_id):
     """(nearest node, condition node or None, token or None, token when condition is true?) when the
     output can be read out by the unembedding alone, else None. Decided on realisations so far."""
-    node = graph.nodes[output_id]["node"]
-    readable = lambda n: graph.nodes[n.id].get("realize") in READABLE
+    node = graph.nodes[output_id][NODE]
+    readable = lambda n: graph.nodes[n.id].get(REALIZE) in READABLE
     if isinstance(node, Map) and node.op == "nearest":
         return (node, None, None, None) if readable(node.args[0]) else None
     if isinstance(node, Map) and node.op == "if_else":
         condition, then, otherwise = node.args
         for token_side, other, when in ((then, otherwise, True), (otherwise, then, False)):
             # A nearest that value sets found constant is a token like the other side: no readout.
-            if graph.nodes[token_side.id].get("realize") == "const" and isinstance(other, Map) and \
-                    other.op == "nearest" and graph.nodes[other.id].get("realize") != "const" and \
+            if graph.nodes[token_side.id].get(REALIZE) == "const" and isinstance(other, Map) and \
+                    other.op == "nearest" and graph.nodes[other.id].get(REALIZE) != "const" and \
                     readable(other.args[0]) and readable(condition) and \
-                    len(graph.nodes[condition.id]["values"]) <= 2 and \
+                    len(graph.nodes[condition.id][VALUES]) <= 2 and \
                     token_side.value not in dict(other.args[1].value):
                 return (other, condition, token_side.value, when)
     return None
@@ -353,16 +353,16 @@ def readout_nodes(graph, output_id) -> set:
 
 
 def _derivable(node: Map, attrs, graph) -> bool:
-    inputs = [a for a in node.args if graph.nodes[a.id]["realize"] != "const"]
-    if any(graph.nodes[a.id]["realize"] not in READABLE for a in inputs):
+    inputs = [a for a in node.args if graph.nodes[a.id][REALIZE] != "const"]
+    if any(graph.nodes[a.id][REALIZE] not in READABLE for a in inputs):
         return False
     if len(inputs) == 1:
         only = graph.nodes[inputs[0].id]
-        if only["encoding"] == "categorical" or len(only["values"]) <= 2:
+        if only[ENCODING] == "categorical" or len(only[VALUES]) <= 2:
             return True
-    if attrs["encoding"] != "numerical" or any(a.type == "token" for a in inputs):
+    if attrs[ENCODING] != "numerical" or any(a.type == "token" for a in inputs):
         return False
-    constant = lambda a: graph.nodes[a.id]["realize"] == "const"
+    constant = lambda a: graph.nodes[a.id][REALIZE] == "const"
     if node.op in ("add", "sub", "neg"):
         return True
     if node.op == "mul":

@@ -56,10 +56,10 @@ def lower(ir: CompileIR) -> CompileIR:
 
     def serves(node_id):
         attrs = ir.graph.nodes[node_id]
-        served = {"node": attrs["label"], "id": node_id, "line": attrs["span"].line, "column": attrs["span"].column}
-        if "paired_with" in attrs:  # one head for two shifts (compiler.passes.pair_heads)
-            partner = attrs["paired_with"][0]
-            served["node"] += " and " + ir.graph.nodes[partner]["label"]
+        served = {"node": attrs[LABEL], "id": node_id, "line": attrs[SPAN].line, "column": attrs[SPAN].column}
+        if PAIRED_WITH in attrs:  # one head for two shifts (compiler.passes.pair_heads)
+            partner = attrs[PAIRED_WITH][0]
+            served["node"] += " and " + ir.graph.nodes[partner][LABEL]
             served["also"] = partner
         return served
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from compiler.passes.encodings import lone_offset
 from compiler.ir.attrs import (
     AT_ZERO, ENCODING, MAX_WIDTH, NODE, PAIRED_INTO, PAIRED_WITH, REALIZE, SHARE, SHARED_TERMS,
-    VALUES
+    VALUES,
 )
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
@@ -31,20 +31,20 @@ def pair_offset_heads(ir: CompileIR) -> CompileIR:
     layout = ir.program.layout
     for root in sorted(graph.nodes):
         by_value: dict = {}  # (value id, default) -> {offset: term id}
-        for term in graph.nodes[root].get("shared_terms", []):
+        for term in graph.nodes[root].get(SHARED_TERMS, []):
             offset = lone_offset(graph, term, layout.n_ctx, layout.base)
-            if offset is not None and graph.nodes[term]["encoding"] == "numerical":
-                node = graph.nodes[term]["node"]
+            if offset is not None and graph.nodes[term][ENCODING] == "numerical":
+                node = graph.nodes[term][NODE]
                 by_value.setdefault((node.value.id, str(node.default)), {})[offset] = term
         for offsets in by_value.values():
             for c in sorted(offsets):
                 near, far = offsets.get(c), offsets.get(c + 1)
-                if near is None or far is None or "paired_into" in graph.nodes[near]:
+                if near is None or far is None or PAIRED_INTO in graph.nodes[near]:
                     continue
-                ratio = graph.nodes[near]["share"][1] / graph.nodes[far]["share"][1]
+                ratio = graph.nodes[near][SHARE][1] / graph.nodes[far][SHARE][1]
                 if ratio <= 0:
                     continue
-                graph.nodes[near]["paired_with"] = (far, ratio)
-                graph.nodes[far]["paired_into"] = near
+                graph.nodes[near][PAIRED_WITH] = (far, ratio)
+                graph.nodes[far][PAIRED_INTO] = near
     return replace(ir, graph=graph)
 

@@ -91,17 +91,17 @@ def _renumbered_graph(graph, new_index):
     the others as unread_values)."""
     graph = graph.copy()
     for _, attrs in graph.nodes(data=True):
-        if "dims" in attrs:
-            kept = [new_index[d] for d in attrs["dims"] if d in new_index]
+        if DIMS in attrs:
+            kept = [new_index[d] for d in attrs[DIMS] if d in new_index]
             if kept:
-                attrs["dims"] = kept
+                attrs[DIMS] = kept
             else:
-                del attrs["dims"]
-        if "helper_dim" in attrs:
-            if attrs["helper_dim"] in new_index:
-                attrs["helper_dim"] = new_index[attrs["helper_dim"]]
+                del attrs[DIMS]
+        if HELPER_DIM in attrs:
+            if attrs[HELPER_DIM] in new_index:
+                attrs[HELPER_DIM] = new_index[attrs[HELPER_DIM]]
             else:
-                del attrs["helper_dim"]
+                del attrs[HELPER_DIM]
     return graph
 
 

@@ -28,7 +28,7 @@ def mlp_frontier(graph, nid):
     frontier, fused, stack = [], [], list(graph.predecessors(nid))
     while stack:
         pid = stack.pop()
-        realize = graph.nodes[pid]["realize"]
+        realize = graph.nodes[pid][REALIZE]
         if realize == "fused":
             if pid not in fused:
                 fused.append(pid)
@@ -44,48 +44,48 @@ def schedule(ir: CompileIR) -> CompileIR:
     readers: dict[int, list[int]] = {n: [] for n in graph.nodes}  # value -> sublayer-computed nodes reading it
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        realize = attrs["realize"]
+        realize = attrs[REALIZE]
         if realize == "const":
-            attrs["ready"] = -1
+            attrs[READY] = -1
         elif realize in ("embed", "inline"):
-            attrs["ready"] = EMBEDDING
+            attrs[READY] = EMBEDDING
         elif realize in ("derived", "readout"):
-            attrs["ready"] = max(graph.nodes[p]["ready"] for p in graph.predecessors(nid))
+            attrs[READY] = max(graph.nodes[p][READY] for p in graph.predecessors(nid))
         elif realize in ("attention", "width"):
             inputs = list(graph.predecessors(nid))
-            earliest = max([graph.nodes[p]["ready"] for p in inputs] + [0])
-            attrs["slot"] = first_attention_after(earliest)
+            earliest = max([graph.nodes[p][READY] for p in inputs] + [0])
+            attrs[SLOT] = first_attention_after(earliest)
             # selector_width's MLP, in the head's own layer, turns w/(w+1) into w
-            attrs["ready"] = mlp_slot(layer_of(attrs["slot"])) if realize == "width" else attrs["slot"]
+            attrs[READY] = mlp_slot(layer_of(attrs[SLOT])) if realize == "width" else attrs[SLOT]
             for p in inputs:
                 readers[p].append(nid)
         elif realize in ("mlp", "fused"):
             if realize == "fused":
                 continue
             frontier, fused = mlp_frontier(graph, nid)
-            attrs["frontier"], attrs["fused"] = frontier, fused
-            earliest = max([graph.nodes[p]["ready"] for p in frontier] + [0])
-            attrs["slot"] = first_mlp_after(earliest)
-            attrs["ready"] = attrs["slot"]
+            attrs[FRONTIER], attrs[FUSED] = frontier, fused
+            earliest = max([graph.nodes[p][READY] for p in frontier] + [0])
+            attrs[SLOT] = first_mlp_after(earliest)
+            attrs[READY] = attrs[SLOT]
             for p in frontier:
                 readers[p].append(nid)
-        if "slot" in attrs:
-            attrs["layer"] = layer_of(attrs["slot"])
-    n_layers = max([graph.nodes[n].get("layer", -1) for n in graph.nodes] + [-1]) + 1
+        if SLOT in attrs:
+            attrs[LAYER] = layer_of(attrs[SLOT])
+    n_layers = max([graph.nodes[n].get(LAYER, -1) for n in graph.nodes] + [-1]) + 1
     unembed_slot = unembedding_slot(n_layers)
     output = ir.program.output.id
     # A derived value is read wherever its readers read it, so its inputs are too.
     for nid in sorted(graph.nodes, reverse=True):
         attrs = graph.nodes[nid]
-        slots = [graph.nodes[r]["slot"] for r in readers[nid]]
+        slots = [graph.nodes[r][SLOT] for r in readers[nid]]
         for consumer in graph.successors(nid):
-            if graph.nodes[consumer]["realize"] == "derived":
+            if graph.nodes[consumer][REALIZE] == "derived":
                 # a derived value that nothing reads (its reader folded it away) reads nothing
-                if graph.nodes[consumer]["last_read"] is not None:
-                    slots.append(graph.nodes[consumer]["last_read"])
-            elif graph.nodes[consumer]["realize"] == "readout":
+                if graph.nodes[consumer][LAST_READ] is not None:
+                    slots.append(graph.nodes[consumer][LAST_READ])
+            elif graph.nodes[consumer][REALIZE] == "readout":
                 slots.append(unembed_slot)
         if nid == output:
             slots.append(unembed_slot)
-        attrs["last_read"] = max(slots) if slots else None
+        attrs[LAST_READ] = max(slots) if slots else None
     return replace(ir, graph=graph, n_layers=n_layers)

@@ -65,9 +65,9 @@ def check_precision(ir: CompileIR) -> CompileIR:
     dtype = ir.options.get("dtype", "float64")
     for nid in sorted(ir.graph.nodes):
         attrs = ir.graph.nodes[nid]
-        if attrs.get("realize") in ("const", "inline", "fused"):
+        if attrs.get(REALIZE) in ("const", "inline", "fused"):
             continue  # exact in the compiler's own tables, never a float of the model
-        numbers = sorted({num(v) for v in attrs["values"] if not isinstance(v, str)})
+        numbers = sorted({num(v) for v in attrs[VALUES] if not isinstance(v, str)})
         for low, high in zip(numbers, numbers[1:]):
             top = max(abs(low), abs(high))
             spacing = _spacing(top, dtype)
@@ -77,12 +77,12 @@ def check_precision(ir: CompileIR) -> CompileIR:
 
 
 def _refuse(ir, attrs, dtype, low, high, spacing):
-    node, gap = attrs["node"], high - low
+    node, gap = attrs[NODE], high - low
     held = "cannot hold it at all" if spacing == math.inf else f"numbers are {spacing:.3g} apart there"
     hint = f"keep its values below about {float(gap) / EPSILON[dtype]:.3g}"
     if dtype == "float32" and _spacing(max(abs(low), abs(high)), "float64") < gap:
         hint = "compile in float64 (--dtype float64), or " + hint
-    raise AdderError(f"{dtype} cannot hold '{attrs['label']}': it takes {_number(low)} and {_number(high)}, "
+    raise AdderError(f"{dtype} cannot hold '{attrs[LABEL]}': it takes {_number(low)} and {_number(high)}, "
                      f"{float(gap):.3g} apart, where {dtype} {held}", node.span,
                      ir.program.sources.get(node.span.file),
                      hint + " (scale it down, or reduce it with % or // before combining)")
@@ -290,7 +290,7 @@ class _Checker:
     def _allowed(self, entry) -> float:
         if entry["encoding"] != "numerical":
             return ONE_HOT_MARGIN
-        numbers = sorted({num(v) for v in self.ir.graph.nodes[entry["id"]]["values"] if not isinstance(v, str)})
+        numbers = sorted({num(v) for v in self.ir.graph.nodes[entry["id"]][VALUES] if not isinstance(v, str)})
         if len(numbers) < 2:
             return ONE_HOT_MARGIN
         return float(min(b - a for a, b in zip(numbers, numbers[1:]))) / 4
@@ -327,7 +327,7 @@ class _Checker:
     def _hint(self, entry) -> str:
         top = ""
         if entry is not None and entry["encoding"] == "numerical":
-            numbers = [abs(num(v)) for v in self.ir.graph.nodes[entry["id"]]["values"] if not isinstance(v, str)]
+            numbers = [abs(num(v)) for v in self.ir.graph.nodes[entry["id"]][VALUES] if not isinstance(v, str)]
             top = f" (this one reaches {float(max(numbers)):.3g})" if numbers else ""
         if self.dtype == "float32":
             return f"compile in float64 (--dtype float64), or keep values smaller{top}"
@@ -335,7 +335,7 @@ class _Checker:
                 f"the compiler built this model wrong: please report it")
 
     def _raise(self, nid, message, hint):
-        node = self.ir.graph.nodes[nid]["node"]
+        node = self.ir.graph.nodes[nid][NODE]
         raise AdderError(message, node.span, self.program.sources.get(node.span.file), hint)
 
 

@@ -27,7 +27,7 @@ import sympy
 from dsl.core import Map
 from dsl.semantics import num
 from compiler.ir.attrs import (
-    ENCODING, LAST_READ, NODE, READY, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SLOT, VALUES
+    ENCODING, LAST_READ, NODE, READY, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SLOT, VALUES,
 )
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
@@ -47,22 +47,22 @@ def share_sums(ir: CompileIR) -> CompileIR:
 
     def linear(nid):
         attrs = graph.nodes[nid]
-        return (attrs.get("realize") == "derived" and attrs["encoding"] == "numerical"
-                and isinstance(attrs["node"], Map) and attrs["node"].op in LINEAR)
+        return (attrs.get(REALIZE) == "derived" and attrs[ENCODING] == "numerical"
+                and isinstance(attrs[NODE], Map) and attrs[NODE].op in LINEAR)
 
     def expand(nid) -> dict:
         """{term id: coefficient} of a linear value, through linear values only it reads."""
-        node = graph.nodes[nid]["node"]
+        node = graph.nodes[nid][NODE]
         parts = []
         for arg in node.args:
-            if graph.nodes[arg.id]["realize"] == "const":
+            if graph.nodes[arg.id][REALIZE] == "const":
                 parts.append(None)
             elif linear(arg.id) and only_reader(arg.id) == nid:
                 parts.append(expand(arg.id))
             else:
                 parts.append({arg.id: sympy.Integer(1)})
                 chain[arg.id] = nid
-        constant = lambda i: num(graph.nodes[node.args[i].id]["values"][0])
+        constant = lambda i: num(graph.nodes[node.args[i].id][VALUES][0])
         if node.op == "add":
             return _combine(parts[0], 1, parts[1], 1)
         if node.op == "sub":
@@ -77,9 +77,9 @@ def share_sums(ir: CompileIR) -> CompileIR:
     def read_slot(reader):
         """The last sublayer at which `reader` reads its inputs, or None when that is not simple."""
         attrs = graph.nodes[reader]
-        if attrs["realize"] in ("attention", "width", "mlp"):
-            return attrs["slot"]
-        return attrs["last_read"] if attrs["realize"] == "derived" else None
+        if attrs[REALIZE] in ("attention", "width", "mlp"):
+            return attrs[SLOT]
+        return attrs[LAST_READ] if attrs[REALIZE] == "derived" else None
 
     hosting: set[int] = set()
     for root in sorted(graph.nodes):
@@ -89,26 +89,26 @@ def share_sums(ir: CompileIR) -> CompileIR:
         if reader is not None and linear(reader):
             continue  # a term of a bigger sum: that sum is the root
         chain: dict[int, int] = {}  # leaf -> the linear value that reads it
-        leaves = {t: c for t, c in expand(root).items() if c != 0 and graph.nodes[t]["encoding"] == "numerical"}
-        terms = {t: c for t, c in leaves.items() if graph.nodes[t]["realize"] in ("attention", "mlp")
-                 and only_reader(t) == chain[t] and "share" not in graph.nodes[t]}
+        leaves = {t: c for t, c in expand(root).items() if c != 0 and graph.nodes[t][ENCODING] == "numerical"}
+        terms = {t: c for t, c in leaves.items() if graph.nodes[t][REALIZE] in ("attention", "mlp")
+                 and only_reader(t) == chain[t] and SHARE not in graph.nodes[t]}
         # Two MLPs in one layer would share the layer's output bias on that dimension, so a
         # proof could not tell their shares apart: one MLP term per layer.
         seen_slots = set()
         for term in sorted(terms):
-            if graph.nodes[term]["realize"] == "mlp":
-                if graph.nodes[term]["slot"] in seen_slots:
+            if graph.nodes[term][REALIZE] == "mlp":
+                if graph.nodes[term][SLOT] in seen_slots:
                     del terms[term]
-                seen_slots.add(graph.nodes[term]["slot"])
+                seen_slots.add(graph.nodes[term][SLOT])
         host = _host(graph, leaves, terms, chain, read_slot, hosting, output) if terms else None
         if host is None and len(terms) < 2:
             continue
         scale = leaves[host] if host is not None else 1  # the dimension holds root / scale
         for term, coefficient in terms.items():
-            graph.nodes[term]["share"] = (root, coefficient / scale)
-        graph.nodes[root]["shared_terms"] = sorted(terms)
+            graph.nodes[term][SHARE] = (root, coefficient / scale)
+        graph.nodes[root][SHARED_TERMS] = sorted(terms)
         if host is not None:
-            graph.nodes[root]["share_host"] = (host, scale)
+            graph.nodes[root][SHARE_HOST] = (host, scale)
             hosting.add(host)
     return replace(ir, graph=graph)
 
@@ -117,11 +117,11 @@ def _host(graph, leaves, terms, chain, read_slot, hosting, output):
     """A value of the sum, other than its terms, whose own dimension can hold the sum: one whose
     other readers all read before any term is written (a sublayer reads its input before it
     writes), so they still see it alone. Then the sum needs no dimension of its own."""
-    first_write = min(graph.nodes[t]["slot"] for t in terms)
+    first_write = min(graph.nodes[t][SLOT] for t in terms)
     for leaf in sorted(leaves):
         attrs = graph.nodes[leaf]
-        if leaf in terms or leaf in hosting or leaf == output or "share" in attrs \
-                or attrs["realize"] not in ("embed", "attention", "mlp") or attrs.get("ready", 0) >= first_write:
+        if leaf in terms or leaf in hosting or leaf == output or SHARE in attrs \
+                or attrs[REALIZE] not in ("embed", "attention", "mlp") or attrs.get(READY, 0) >= first_write:
             continue
         slots = [read_slot(r) for r in graph.successors(leaf) if r != chain[leaf]]
         if all(slot is not None and slot <= first_write for slot in slots):

@@ -79,30 +79,30 @@ def infer_value_sets(ir: CompileIR) -> CompileIR:
     at_zero = _values_at_position_zero(ir.program)
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        node = attrs["node"]
-        sources = {graph.nodes[p]["source"] for p in graph.predecessors(nid)}
-        attrs["source"] = _source(node, sources)
+        node = attrs[NODE]
+        sources = {graph.nodes[p][SOURCE] for p in graph.predecessors(nid)}
+        attrs[SOURCE] = _source(node, sources)
         try:
-            if attrs["source"] in ("position", "const"):
+            if attrs[SOURCE] in ("position", "const"):
                 position_values[nid] = _evaluate_node(node, position_values, dummy_tokens, n_ctx, layout.base,
                                                       ir.program)
-                attrs["per_position"] = position_values[nid]
-                attrs["values"] = _sorted(set(position_values[nid]))
+                attrs[PER_POSITION] = position_values[nid]
+                attrs[VALUES] = _sorted(set(position_values[nid]))
             else:
-                attrs["values"] = _infer(node, graph, layout, position_values, ir)
+                attrs[VALUES] = _infer(node, graph, layout, position_values, ir)
         except TooManyValues as err:
-            raise AdderError(f"cannot compile '{attrs['label']}': {err}", node.span,
+            raise AdderError(f"cannot compile '{attrs[LABEL]}': {err}", node.span,
                              ir.program.sources.get(node.span.file),
                              "select fewer keys (a window on indices), or aggregate values with fewer "
                              "possible values") from None
         except EvaluationError as err:
-            raise AdderError(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
+            raise AdderError(f"cannot compile '{attrs[LABEL]}': {err} for some input the layout allows",
                              node.span, ir.program.sources.get(node.span.file), hint_for(str(err))) from None
-        if len(attrs["values"]) > MAX_VALUES:
-            raise AdderError(f"'{attrs['label']}' can take more than {MAX_VALUES} values, too many to compile",
+        if len(attrs[VALUES]) > MAX_VALUES:
+            raise AdderError(f"'{attrs[LABEL]}' can take more than {MAX_VALUES} values, too many to compile",
                              node.span, ir.program.sources.get(node.span.file), TOO_MANY_HINT)
         if at_zero is not None:
-            attrs["at_zero"] = at_zero[nid]
+            attrs[AT_ZERO] = at_zero[nid]
     return _replace(ir, graph)
 
 
@@ -146,7 +146,7 @@ def _sorted(values):
 
 
 def _infer(node, graph, layout, position_values, ir):
-    values_of = lambda n: graph.nodes[n.id]["values"]
+    values_of = lambda n: graph.nodes[n.id][VALUES]
     if isinstance(node, Tokens):
         return tuple(layout.vocab)
     if isinstance(node, Const):
@@ -155,11 +155,11 @@ def _infer(node, graph, layout, position_values, ir):
         domains = [values_of(a) for a in node.args]
         size = reduce(lambda x, y: x * len(y), domains, 1)
         if size > MAX_VALUES:
-            raise AdderError(f"'{graph.nodes[node.id]['label']}' combines {size} input values, too many to compile",
+            raise AdderError(f"'{graph.nodes[node.id][LABEL]}' combines {size} input values, too many to compile",
                              node.span, ir.program.sources.get(node.span.file), TOO_MANY_HINT)
         return _sorted({apply_op(node.op, combo, layout.base) for combo in itertools.product(*domains)})
     width, distances = selector_reach(node.selector, layout, position_values, graph)
-    graph.nodes[node.id]["max_width"] = width
+    graph.nodes[node.id][MAX_WIDTH] = width
     if isinstance(node, SelectorWidth):
         return _sorted({sympy.Integer(w) for w in range(width + 1)})
     value_set = set(values_of(node.value))

@@ -25,6 +25,7 @@ import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
+from compiler.ir.attrs import DIMS, ENCODING, HELPER_DIM, LABEL, MAX_WIDTH, NODE, PAIRED_WITH, SHARE, VALUES
 from compiler.passes.encodings import constant_term, head_mode, live_terms, lone_offset, predicate_roles, relative_term
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
@@ -49,9 +50,9 @@ def head_tolerance(attrs):
     """How far the head's output may stray from its value: TOLERANCE, or a share of the smallest
     distance between two of its values where that is smaller (a fixed tolerance would let the leak
     cross a reader's step between two values that close)."""
-    if attrs["encoding"] == "categorical":
+    if attrs[ENCODING] == "categorical":
         return TOLERANCE
-    numbers = sorted({num(v) for v in attrs["values"] if not isinstance(v, str)})
+    numbers = sorted({num(v) for v in attrs[VALUES] if not isinstance(v, str)})
     closest = min((b - a for a, b in zip(numbers, numbers[1:])), default=None)
     if closest is None or closest >= TOLERANCE * GAP_SHARE:
         return TOLERANCE
@@ -61,7 +62,7 @@ def head_tolerance(attrs):
 def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     graph, layout = ir.graph, ir.program.layout
     attrs = graph.nodes[nid]
-    node = attrs["node"]
+    node = attrs[NODE]
     base = layout.base
     n_ctx = layout.n_ctx
 
@@ -69,12 +70,12 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
 
     # For width, the sink scores like a selected key and each key carries 1: the output is w/(w+1).
-    mode, width = head_mode(attrs), attrs["max_width"]
-    head = Head(nid, attrs["label"], mode)
+    mode, width = head_mode(attrs), attrs[MAX_WIDTH]
+    head = Head(nid, attrs[LABEL], mode)
 
-    categorical = attrs["encoding"] == "categorical"
+    categorical = attrs[ENCODING] == "categorical"
     magnitude = 1 if categorical or mode == "width" else \
-        max(abs(num(v) - num(node.default)) for v in attrs["values"])
+        max(abs(num(v) - num(node.default)) for v in attrs[VALUES])
     tolerance = head_tolerance(attrs) if mode != "width" else TOLERANCE
     G = _gap(n_ctx, magnitude, tolerance)
 
@@ -99,10 +100,10 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
         head.sink = T * M + low - G
     elif mode == "mean":
         M = 2 * G
-        if "paired_with" in attrs:
+        if PAIRED_WITH in attrs:
             # Every other key scores at least 2M - ln(r) under the nearer of the pair: enough is
             # G, and a smaller M keeps the scores small, which float32 needs to resolve ln(r).
-            M = sympy.Integer(math.ceil((G + math.log(attrs["paired_with"][1])) / 2) + 1)
+            M = sympy.Integer(math.ceil((G + math.log(attrs[PAIRED_WITH][1])) / 2) + 1)
         head.sink = T * M - G
     elif mode == "width":
         M = G + sympy.Integer(math.ceil(math.log(n_ctx + 1)))  # a whole sink's weight over n keys
@@ -110,7 +111,7 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     else:  # sum
         if num(node.default) != 0:
             fail("sum(...) compiles only with default 0", "add the default afterwards with a conditional")
-        total = max(abs(num(v)) for v in attrs["values"])
+        total = max(abs(num(v)) for v in attrs[VALUES])
         anchor = _gap(n_ctx, total, tolerance)
         M = G
         head.sink = T * M + anchor
@@ -133,10 +134,10 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     if lone_offset(graph, nid, n_ctx, base) is not None:
         # Before the offset key exists the closest key is position 0, at least 3M above the rest.
         head.sink = None
-    if "paired_with" in attrs:
+    if PAIRED_WITH in attrs:
         # Two neighbouring keys, c and c + 1 back (compiler.passes.pair_heads): the parabola's top moves
         # half a position further back and tilts by ln(r), so the nearer key scores ln(r) more.
-        (c,), ratio = offsets, attrs["paired_with"][1]
+        (c,), ratio = offsets, attrs[PAIRED_WITH][1]
         head.slope += -M + sympy.log(ratio)
         head.constants["pair ratio"] = ratio
     if head.curvature != 0:
@@ -177,13 +178,13 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     # ----- values
     if mode == "width":
         head.b_V[0] = sympy.Integer(1)
-        head.W_O[(0, attrs["helper_dim"])] = sympy.Integer(1)
+        head.W_O[(0, attrs[HELPER_DIM])] = sympy.Integer(1)
         return head
     scale = sympy.exp(head.constants["anchor"]) if mode == "sum" else sympy.Integer(1)
     if categorical:
         value_reads = reads.categorical(node.value.id)
         v_dim = 0
-        for value, out_dim in zip(attrs["values"], attrs["dims"]):
+        for value, out_dim in zip(attrs[VALUES], attrs[DIMS]):
             if value == node.default or value not in value_reads:
                 continue
             head.add_read("V", v_dim, value_reads[value])
@@ -192,10 +193,10 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     else:
         value_read = reads.numeric(node.value.id) + Affine.constant(-num(node.default))
         head.add_read("V", 0, value_read)
-        coefficient = attrs.get("share", (None, 1))[1]
-        if "paired_with" in attrs:  # weights r/(r+1) and 1/(r+1): the output weight restores both terms
-            coefficient += graph.nodes[attrs["paired_with"][0]]["share"][1]
-        head.W_O[(0, attrs["dims"][0])] = scale * coefficient
+        coefficient = attrs.get(SHARE, (None, 1))[1]
+        if PAIRED_WITH in attrs:  # weights r/(r+1) and 1/(r+1): the output weight restores both terms
+            coefficient += graph.nodes[attrs[PAIRED_WITH][0]][SHARE][1]
+        head.W_O[(0, attrs[DIMS][0])] = scale * coefficient
     return head
 
 
@@ -203,13 +204,13 @@ def _indicator(reads: Reads, graph, nid, predicate, base, is_key) -> Affine:
     """[predicate(value)] as a linear read of a value: through its one-hot, or exactly affine."""
     attrs = graph.nodes[nid]
     holds = lambda v: bool(eval_predicate(predicate, v, v, base))
-    if attrs["encoding"] == "categorical":
+    if attrs[ENCODING] == "categorical":
         total = Affine()
         for value, indicator in reads.categorical(nid).items():
             if holds(value):
                 total = total + indicator
         return total
-    values = attrs["values"]
+    values = attrs[VALUES]
     y0 = sympy.Integer(int(holds(values[0])))
     if len(values) == 1:
         return Affine.constant(y0)

@@ -16,7 +16,7 @@ from dsl.semantics import _evaluate_node, num
 from compiler.ir.attrs import (
     AT_ZERO, DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAYER, MAX_WIDTH, NODE,
     PAIRED_INTO, PAIRED_WITH, PER_POSITION, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SOURCE,
-    STORED_AS, VALUES
+    STORED_AS, VALUES,
 )
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import Affine, CompileIR
@@ -92,16 +92,16 @@ def build_weights(ir: CompileIR) -> CompileIR:
     _embeddings(ir, weights)
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        if "dims" not in attrs or "paired_into" in attrs:  # a paired shift is its partner's head
+        if DIMS not in attrs or PAIRED_INTO in attrs:  # a paired shift is its partner's head
             continue
-        if attrs["realize"] == "attention":
-            weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
-        elif attrs["realize"] == "width":
+        if attrs[REALIZE] == "attention":
+            weights.layers[attrs[LAYER]].heads.append(build_head(ir, nid, reads))
+        elif attrs[REALIZE] == "width":
             from compiler.passes.weights.mlp import build_width_mlp
-            weights.layers[attrs["layer"]].heads.append(build_head(ir, nid, reads))
-            weights.layers[attrs["layer"]].mlps.append(build_width_mlp(ir, nid))
-        elif attrs["realize"] == "mlp":
-            weights.layers[attrs["layer"]].mlps.append(build_mlp(ir, nid, reads))
+            weights.layers[attrs[LAYER]].heads.append(build_head(ir, nid, reads))
+            weights.layers[attrs[LAYER]].mlps.append(build_width_mlp(ir, nid))
+        elif attrs[REALIZE] == "mlp":
+            weights.layers[attrs[LAYER]].mlps.append(build_mlp(ir, nid, reads))
     _unembedding(ir, reads, weights)
     return replace(ir, weights=weights)
 
@@ -112,22 +112,22 @@ def _embeddings(ir: CompileIR, weights: Weights):
     weights.provenance = {"W_E": {}, "W_pos": {}, "W_U": {}}
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        if attrs["realize"] != "embed" or "dims" not in attrs:
+        if attrs[REALIZE] != "embed" or DIMS not in attrs:
             continue
-        if attrs["source"] == "token":
+        if attrs[SOURCE] == "token":
             table, rows, name = weights.W_E, by_token[nid], "W_E"
         else:
-            table, rows, name = weights.W_pos, attrs["per_position"], "W_pos"
+            table, rows, name = weights.W_pos, attrs[PER_POSITION], "W_pos"
         for row, value in enumerate(rows):
-            if attrs["encoding"] == "categorical":
-                index = (row, attrs["dims"][attrs["values"].index(value)])
+            if attrs[ENCODING] == "categorical":
+                index = (row, attrs[DIMS][attrs[VALUES].index(value)])
                 table[index] = sympy.Integer(1)
             elif num(value) != 0:
-                index = (row, attrs["dims"][0])
+                index = (row, attrs[DIMS][0])
                 table[index] = num(value)
             else:
                 continue
-            weights.provenance[name][index] = attrs["label"]
+            weights.provenance[name][index] = attrs[LABEL]
 
 
 def _readout(ir: CompileIR, reads: Reads, weights: Weights):
@@ -141,8 +141,8 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     node, condition, token, when = readout_parts(ir.graph, ir.program.output.id)
     x = reads.numeric(node.args[0].id)
     candidates = node.args[1].value
-    label = attrs["label"]
-    xs = [num(v) for v in ir.graph.nodes[node.args[0].id]["values"]]
+    label = attrs[LABEL]
+    xs = [num(v) for v in ir.graph.nodes[node.args[0].id][VALUES]]
     worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
     best_possible = max(max(2 * c * v - c * c for _, c in candidates) for v in xs)
     biases = {candidate: 2 * c * x.bias - c * c for candidate, c in candidates}
@@ -161,7 +161,7 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     if condition is not None:
         # selected = cond (or 1 - cond): an affine read; lift the token by enough to beat every candidate.
         chosen = reads.numeric(condition.id)
-        values = [num(v) for v in ir.graph.nodes[condition.id]["values"]]
+        values = [num(v) for v in ir.graph.nodes[condition.id][VALUES]]
         if len(values) == 2:
             low, high = values
             chosen = chosen.scale(1 / (high - low)) + Affine.constant(-low / (high - low))
@@ -191,20 +191,20 @@ def _values_over(program: Program, graph, tokens: list[str], source: str) -> dic
     values: dict[int, list] = {}
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
-        if attrs["source"] in (source, "const"):
-            values[nid] = _evaluate_node(attrs["node"], values, tokens, len(tokens), program.layout.base, program)
+        if attrs[SOURCE] in (source, "const"):
+            values[nid] = _evaluate_node(attrs[NODE], values, tokens, len(tokens), program.layout.base, program)
     return values
 
 
 def _unembedding(ir: CompileIR, reads: Reads, weights: Weights):
     vocab = ir.program.layout.vocab
     output = ir.program.output.id
-    if ir.graph.nodes[output]["realize"] == "readout":
+    if ir.graph.nodes[output][REALIZE] == "readout":
         return _readout(ir, reads, weights)
     for token, indicator in reads.categorical(output).items():
         column = vocab.index(token)
         for dim, coeff in indicator.coeffs.items():
             weights.W_U[(dim, column)] = coeff
-            weights.provenance["W_U"][(dim, column)] = ir.graph.nodes[output]["label"]
+            weights.provenance["W_U"][(dim, column)] = ir.graph.nodes[output][LABEL]
         if indicator.bias != 0:
             weights.b_U[column] = indicator.bias

@@ -15,6 +15,9 @@ import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, apply_op, num
+from compiler.ir.attrs import (
+    DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, NODE, REALIZE, SHARE, VALUES,
+)
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.passes.value_sets import MAX_VALUES, hint_for
@@ -24,8 +27,8 @@ from compiler.passes.weights.build import MLPBlock
 def _code_input(reads: Reads, graph, nid):
     """(values, code of each value, linear read of the code)."""
     attrs = graph.nodes[nid]
-    values = attrs["values"]
-    if attrs["encoding"] == "categorical":
+    values = attrs[VALUES]
+    if attrs[ENCODING] == "categorical":
         read = Affine()
         for rank, value in enumerate(values):
             read = read + reads.categorical(nid)[value].scale(rank)
@@ -36,8 +39,8 @@ def _code_input(reads: Reads, graph, nid):
 def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
     graph, base = ir.graph, ir.program.layout.base
     attrs = graph.nodes[nid]
-    node = attrs["node"]
-    frontier = attrs["frontier"]
+    node = attrs[NODE]
+    frontier = attrs[FRONTIER]
 
     def fail(message, hint=None):
         raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
@@ -47,7 +50,7 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
     for values, _, _ in inputs:
         combos *= len(values)
     if combos > MAX_VALUES:
-        fail(f"'{attrs['label']}' needs a table over {combos} input combinations, too many for one MLP",
+        fail(f"'{attrs[LABEL]}' needs a table over {combos} input combinations, too many for one MLP",
              "store an intermediate value with its own let, or give an input fewer values")
 
     code_read, multipliers, spread, min_gap = Affine(), [], sympy.Integer(0), None
@@ -64,10 +67,10 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
     # Updating its input's dimension in place (compiler.passes.allocate), the MLP adds f(x) minus what
     # the dimension holds now.
     held = None
-    if "in_place" in attrs:
-        x_read = reads.numeric(attrs["in_place"])
+    if IN_PLACE in attrs:
+        x_read = reads.numeric(attrs[IN_PLACE])
         (slope,) = x_read.coeffs.values()
-        held = lambda env: (num(env[attrs["in_place"]]) - x_read.bias) / slope
+        held = lambda env: (num(env[attrs[IN_PLACE]]) - x_read.bias) / slope
     table = {}
     for combo in itertools.product(*[list(zip(v, c)) for v, c, _ in inputs]):
         env = {f: value for f, (value, _) in zip(frontier, combo)}
@@ -75,19 +78,19 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         try:
             table[code] = _evaluate(graph, nid, env, base)
         except EvaluationError as err:
-            fail(f"cannot compile '{attrs['label']}': {err} for some input the layout allows",
+            fail(f"cannot compile '{attrs[LABEL]}': {err} for some input the layout allows",
                  hint_for(str(err)))
         if held is not None:  # the new value in the dimension's encoding, less what it holds
             table[code] = (num(table[code]) - x_read.bias) / slope - held(env)
-    return piecewise_linear(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
+    return piecewise_linear(MLPBlock(nid, attrs[LABEL]), code_read, table, attrs)
 
 
 def build_width_mlp(ir: CompileIR, nid: int) -> MLPBlock:
     """selector_width's second half: the head left f = w/(w+1) in a helper dimension; map it to w."""
     attrs = ir.graph.nodes[nid]
-    table = {sympy.Integer(w) / (w + 1): sympy.Integer(w) for w in (int(v) for v in attrs["values"])}
-    code_read = Affine({attrs["helper_dim"]: sympy.Integer(1)})
-    return piecewise_linear(MLPBlock(nid, attrs["label"]), code_read, table, attrs)
+    table = {sympy.Integer(w) / (w + 1): sympy.Integer(w) for w in (int(v) for v in attrs[VALUES])}
+    code_read = Affine({attrs[HELPER_DIM]: sympy.Integer(1)})
+    return piecewise_linear(MLPBlock(nid, attrs[LABEL]), code_read, table, attrs)
 
 
 def piecewise_linear(block: MLPBlock, code_read: Affine, table: dict, attrs) -> MLPBlock:
@@ -100,13 +103,13 @@ def piecewise_linear(block: MLPBlock, code_read: Affine, table: dict, attrs) -> 
     one unit relu(code - t); output dimensions that change slope at the same t share it.
     """
     codes = sorted(table)
-    categorical = attrs["encoding"] == "categorical"
-    out_dims = attrs["dims"]
+    categorical = attrs[ENCODING] == "categorical"
+    out_dims = attrs[DIMS]
 
     def output_vector(value):
         if categorical:
-            return {out_dims[attrs["values"].index(value)]: sympy.Integer(1)}
-        return {out_dims[0]: num(value) * attrs.get("share", (None, 1))[1]}  # a share of a sum: scaled
+            return {out_dims[attrs[VALUES].index(value)]: sympy.Integer(1)}
+        return {out_dims[0]: num(value) * attrs.get(SHARE, (None, 1))[1]}  # a share of a sum: scaled
 
     vectors = [output_vector(table[c]) for c in codes]
     dims = sorted({d for v in vectors for d in v})
@@ -170,9 +173,9 @@ def _evaluate(graph, nid, env, base):
     if nid in env:
         return env[nid]
     attrs = graph.nodes[nid]
-    if attrs["realize"] == "const":
-        return attrs["values"][0]
-    node = attrs["node"]
+    if attrs[REALIZE] == "const":
+        return attrs[VALUES][0]
+    node = attrs[NODE]
     args = tuple(_evaluate(graph, a.id, env, base) for a in node.args)
     env[nid] = apply_op(node.op, args, base)
     return env[nid]
