@@ -275,6 +275,9 @@ def cmd_stats(args) -> int:
 
 def cmd_explain(args) -> int:
     _, payload = load_model(args.model)
+    if "provenance" not in payload:
+        raise AdderError(f"{args.model}: written in model format {payload['format_version']}, which keeps no "
+                         f"provenance of its numbers", hint="compile the program again to explain its model")
     rows = explain_rows(payload)
     total = len(rows)
     if args.line is not None:

@@ -424,3 +424,29 @@ def test_two_compiles_write_the_same_bytes(tmp_path, capsys):
         torch.save(payload, buffer)
         copies.append(buffer.getvalue())
     assert copies[0] == copies[1]
+
+
+def test_a_version_2_file_still_runs_and_verifies_but_cannot_be_explained(good, tmp_path, capsys):
+    # Format 2 is format 3 without provenance: models kept under regression tests before explain
+    # existed still load; explain says what is missing and how to get it.
+    older = copy.deepcopy(good[1])
+    older["format_version"] = 2
+    del older["provenance"]
+    path = tmp_path / "v2.pt"
+    torch.save(older, path)
+    capsys.readouterr()
+    assert main(["verify", str(path), "--samples", "10"]) == 0
+    assert main(["run", str(path), "1000000000+2000000000="]) == 0 and "30000000000" in capsys.readouterr().out
+    assert main(["explain", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == f"error: {path}: written in model format 2, which keeps no provenance of its numbers"
+    with_provenance = copy.deepcopy(good[1])
+    with_provenance["format_version"] = 2  # a version-2 file that carries provenance is not one adderc wrote
+    torch.save(with_provenance, path)
+    assert main(["verify", str(path), "--samples", "10"]) == 2
+    assert "unknown key 'provenance'" in capsys.readouterr().err
+    without = copy.deepcopy(good[1])
+    del without["provenance"]  # and a version-3 file must carry it
+    torch.save(without, path)
+    assert main(["stats", str(path)]) == 2
+    assert "file.provenance: is missing" in capsys.readouterr().err

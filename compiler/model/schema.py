@@ -52,6 +52,9 @@ MAX_PROVENANCE_NODES = 1 << 16  # program nodes a provenance names (a program ha
 
 FORMAT = "adderc-model"
 FORMAT_VERSION = 3  # 2: ALiBi centres, grouped key/value projections, tied unembeddings; 3: provenance
+# Files this adderc reads: a version-2 file is the same model without provenance, so models kept
+# under regression tests still run and verify; only `explain` needs the provenance.
+READ_VERSIONS = (2, 3)
 TOP_KEYS = {"format": str, "format_version": int, "compiler_version": str, "config": dict, "state_dict": dict,
             "vocab": list, "layout": dict, "residual_map": list, "weight_map": list, "provenance": dict,
             "program": dict,
@@ -166,9 +169,11 @@ def validate(payload, name: str) -> Layout:
         check.fail("format", "not an adderc model")
     version = payload.get("format_version")
     check.whole(version, "format_version")
-    if version != FORMAT_VERSION:
-        check.fail("format_version", f"version {version}; this adderc reads version {FORMAT_VERSION}")
-    check.keys(payload, "file", [k for k in TOP_KEYS if k != "stats"], ["stats"])
+    if version not in READ_VERSIONS:
+        check.fail("format_version", f"version {version}; this adderc reads versions "
+                                     f"{', '.join(map(str, READ_VERSIONS))}")
+    required = [k for k in TOP_KEYS if k != "stats" and (k != "provenance" or version >= 3)]
+    check.keys(payload, "file", required, ["stats"])
     for key, kind in TOP_KEYS.items():
         if key in payload:
             check.of_type(payload[key], kind, key, {dict: "a mapping", list: "a list", str: "text",
@@ -180,7 +185,8 @@ def validate(payload, name: str) -> Layout:
     _residual_map(check, payload["residual_map"], config)
     _weight_map(check, payload["weight_map"], config)
     _program(check, payload["program"])
-    _provenance(check, payload["provenance"], payload["state_dict"], payload["program"]["sources"])
+    if "provenance" in payload:
+        _provenance(check, payload["provenance"], payload["state_dict"], payload["program"]["sources"])
     _meaning(check, payload["meaning"], layout)
     _stats(check, payload.get("stats", {}))
     return layout

@@ -13,7 +13,7 @@ import torch
 from dsl.semantics import apply_op, num, value_from_inputs
 from compiler.ir.attrs import AT_ZERO, NODE, PER_POSITION, REALIZE, SOURCE, VALUES
 from compiler.check.prove.naming import ProgramText
-from compiler.ir.maps import number_of
+from compiler.ir.maps import ResidualEntry, number_of, value_encoders
 
 MAX_COMBINATIONS = 200_000
 # A sublayer that misses its exact value by this much (in residual units) is wrong there, not
@@ -61,6 +61,9 @@ class ProofState(ProgramText):
             if "sum_of" not in e:
                 self.entries[e["id"]] = e
         self.helpers = {e["id"]: e for e in residual_map if e.get("helper")}
+        # How each value is written into its dimensions: the map's own rule (compiler.ir.maps), kept
+        # apart from the compiler's reads, so that the proof checks the compiler instead of repeating it.
+        self.encoders = value_encoders([ResidualEntry.from_dict(e) for e in residual_map])
         # Values add up in a dimension (the terms of a sum, on top of a host); a value an MLP
         # computes in place of its input (entry "updates") replaces what the dimension held.
         self.dim_owner: dict[int, list[DimWriter]] = {}
@@ -90,18 +93,8 @@ class ProofState(ProgramText):
 
     def encode(self, nid, value, vector):
         """Write the exact encoding of `value` for stored node `nid` into a residual vector."""
-        entry = self.entries[nid]
-        if entry.get("shared"):
-            share = sympy.Rational(entry["coefficient"]) * (num(value) - number_of(entry["default"]))
-            vector[entry["dims"][0]] += float(share)
-        elif entry["encoding"] == "numerical":
-            offset = num(self.graph.nodes[nid][NODE].default) if entry["written_by"] == "attention" else 0
-            slope, bias = (number_of(t) for t in entry.get("stored_as", ("1", "0")))
-            vector[entry["dims"][0]] += float((num(value) - offset - bias) / slope)  # values sharing it add up
-        else:
-            text = str(value)
-            if text in entry["values"]:
-                vector[entry["dims"][entry["values"].index(text)]] = 1.0
+        for dim, coefficient in self.encoders[nid](value).items():
+            vector[dim] += float(coefficient)  # values sharing a dimension add up
 
     def value_of(self, nid, assignment, position=None):
         """A node's value from the values of the stored nodes it depends on (and, for values fixed
