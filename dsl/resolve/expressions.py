@@ -47,7 +47,10 @@ class Expressions:
         return self.elementwise(e.op, (self.expr(e.operand, scope),), e.span, (e.operand.span,))
 
     def expr_Compare(self, e, scope):
-        operands = [self.expr(x, scope) for x in e.operands]
+        return self.compare_chain(e, [self.expr(x, scope) for x in e.operands])
+
+    def compare_chain(self, e, operands):
+        """a < b <= c is (a < b) and (b <= c), each comparison typed at its own operands."""
         result = None
         for i, op in enumerate(e.ops):
             part = self.elementwise(COMPARE_OPS[op], (operands[i], operands[i + 1]), e.span,
@@ -97,13 +100,7 @@ class Expressions:
         if isinstance(e, ast.UnaryOp):
             return self.elementwise(e.op, (self.predicate(e.operand, pred_scope, scope),), e.span, (e.operand.span,))
         if isinstance(e, ast.Compare):
-            operands = [self.predicate(x, pred_scope, scope) for x in e.operands]
-            result = None
-            for i, op in enumerate(e.ops):
-                part = self.elementwise(COMPARE_OPS[op], (operands[i], operands[i + 1]), e.span,
-                                        (e.operands[i].span, e.operands[i + 1].span))
-                result = part if result is None else self.elementwise("and", (result, part), e.span)
-            return result
+            return self.compare_chain(e, [self.predicate(x, pred_scope, scope) for x in e.operands])
         if isinstance(e, ast.IfElse):
             return self.elementwise("if_else", (self.predicate(e.condition, pred_scope, scope),
                                                 self.predicate(e.then, pred_scope, scope),
