@@ -20,20 +20,32 @@ _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operat
             ">=": operator.ge}
 
 
+def _number(value):
+    """A truth value used as a number: as in Python, True counts 1. A bool tensor must be made an
+    integer one first, or torch adds two of them as `or` ((x == d) + (y == d) would count 1 for 2)."""
+    return value.long() if str(getattr(value, "dtype", "")) == "torch.bool" else value
+
+
 def evaluate(e, operands: dict, constants: dict, tensors: bool = False):
     """The value of meaning expression `e`; operands are ints, or int64 tensors when `tensors`."""
-    rec = lambda x: evaluate(x, operands, constants, tensors)
+    value = _evaluate(e, operands, constants, tensors)
+    return _number(value) if tensors else value
+
+
+def _evaluate(e, operands: dict, constants: dict, tensors: bool):
+    rec = lambda x: _evaluate(x, operands, constants, tensors)
+    num = lambda x: _number(rec(x)) if tensors else rec(x)
     if isinstance(e, ast.Number):
         return e.value
     if isinstance(e, ast.Name):
         return operands[e.name] if e.name in operands else int(constants[e.name])
     if isinstance(e, ast.UnaryOp) and e.op == "neg":
-        return -rec(e.operand)
+        return -num(e.operand)
     if isinstance(e, ast.UnaryOp) and e.op == "not":
         value = rec(e.operand)
         return ~value if tensors else not value
     if isinstance(e, ast.BinOp):
-        left, right = rec(e.left), rec(e.right)
+        left, right = (rec(e.left), rec(e.right)) if e.op in ("and", "or") else (num(e.left), num(e.right))
         if e.op in _BINARY:
             return _BINARY[e.op](left, right)
         if e.op == "**":
@@ -49,7 +61,7 @@ def evaluate(e, operands: dict, constants: dict, tensors: bool = False):
                 return (left & right) if e.op == "and" else (left | right)
             return (left and right) if e.op == "and" else (left or right)
     if isinstance(e, ast.Compare):
-        values = [rec(x) for x in e.operands]
+        values = [num(x) for x in e.operands]
         parts = [_COMPARE[op](values[i], values[i + 1]) for i, op in enumerate(e.ops)]
         result = parts[0]
         for part in parts[1:]:
@@ -59,11 +71,11 @@ def evaluate(e, operands: dict, constants: dict, tensors: bool = False):
         condition = rec(e.condition)
         if tensors:
             import torch
-            then, otherwise = rec(e.then), rec(e.otherwise)
+            then, otherwise = num(e.then), num(e.otherwise)
             return torch.where(torch.as_tensor(condition), torch.as_tensor(then), torch.as_tensor(otherwise))
         return rec(e.then) if condition else rec(e.otherwise)
     if isinstance(e, ast.Call) and e.function in ("min", "max", "abs"):
-        args = [rec(a) for a in e.args]
+        args = [num(a) for a in e.args]
         if tensors:
             import torch
             args = [torch.as_tensor(a) for a in args]
