@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from dsl.errors import AdderError
-from compiler.stats import stored_indices
+from compiler.ir.weights import stored_indices
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_QUOTE = 60  # characters of source text a row quotes

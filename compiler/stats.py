@@ -4,17 +4,7 @@ from __future__ import annotations
 import torch
 
 from compiler.ir.maps import ResidualEntry, WeightEntry
-
-
-def stored_mask(tensor: torch.Tensor) -> torch.Tensor:
-    """Where a tensor holds a stored number: nonzero and finite. A -inf sink logit means "this
-    head has no sink" and an infinite window "no window": flags, not weights."""
-    return (tensor != 0) & torch.isfinite(tensor)
-
-
-def stored_indices(tensor: torch.Tensor) -> list[tuple]:
-    """The index of each stored number in a tensor, in row-major order."""
-    return [tuple(index) for index in torch.nonzero(stored_mask(tensor)).tolist()]
+from compiler.ir.weights import stored_mask
 
 
 def _nonzero(tensor: torch.Tensor) -> int:

@@ -10,7 +10,7 @@ import torch
 from compiler.cli import main
 from tests.golden import programs
 from compiler.passes.lower import lower
-from compiler.stats import stored_indices
+from compiler.ir.weights import stored_indices
 from tests.conftest import ADD10, ROOT, saved_model
 
 LSB = ROOT / "examples" / "add_lsb.rasp"

@@ -1,8 +1,6 @@
 """The house stays easy to read: no class over 250 lines, no function over 100 (issue #11)."""
 import ast
 
-import pytest
-
 from tests.conftest import ROOT
 
 CLASS_LIMIT, FUNCTION_LIMIT = 250, 100

@@ -18,9 +18,10 @@ def same_value(entry: ResidualEntry, decoded, exact) -> bool:
     return decoded == str(exact)
 
 
-def stored_values(residual_map: list[dict], states: list[torch.Tensor], batch_index: int = 0) -> dict[int, list]:
-    """Every stored value, read right after the sublayer that writes it. Keyed by program node id."""
-    entries = (ResidualEntry.from_dict(e) for e in residual_map)
+def stored_values(residual_map: list, states: list[torch.Tensor], batch_index: int = 0) -> dict[int, list]:
+    """Every stored value, read right after the sublayer that writes it. Keyed by program node id.
+    The map's entries may come parsed already (a caller decoding many rows parses them once)."""
+    entries = (e if isinstance(e, ResidualEntry) else ResidualEntry.from_dict(e) for e in residual_map)
     return {entry.id: entry.decode_all(states[entry.sublayer][batch_index]) for entry in entries if not entry.helper}
 
 

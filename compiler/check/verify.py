@@ -352,7 +352,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
             # at the value that has none, not a crash of the verifier.
             divergence = divergence or _undefined_divergence(program, err, dtype, operands)
             continue
-        decoded = stored_values(residual_map, states, row)
+        decoded = stored_values(typed.values(), states, row)
         for entry in order:
             want, got = exact_stored(typed[entry["id"]], reference.values), decoded[entry["id"]]
             if want is None:

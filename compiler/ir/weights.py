@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from compiler.ir.compile_ir import Affine
 
 NodeIds = tuple  # the program node ids (ints) one stored number serves, in node order
@@ -82,3 +84,16 @@ class Weights:
         """Record that the entry at `index` of `table` serves these nodes (as well as any it served)."""
         known = self.provenance[table].get(index, ())
         self.provenance[table][index] = tuple(sorted(set(known) | set(node_ids)))
+
+
+# ----- once lowered: which numbers of a dense tensor count as stored (stats and provenance agree)
+
+def stored_mask(tensor: torch.Tensor) -> torch.Tensor:
+    """Where a tensor holds a stored number: nonzero and finite. A -inf sink logit means "this
+    head has no sink" and an infinite window "no window": flags, not weights."""
+    return (tensor != 0) & torch.isfinite(tensor)
+
+
+def stored_indices(tensor: torch.Tensor) -> list[tuple]:
+    """The index of each stored number in a tensor, in row-major order."""
+    return [tuple(index) for index in torch.nonzero(stored_mask(tensor)).tolist()]

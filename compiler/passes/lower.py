@@ -19,8 +19,7 @@ from compiler.ir.attrs import LABEL, PAIRED_WITH, SPAN
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.maps import WeightEntry
-from compiler.ir.weights import NodeIds, Weights
-from compiler.stats import stored_indices
+from compiler.ir.weights import NodeIds, Weights, stored_indices
 
 
 def to_float(value) -> float:
