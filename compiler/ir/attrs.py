@@ -28,6 +28,7 @@ SLOT = "slot"  # attention, width and MLP nodes: the sublayer that computes the 
 LAYER = "layer"  # the same nodes: the layer that sublayer belongs to
 FRONTIER = "frontier"  # MLP nodes: the readable values its MLP reads
 FUSED = "fused"  # MLP nodes: the fused functions its MLP computes on the way
+DEPENDENT = "dependent"  # MLP nodes: inputs affine in the frontier, computed from it (compiler.ir.forms)
 LAST_READ = "last_read"  # the last sublayer that reads the value, None when nothing does
 
 # ----- share_sums (compiler.passes.share)
@@ -47,7 +48,7 @@ HELPER_DIM = "helper_dim"  # selector widths: the dimension its head writes w/(w
 
 NODE_ATTRIBUTES = frozenset({
     NODE, LABEL, SPAN, SOURCE, VALUES, PER_POSITION, MAX_WIDTH, AT_ZERO, ENCODING, REALIZE,
-    READY, SLOT, LAYER, FRONTIER, FUSED, LAST_READ, SHARE, SHARED_TERMS, SHARE_HOST,
+    READY, SLOT, LAYER, FRONTIER, FUSED, DEPENDENT, LAST_READ, SHARE, SHARED_TERMS, SHARE_HOST,
     PAIRED_WITH, PAIRED_INTO, DIMS, IN_PLACE, STORED_AS, HELPER_DIM,
 })
 

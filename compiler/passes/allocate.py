@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from dsl.semantics import num
 from compiler.ir.attrs import (
-    DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAST_READ, NODE, READY, REALIZE, SHARE,
+    DEPENDENT, DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAST_READ, NODE, READY, REALIZE, SHARE,
     SHARED_TERMS, SHARE_HOST, SLOT, SPAN, STORED_AS, VALUES,
 )
 from compiler.ir.contract import compiler_pass
@@ -42,7 +42,7 @@ def width_of(attrs) -> int:
     return len(attrs[VALUES]) if attrs[ENCODING] == "categorical" else 1
 
 
-@compiler_pass(reads={NODE, LABEL, SPAN, VALUES, ENCODING, REALIZE, READY, SLOT, FRONTIER, LAST_READ,
+@compiler_pass(reads={NODE, LABEL, SPAN, VALUES, ENCODING, REALIZE, READY, SLOT, FRONTIER, DEPENDENT, LAST_READ,
                       SHARE, SHARED_TERMS, SHARE_HOST},
                adds={DIMS, IN_PLACE, STORED_AS, HELPER_DIM}, sets_ir={"d_model", "residual_map"})
 def allocate(ir: CompileIR) -> CompileIR:

@@ -15,16 +15,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from compiler.ir.attrs import FRONTIER, FUSED, LAST_READ, LAYER, READY, REALIZE, SLOT
+from compiler.ir.attrs import (
+    DEPENDENT, ENCODING, FRONTIER, FUSED, LAST_READ, LAYER, NODE, READY, REALIZE, SLOT, VALUES,
+)
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
+from compiler.ir.forms import independent_inputs
 from compiler.ir.slots import (
     EMBEDDING, first_attention_after, first_mlp_after, layer_of, mlp_slot, unembedding_slot
 )
 
 
 def mlp_frontier(graph, nid):
-    """The readable values an MLP for `nid` reads, and the fused nodes it computes through."""
+    """(the readable values an MLP for `nid` reads, the fused nodes it computes through, the
+    readable values it computes from the others because they are affine in them)."""
     frontier, fused, stack = [], [], list(graph.predecessors(nid))
     while stack:
         pid = stack.pop()
@@ -35,10 +39,11 @@ def mlp_frontier(graph, nid):
                 stack.extend(graph.predecessors(pid))
         elif realize != "const" and pid not in frontier:
             frontier.append(pid)
-    return sorted(frontier), sorted(fused)
+    read, dependents = independent_inputs(graph, frontier)
+    return read, sorted(fused), dependents
 
 
-@compiler_pass(reads={REALIZE}, adds={READY, SLOT, LAYER, FRONTIER, FUSED, LAST_READ}, sets_ir={"n_layers"})
+@compiler_pass(reads={REALIZE, ENCODING, VALUES, NODE}, adds={READY, SLOT, LAYER, FRONTIER, FUSED, DEPENDENT, LAST_READ}, sets_ir={"n_layers"})
 def schedule(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     readers: dict[int, list[int]] = {n: [] for n in graph.nodes}  # value -> sublayer-computed nodes reading it
@@ -62,8 +67,8 @@ def schedule(ir: CompileIR) -> CompileIR:
         elif realize in ("mlp", "fused"):
             if realize == "fused":
                 continue
-            frontier, fused = mlp_frontier(graph, nid)
-            attrs[FRONTIER], attrs[FUSED] = frontier, fused
+            frontier, fused, dependents = mlp_frontier(graph, nid)
+            attrs[FRONTIER], attrs[FUSED], attrs[DEPENDENT] = frontier, fused, dependents
             earliest = max([graph.nodes[p][READY] for p in frontier] + [0])
             attrs[SLOT] = first_mlp_after(earliest)
             attrs[READY] = attrs[SLOT]

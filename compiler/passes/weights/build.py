@@ -13,7 +13,7 @@ import sympy
 from dsl.core import Program
 from dsl.semantics import evaluate_node, num
 from compiler.ir.attrs import (
-    AT_ZERO, DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAYER, MAX_WIDTH, NODE,
+    AT_ZERO, DEPENDENT, DIMS, FUSED, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAYER, MAX_WIDTH, NODE,
     PAIRED_INTO, PAIRED_WITH, PER_POSITION, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SOURCE,
     STORED_AS, VALUES,
 )
@@ -27,7 +27,7 @@ from compiler.passes.weights.readout import build_unembedding
 
 
 @compiler_pass(reads={NODE, LABEL, SOURCE, VALUES, PER_POSITION, MAX_WIDTH, AT_ZERO, ENCODING, REALIZE, LAYER,
-                      FRONTIER, SHARE, SHARED_TERMS, SHARE_HOST, PAIRED_WITH, PAIRED_INTO, DIMS, IN_PLACE,
+                      FRONTIER, FUSED, DEPENDENT, SHARE, SHARED_TERMS, SHARE_HOST, PAIRED_WITH, PAIRED_INTO, DIMS, IN_PLACE,
                       STORED_AS, HELPER_DIM},
                reads_ir={"n_layers"}, sets_ir={"weights"})
 def build_weights(ir: CompileIR) -> CompileIR:

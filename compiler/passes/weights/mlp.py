@@ -1,69 +1,77 @@
-"""One block of hidden units per MLP node: an exact piecewise-linear function of a code of its inputs.
+"""One block of hidden units per MLP node: an exact piecewise-linear function of its inputs.
 
-The MLP's inputs (its frontier) each have a finite value set. They are folded into one number,
-the code c = sum_i K_i (x_i - min_i), with each K_i large enough that the inputs' combinations
-never collide. A categorical input contributes the rank of its value, read off its one-hot.
-The node's function (with every fused step inside it) is evaluated with sympy at each code, and
-`piecewise_linear` builds units relu(c - t) that reproduce it exactly at every code, with every
-kink t a quarter gap away from any code (see its docstring).
+The MLP's inputs (its frontier, less the inputs affine in the others: compiler.ir.forms) each
+have a finite value set, so the node's function (with every fused step inside it) is evaluated
+with sympy over their grid of combinations. compiler.passes.weights.ridges lists ways to write it
+as a sum of ridge functions of the inputs (a mixed-radix code of all of them in each order; one
+affine form plus an affine rest); each is built by `piecewise_linear_vectors`, units relu(c - t)
+that reproduce it exactly at every code with every kink a quarter gap away from any code, and
+the block with the fewest nonzero weights is kept.
 """
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import EvaluationError, num, value_from_inputs
 from compiler.ir.attrs import (
-    DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, NODE, REALIZE, SHARE, VALUES,
+    DEPENDENT, DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, NODE, REALIZE, SHARE, VALUES,
 )
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.passes.value_sets import MAX_VALUES, hint_for
 from compiler.ir.weights import MLPBlock
+from compiler.passes.weights.ridges import Input, candidates, exact, expression_directions
 
 
-def _code_input(reads: Reads, graph, nid):
-    """(values, code of each value, linear read of the code)."""
+def _code_input(reads: Reads, graph, nid) -> Input:
+    """An input's code of each value (its rank when categorical, read off its one-hot), and the
+    code's linear read."""
     attrs = graph.nodes[nid]
     values = attrs[VALUES]
     if attrs[ENCODING] == "categorical":
         read = Affine()
         for rank, value in enumerate(values):
             read = read + reads.categorical(nid)[value].scale(rank)
-        return values, [sympy.Integer(r) for r in range(len(values))], read
-    return values, [num(v) for v in values], reads.numeric(nid)
+        return Input([Fraction(r) for r in range(len(values))], read)
+    return Input([exact(num(v)) for v in values], reads.numeric(nid))
 
 
 def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
+    graph = ir.graph
+    attrs = graph.nodes[nid]
+    inputs = [_code_input(reads, graph, f) for f in attrs[FRONTIER]]
+    grid = _output_grid(ir, nid, reads, inputs)
+    directions = expression_directions(graph, nid, attrs[FRONTIER])
+    best, best_cost = None, None
+    for parts in candidates(inputs, grid, directions):
+        block = MLPBlock(nid, attrs[LABEL])
+        for part in parts:
+            piecewise_linear_vectors(block, part.read, part.table)
+        cost = _nonzero(block)
+        if best is None or cost < best_cost:
+            best, best_cost = block, cost
+    return _as_sympy(best)
+
+
+def _output_grid(ir: CompileIR, nid: int, reads: Reads, inputs: list[Input]) -> dict:
+    """{one code per input: the output vector ({dim: value}) the MLP must write there}."""
     graph, base = ir.graph, ir.program.layout.base
     attrs = graph.nodes[nid]
-    node = attrs[NODE]
-    frontier = attrs[FRONTIER]
+    node, frontier = attrs[NODE], attrs[FRONTIER]
 
     def fail(message, hint=None):
         raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
 
-    inputs = [_code_input(reads, graph, f) for f in frontier]
     combos = 1
-    for values, _, _ in inputs:
-        combos *= len(values)
+    for f in frontier:
+        combos *= len(graph.nodes[f][VALUES])
     if combos > MAX_VALUES:
         fail(f"'{attrs[LABEL]}' needs a table over {combos} input combinations, too many for one MLP",
              "store an intermediate value with its own let, or give an input fewer values")
-
-    code_read, multipliers, spread, min_gap = Affine(), [], sympy.Integer(0), None
-    for values, codes, read in inputs:
-        low, high = min(codes), max(codes)
-        gaps = [b - a for a, b in zip(sorted(codes), sorted(codes)[1:])]
-        gap = min(gaps) if gaps else sympy.Integer(1)
-        factor = sympy.Integer(1) if min_gap is None else (spread + min_gap) / gap
-        multipliers.append((factor, low))
-        code_read = code_read + read.scale(factor) + Affine.constant(-factor * low)
-        spread += factor * (high - low)
-        min_gap = gap if min_gap is None else min(min_gap, gap)
-
     # Updating its input's dimension in place (compiler.passes.allocate), the MLP adds f(x) minus what
     # the dimension holds now.
     held = None
@@ -71,18 +79,39 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
         x_read = reads.numeric(attrs[IN_PLACE])
         (slope,) = x_read.coeffs.values()
         held = lambda env: (num(env[attrs[IN_PLACE]]) - x_read.bias) / slope
-    table = {}
-    for combo in itertools.product(*[list(zip(v, c)) for v, c, _ in inputs]):
+    grid = {}
+    columns = [list(zip(graph.nodes[f][VALUES], item.codes)) for f, item in zip(frontier, inputs)]
+    for combo in itertools.product(*columns):
         env = {f: value for f, (value, _) in zip(frontier, combo)}
-        code = sum((factor * (c - low) for (factor, low), (_, c) in zip(multipliers, combo)), sympy.Integer(0))
         try:
-            table[code] = value_through_fused(graph, nid, env, base)
+            value = value_through_fused(graph, nid, env, base)
         except EvaluationError as err:
             fail(f"cannot compile '{attrs[LABEL]}': {err} for some input the layout allows",
                  hint_for(str(err)))
         if held is not None:  # the new value in the dimension's encoding, less what it holds
-            table[code] = (num(table[code]) - x_read.bias) / slope - held(env)
-    return piecewise_linear(MLPBlock(nid, attrs[LABEL]), code_read, table, attrs)
+            value = (num(value) - x_read.bias) / slope - held(env)
+        grid[tuple(code for _, code in combo)] = output_vector(attrs, value)
+    return grid
+
+
+def output_vector(attrs, value) -> dict:
+    """{dim: exact value} the MLP writes for one value of its node."""
+    if attrs[ENCODING] == "categorical":
+        return {attrs[DIMS][attrs[VALUES].index(value)]: Fraction(1)}
+    return {attrs[DIMS][0]: exact(num(value) * attrs.get(SHARE, (None, 1))[1])}  # a share of a sum: scaled
+
+
+def _nonzero(block: MLPBlock) -> int:
+    return sum(1 for table in (block.W_in, block.b_in, block.W_out, block.b_out) for v in table.values() if v != 0)
+
+
+def _as_sympy(block: MLPBlock) -> MLPBlock:
+    """The block with every number exact sympy, as the IR keeps weights."""
+    convert = lambda table: {k: sympy.Rational(v) if isinstance(v, Fraction) else v for k, v in table.items()
+                             if v != 0}
+    block.W_in, block.b_in = convert(block.W_in), convert(block.b_in)
+    block.W_out, block.b_out = convert(block.W_out), convert(block.b_out)
+    return block
 
 
 def build_width_mlp(ir: CompileIR, nid: int) -> MLPBlock:
@@ -94,7 +123,13 @@ def build_width_mlp(ir: CompileIR, nid: int) -> MLPBlock:
 
 
 def piecewise_linear(block: MLPBlock, code_read: Affine, table: dict, attrs) -> MLPBlock:
-    """Hidden units computing table[code] exactly at every code, as a piecewise-linear function.
+    """Hidden units computing the node's value table[code] exactly at every code."""
+    return piecewise_linear_vectors(block, code_read, {c: output_vector(attrs, v) for c, v in table.items()})
+
+
+def piecewise_linear_vectors(block: MLPBlock, code_read: Affine, table: dict) -> MLPBlock:
+    """Hidden units adding the vector table[code] ({dim: value}) to the block's output exactly at
+    every code, as a piecewise-linear function of the code.
 
     The codes split into maximal runs of collinear points. The function follows each run's line
     and crosses each gap between runs on a straight segment from a quarter of the gap past the
@@ -103,21 +138,13 @@ def piecewise_linear(block: MLPBlock, code_read: Affine, table: dict, attrs) -> 
     one unit relu(code - t); output dimensions that change slope at the same t share it.
     """
     codes = sorted(table)
-    categorical = attrs[ENCODING] == "categorical"
-    out_dims = attrs[DIMS]
-
-    def output_vector(value):
-        if categorical:
-            return {out_dims[attrs[VALUES].index(value)]: sympy.Integer(1)}
-        return {out_dims[0]: num(value) * attrs.get(SHARE, (None, 1))[1]}  # a share of a sum: scaled
-
-    vectors = [output_vector(table[c]) for c in codes]
+    vectors = [table[c] for c in codes]
     dims = sorted({d for v in vectors for d in v})
     gaps = [b - a for a, b in zip(codes, codes[1:])]
-    margin = (min(gaps) if gaps else sympy.Integer(1)) / 4
+    margin = (min(gaps) if gaps else 1) / 4
     knots: dict = {}  # t -> {dim: slope change}
     for dim in dims:
-        ys = [v.get(dim, sympy.Integer(0)) for v in vectors]
+        ys = [v.get(dim, 0) for v in vectors]
         start_slope, bias, changes = ramp_changes(codes, ys, margin)
         block.b_out[dim] = block.b_out.get(dim, 0) + bias
         for t, change in ([(codes[0] - margin, start_slope)] if start_slope != 0 else []) + changes:
@@ -169,13 +196,22 @@ def ramp_changes(codes, ys, margin):
 
 
 def value_through_fused(graph, nid, env, base):
-    """The node's value given its frontier's values, computing fused steps on the way."""
+    """The node's value given its frontier's values, computing fused steps on the way (and the
+    inputs the frontier determines, compiler.ir.forms)."""
+    dependents = graph.nodes[nid].get(DEPENDENT, {})
+    if any(d not in env for d in dependents):
+        env = dict(env)
+        env.update({d: dependent.value(env) for d, dependent in dependents.items()})
+    return _value_through_fused(graph, nid, env, base)
+
+
+def _value_through_fused(graph, nid, env, base):
     if nid in env:
         return env[nid]
     attrs = graph.nodes[nid]
     if attrs[REALIZE] == "const":
         return attrs[VALUES][0]
     node = attrs[NODE]
-    args = tuple(value_through_fused(graph, a.id, env, base) for a in node.args)
+    args = tuple(_value_through_fused(graph, a.id, env, base) for a in node.args)
     env[nid] = value_from_inputs(node, args, base)
     return env[nid]
