@@ -33,24 +33,51 @@ def eval_predicate(predicate: Node, key: Any, query: Any, base: int) -> bool:
 def selection_matrix(select: Select, values: dict[int, list], base: int) -> list[list[int]]:
     """For each query position, the selected key positions (causal: keys at or before the query)."""
     n = len(next(iter(values.values())))
-    rows = []
-    for q in range(n):
-        row = []
-        for k in range(q + 1):
-            if all(_term_holds(t, values, k, q, base) for t in select.terms):
-                row.append(k)
-        rows.append(row)
-    return rows
-
-
-@lru_cache(maxsize=1 << 20)
-def _cached_predicate(predicate: Node, key, query, base):
-    return bool(eval_predicate(predicate, key[1], query[1], base))
+    masks = [(1 << (q + 1)) - 1 for q in range(n)]  # bit k of row q: key k is selected for query q
+    try:
+        for term in select.terms:
+            rows = _term_rows(term.predicate, _tagged_column(values[term.keys.id]),
+                              _tagged_column(values[term.queries.id]), base)
+            masks = [mask & row for mask, row in zip(masks, rows)]
+    except EvaluationError:
+        # Some pair of values is undefined for a term, but maybe not one the program meets: a key
+        # after its query, or a pair an earlier term already rejects. Term by term, in order.
+        return [[k for k in range(q + 1) if all(_term_holds(t, values, k, q, base) for t in select.terms)]
+                for q in range(n)]
+    return [[k for k in range(q + 1) if mask >> k & 1] for q, mask in enumerate(masks)]
 
 
 def _term_holds(term, values, k, q, base):
     key, query = values[term.keys.id][k], values[term.queries.id][q]
     return _cached_predicate(term.predicate, (type(key).__name__, key), (type(query).__name__, query), base)
+
+
+def _tagged_column(column: list) -> tuple:
+    # True == 1 and hash(True) == hash(1): the type goes into every cache key.
+    return tuple((type(v).__name__, v) for v in column)
+
+
+@lru_cache(maxsize=4096)
+def _term_rows(predicate: Node, keys: tuple, queries: tuple, base: int) -> tuple:
+    """Row q: the bit mask of the keys the term selects for query q. Decided once per distinct pair
+    of key and query values, and once per pair of columns: a term on positions alone is the same
+    for every sequence of a layout."""
+    positions_of: dict = {}  # key value -> bit mask of the positions holding it
+    for k, key in enumerate(keys):
+        positions_of[key] = positions_of.get(key, 0) | (1 << k)
+    rows = []
+    for query in queries:
+        row = 0
+        for key, positions in positions_of.items():
+            if _cached_predicate(predicate, key, query, base):
+                row |= positions
+        rows.append(row)
+    return tuple(rows)
+
+
+@lru_cache(maxsize=1 << 20)
+def _cached_predicate(predicate: Node, key, query, base):
+    return bool(eval_predicate(predicate, key[1], query[1], base))
 
 
 def aggregate_values(node: Aggregate, selected: list[int], values: list, query: int, categorical: bool):

@@ -132,6 +132,15 @@ def test_plain_sum_and_selector_width():
         assert ev["s"][q] == DIGITS[q] * len(same)
 
 
+def test_a_term_undefined_only_where_no_pair_meets_it_selects_as_written():
+    # `q / k` divides by zero at key 0, which the first term never lets through, and a key after
+    # its query is never compared: the selection is decided term by term, pair by pair, as written.
+    ev = run("let sel = select(indices, indices, k >= 1) & select(indices, indices, q / k >= 2)\n"
+             "let w = selector_width(sel)")
+    for q in range(len(SEQ)):
+        assert ev["w"][q] == len([k for k in range(1, q + 1) if q / k >= 2])
+
+
 def test_first_and_last_pick_the_earliest_and_latest_selected():
     ev = run("let v = digit(tokens)\nlet sel = select(v, indices, k > 0)\n"
              "let f = first(sel, indices, default=99)\nlet l = last(sel, indices, default=99)")

@@ -67,29 +67,26 @@ def check_head(state: ProofState, nid):
     dv = state.input_error(w["W_V"], at)
     W_O_abs = w["W_O"].abs()
     value_dims_out = W_O_abs.sum(1)  # per head value dim: total write magnitude
-    worst_output, value_miss = 0.0, 0.0
-    smallest_gap = float("inf")
+    worst_output, smallest_gap = 0.0, float("inf")
     sink = w["sink"]
+    # What a key offers depends on its position and values, not on the query: computed once.
+    offered = [_key_options(state, nid, mode, k_nodes, k, w, dq) for k in range(state.n)]
+    value_miss = max((miss for options in offered for *_, miss in options), default=0.0)
+    truth = _Truth(state, node.selector.terms)
     for q in range(state.n):
         for q_assign in state.combos(q_nodes, q, nid):
+            query_values = truth.side_values("q", q_assign, q)
             qv = state.vector(q_assign) @ w["W_Q"] + w["b_Q"]
+            q_error = float((qv.abs() * dk).sum() + (dq * dk).sum())
             keys = []  # per key position: one KeyOption per combination of its values
             for k in range(q + 1):
                 if q - k > w["window"]:
                     continue  # masked: the key gets no weight at all
-                options = []
-                for k_assign in state.combos(k_nodes, k, nid):
-                    x = state.vector(k_assign)
-                    kv = x @ w["W_K"] + w["b_K"]
-                    e = k - q + w["center"]
-                    score = float(qv @ kv) + w["slope"] * e + w["curvature"] * e ** 2
-                    score_error = float((qv.abs() * dk).sum() + (kv.abs() * dq).sum() + (dq * dk).sum())
-                    selected = all(_term(state, t, k_assign, q_assign, k, q) for t in node.selector.terms)
-                    value = x @ w["W_V"] + w["b_V"]
-                    exact = _exact_value(state, nid, mode, k_assign, w, value, k)
-                    value_miss = max(value_miss, float((value - exact).abs().max()))
-                    options.append(KeyOption(selected, score, score_error, value, exact))
-                keys.append(options)
+                e = k - q + w["center"]
+                keys.append([KeyOption(truth.selected(truth.side_values("k", k_assign, k), query_values),
+                                       float(qv @ kv) + w["slope"] * e + w["curvature"] * e ** 2,
+                                       q_error + k_error, value, exact)
+                             for k_assign, kv, k_error, value, exact, _ in offered[k]])
             bound, gap = head_bound(mode, keys, sink, q, node, dv, value_dims_out)
             worst_output = max(worst_output, bound)
             smallest_gap = min(smallest_gap, gap)
@@ -134,11 +131,41 @@ def _check_write_scale(state: ProofState, nid, W_O, mode, target, label):
     return extra
 
 
-def _term(state: ProofState, term, k_assign, q_assign, k, q):
-    roles = predicate_roles(term.predicate)
-    key = state.value_of(term.keys.id, k_assign, k) if "k" in roles else None
-    query = state.value_of(term.queries.id, q_assign, q) if "q" in roles else None
-    return bool(eval_predicate(term.predicate, key, query, state.base))
+def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq) -> list:
+    """Per combination of the key's values at position k: (values, key vector, its share of the
+    score error, value vector, the value it should carry, how far the two differ)."""
+    options = []
+    for k_assign in state.combos(k_nodes, k, nid):
+        x = state.vector(k_assign)
+        kv = x @ w["W_K"] + w["b_K"]
+        value = x @ w["W_V"] + w["b_V"]
+        exact = _exact_value(state, nid, mode, k_assign, w, value, k)
+        options.append((k_assign, kv, float((kv.abs() * dq).sum()), value, exact,
+                        float((value - exact).abs().max())))
+    return options
+
+
+class _Truth:
+    """Whether a key is selected for a query, from the program's own predicates on their exact
+    values; each term is decided once per pair of values it compares (many combinations share them)."""
+
+    def __init__(self, state: ProofState, terms):
+        self.state, self.terms = state, terms
+        self.roles = [predicate_roles(t.predicate) for t in terms]
+        self.known: dict = {}
+
+    def side_values(self, side, assignment, position) -> tuple:
+        return tuple(self.state.value_of((t.keys if side == "k" else t.queries).id, assignment, position)
+                     if side in roles else None for t, roles in zip(self.terms, self.roles))
+
+    def selected(self, keys: tuple, queries: tuple) -> bool:
+        for i, term in enumerate(self.terms):
+            pair = (i, keys[i], queries[i])
+            if pair not in self.known:
+                self.known[pair] = bool(eval_predicate(term.predicate, keys[i], queries[i], self.state.base))
+            if not self.known[pair]:
+                return False
+        return True
 
 
 def _exact_value(state: ProofState, nid, mode, k_assign, w, value, k):
