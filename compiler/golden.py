@@ -41,10 +41,11 @@ def weights_sha256(state_dict: dict) -> str:
     return digest.hexdigest()
 
 
-def golden_entry(program_path) -> dict:
-    """The golden figures of one program: its stats without timings, the weights' digest, its name."""
+def golden_entry(program_path, compiled=None) -> dict:
+    """The golden figures of one program: its stats without timings, the weights' digest, its name.
+    `compiled`: compile_file's result for it, where the caller has it already."""
     path = Path(program_path)
-    ir, stats, _ = compile_file(path)
+    ir, stats, _ = compiled or compile_file(path)
     entry = {key: value for key, value in stats.items() if key not in TIMING_KEYS}
     entry["weights_sha256"] = weights_sha256(ir.lowered[1])
     entry["program"] = path.name

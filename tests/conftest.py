@@ -1,3 +1,4 @@
+import functools
 import random
 from pathlib import Path
 
@@ -11,9 +12,26 @@ ADD10 = ROOT / "examples" / "add10.rasp"
 SEED = 20261122  # fixed so every run checks the same random sums
 
 
+EXAMPLES = ROOT / "examples"
+
+
+def compiled(source, dtype="float64"):
+    """compile_file's (ir, stats, digest); an example program is compiled once per test session
+    (nothing mutates the IR), any other file every time."""
+    path = Path(source).resolve()
+    if path.parent == EXAMPLES:
+        return _compiled_example(path, dtype)
+    return compile_file(source, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_example(path, dtype):
+    return compile_file(path, dtype=dtype)
+
+
 def saved_model(folder, source, name="m.pt", dtype="float64"):
     """A program compiled and written as a model file, as `adderc PROGRAM -o` would."""
-    ir, stats, digest = compile_file(source, dtype=dtype)
+    ir, stats, digest = compiled(source, dtype)
     path = folder / name
     save_model(path, ir, stats, digest)
     return path

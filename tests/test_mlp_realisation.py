@@ -9,10 +9,11 @@ import pytest
 from compiler.api import compile_file
 from compiler.check.prove import prove
 from compiler.check.verify import program_from_payload
-from compiler.ir.attrs import DEPENDENT, FRONTIER, LABEL, REALIZE
+from compiler.ir.attrs import DEPENDENT, FRONTIER, LABEL, NODE, REALIZE
 from compiler.ir.compile_ir import Affine
 from compiler.ir.weights import MLPBlock
 from compiler.model.file import load_model, save_model
+from compiler.passes.weights.branches import Branch, branch_part, branches
 from compiler.passes.weights.mlp import piecewise_linear_vectors
 from compiler.passes.weights.ridges import Input, candidates, mixed_radix, ridge_and_rest
 
@@ -107,3 +108,42 @@ def test_every_order_of_the_inputs_is_a_candidate():
     # x the fast digit of the code (factor 1), y the slow one: f steps up once along the code.
     # The other way f steps up and down again for every value of x.
     assert units[(0, 1)] == 2 and units[(1, 0)] == 38
+
+
+# A choice among shifted copies by position flags: x if p else (y if r else z) over seven inputs
+# is 80,000 combinations as a table; as arithmetic on its conditions, two units per branch.
+REVERSE_BY_CONDITIONALS = """
+const N = 4
+layout base 10, msb_first: "<bos>" a[N] "=" => r[N] "<eos>"
+meaning r = a % 10 * 1000 + a // 10 % 10 * 100 + a // 100 % 10 * 10 + a // 1000
+let value = digit(tokens)
+const FIRST = start(r) - 1
+let reversed = shift(value, 1) if indices == FIRST else
+               (shift(value, 3) if indices == FIRST + 1 else
+                (shift(value, 5) if indices == FIRST + 2 else shift(value, 7)))
+output "<eos>" if indices == end(r) else nearest_digit(reversed)
+"""
+
+
+def test_a_choice_by_conditions_is_arithmetic_on_them(tmp_path):
+    ir, stats, digest = compile_file("reverse.rasp", text=REVERSE_BY_CONDITIONALS)
+    (mlp,) = [a for _, a in ir.graph.nodes(data=True) if a[REALIZE] == "mlp"]
+    found = branches(ir.graph, mlp[NODE].id, mlp[FRONTIER])
+    assert len(found) == 4 and sorted(len(b.path) for b in found) == [1, 2, 3, 3]
+    assert stats["nonzero_params"] <= 100 and stats["compile_seconds"] < 5, stats
+    save_model(tmp_path / "m.pt", ir, stats, digest)
+    _, payload = load_model(tmp_path / "m.pt")
+    for dtype in ("float64", "float32"):
+        proof = prove(payload, program_from_payload(payload, None), dtype)
+        assert proof.status == "proved", (dtype, proof.reason)
+
+
+def test_abranch_part_is_the_branch_where_its_path_holds_and_0_elsewhere():
+    # Inputs: a flag p (codes 0/1) and a digit x. The branch "x where p" as one ridge.
+    inputs = [Input([F(0), F(1)], Affine({0: 1})), Input([F(v) for v in range(10)], Affine({1: 1}))]
+    part = branch_part(Branch(((0, True),), ((F(0), F(1)), F(0))), inputs, [(False, True), tuple(range(10))],
+                        lambda value: {5: F(value)})
+    for p in (0, 1):
+        for x in range(10):
+            code = part.read.coeffs[0] * p + part.read.coeffs[1] * x + part.read.bias
+            assert part.table[code] == {5: F(x if p else 0)}

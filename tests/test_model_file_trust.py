@@ -18,7 +18,7 @@ from compiler.cli import main
 from compiler.model.file import load_model, save_model
 from compiler.model.schema import MAX_PROVENANCE_NODES, MAX_UNCOMPRESSED
 from dsl.resolve import sources_digest
-from tests.conftest import ADD10, ROOT
+from tests.conftest import ADD10, ROOT, saved_model
 
 LSB = ROOT / "examples" / "add_lsb.rasp"
 PROMPT = "0987654321+0123456789="
@@ -361,9 +361,7 @@ def test_a_program_with_imports_is_checked_from_its_embedded_sources_alone(tmp_p
 
 def test_every_example_model_meets_the_schema(tmp_path):
     for example in sorted((ROOT / "examples").glob("*.rasp")):
-        ir, stats, digest = compile_file(example)
-        save_model(tmp_path / "m.pt", ir, stats, digest)
-        load_model(tmp_path / "m.pt")  # raises on any field the schema refuses
+        load_model(saved_model(tmp_path, example))  # raises on any field the schema refuses
 
 
 def test_maps_naming_values_the_program_lacks_are_refused_by_verify(good, tmp_path, capsys):

@@ -4,7 +4,8 @@ The MLP's inputs (its frontier, less the inputs affine in the others: compiler.i
 have a finite value set, so the node's function (with every fused step inside it) is evaluated
 with sympy over their grid of combinations. compiler.passes.weights.ridges lists ways to write it
 as a sum of ridge functions of the inputs (a mixed-radix code of all of them in each order; one
-affine form plus an affine rest); each is built by `piecewise_linear_vectors`, units relu(c - t)
+affine form plus an affine rest; a conditional chain on two-valued inputs, one ridge per branch,
+compiler.passes.weights.branches); each is built by `piecewise_linear_vectors`, units relu(c - t)
 that reproduce it exactly at every code with every kink a quarter gap away from any code, and
 the block with the fewest nonzero weights is kept.
 """
@@ -24,7 +25,8 @@ from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.passes.value_sets import MAX_VALUES, hint_for
 from compiler.ir.weights import MLPBlock
-from compiler.passes.weights.ridges import Input, candidates, exact, expression_directions
+from compiler.passes.weights.branches import branch_parts
+from compiler.passes.weights.ridges import SEARCH_LIMIT, Input, candidates, exact, expression_directions
 
 
 def _code_input(reads: Reads, graph, nid) -> Input:
@@ -44,17 +46,30 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
     graph = ir.graph
     attrs = graph.nodes[nid]
     inputs = [_code_input(reads, graph, f) for f in attrs[FRONTIER]]
+    gated = branch_parts(graph, nid, attrs[FRONTIER], inputs, lambda value: output_vector(attrs, value))
+    if gated is not None and _combinations(graph, attrs) > SEARCH_LIMIT:
+        # Each branch's term is checked over its own inputs: the whole grid is not needed.
+        return _as_sympy(_block(nid, attrs[LABEL], gated))
     grid = _output_grid(ir, nid, reads, inputs)
-    directions = expression_directions(graph, nid, attrs[FRONTIER])
-    best, best_cost = None, None
-    for parts in candidates(inputs, grid, directions):
-        block = MLPBlock(nid, attrs[LABEL])
-        for part in parts:
-            piecewise_linear_vectors(block, part.read, part.table)
-        cost = _nonzero(block)
-        if best is None or cost < best_cost:
-            best, best_cost = block, cost
+    options = candidates(inputs, grid, expression_directions(graph, nid, attrs[FRONTIER]))
+    if gated is not None:
+        options.append(gated)
+    best = min((_block(nid, attrs[LABEL], parts) for parts in options), key=_nonzero)  # the first of equals
     return _as_sympy(best)
+
+
+def _block(nid, label, parts) -> MLPBlock:
+    block = MLPBlock(nid, label)
+    for part in parts:
+        piecewise_linear_vectors(block, part.read, part.table)
+    return block
+
+
+def _combinations(graph, attrs) -> int:
+    combos = 1
+    for f in attrs[FRONTIER]:
+        combos *= len(graph.nodes[f][VALUES])
+    return combos
 
 
 def _output_grid(ir: CompileIR, nid: int, reads: Reads, inputs: list[Input]) -> dict:
@@ -66,9 +81,7 @@ def _output_grid(ir: CompileIR, nid: int, reads: Reads, inputs: list[Input]) -> 
     def fail(message, hint=None):
         raise AdderError(message, node.span, ir.program.sources.get(node.span.file), hint)
 
-    combos = 1
-    for f in frontier:
-        combos *= len(graph.nodes[f][VALUES])
+    combos = _combinations(graph, attrs)
     if combos > MAX_VALUES:
         fail(f"'{attrs[LABEL]}' needs a table over {combos} input combinations, too many for one MLP",
              "store an intermediate value with its own let, or give an input fewer values")

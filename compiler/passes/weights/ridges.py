@@ -74,7 +74,7 @@ def ridge_and_rest(inputs: list[Input], grid: dict, direction) -> list[Part] | N
     for point in grid:
         levels.setdefault(_dot(direction, point), []).append(point)
     if len(levels) == len(grid):  # a . x tells every combination apart: it is a code
-        return [Part(_read(inputs, direction), {level: grid[points[0]] for level, points in levels.items()})]
+        return [Part(read_of(inputs, direction), {level: grid[points[0]] for level, points in levels.items()})]
     rows: dict = {}  # a difference of two points of one level -> the difference of their outputs
     for points in levels.values():
         first = points[0]
@@ -98,10 +98,10 @@ def ridge_and_rest(inputs: list[Input], grid: dict, direction) -> list[Part] | N
                     ridge_table[level][d] += scale / _normalised(direction)[1] * level
             else:
                 rests.setdefault(unit, {})[d] = scale
-    parts.append(Part(_read(inputs, direction), ridge_table))
+    parts.append(Part(read_of(inputs, direction), ridge_table))
     for unit, scales in rests.items():
         values = {_dot(unit, point) for point in grid}
-        parts.append(Part(_read(inputs, unit), {v: {d: s * v for d, s in scales.items()} for v in values}))
+        parts.append(Part(read_of(inputs, unit), {v: {d: s * v for d, s in scales.items()} for v in values}))
     return parts
 
 
@@ -120,10 +120,9 @@ def candidates(inputs: list[Input], grid: dict, directions) -> list[list[Part]]:
     return found
 
 
-def expression_directions(graph, nid, frontier) -> list[tuple]:
-    """The affine forms over the frontier that the MLP's function computes or compares (the
-    arguments of a comparison, min, max or abs give their difference), normalised, plus each
-    input alone."""
+def frontier_forms(graph, nid, frontier):
+    """form(n): (coefficients over the frontier, constant) of a value the MLP for nid computes
+    or reads, when it is affine in the frontier, else None (memoised)."""
     index = {f: i for i, f in enumerate(frontier)}
     dependents = graph.nodes[nid].get(DEPENDENT, {})
     inside = {nid, *graph.nodes[nid].get(FUSED, ())}
@@ -133,9 +132,16 @@ def expression_directions(graph, nid, frontier) -> list[tuple]:
         if n not in forms:
             forms[n] = _form(graph, n, index, dependents, inside, form)
         return forms[n]
+    return form
 
+
+def expression_directions(graph, nid, frontier) -> list[tuple]:
+    """The affine forms over the frontier that the MLP's function computes or compares (the
+    arguments of a comparison, min, max or abs give their difference), normalised, plus each
+    input alone."""
+    form = frontier_forms(graph, nid, frontier)
     found = [tuple(Fraction(int(i == j)) for j in range(len(frontier))) for i in range(len(frontier))]
-    for n in sorted(inside):
+    for n in sorted({nid, *graph.nodes[nid].get(FUSED, ())}):
         node = graph.nodes[n][NODE]
         own = form(n)
         if own is not None:
@@ -202,7 +208,8 @@ def _difference(u: dict, v: dict) -> tuple:
     return tuple((d, u.get(d, 0) - v.get(d, 0)) for d in dims if u.get(d, 0) != v.get(d, 0))
 
 
-def _read(inputs, direction) -> Affine:
+def read_of(inputs, direction) -> Affine:
+    """The linear read of sum(direction[i] * code of input i)."""
     read = Affine()
     for a, item in zip(direction, inputs):
         if a:
