@@ -2,7 +2,8 @@
 positional encodings: the positional table and the heads' ALiBi slopes, curvatures, centres and windows),
 layers and d_model, per program and width.
 
-    python bench/size.py     # every example at its own width; add10 and add_lsb also at N = 20, 100, 1000
+    python bench/size.py             # every example at its own width; add10 and add_lsb also at N = 20, 100, 1000
+    python bench/size.py --targets   # issue #12's size targets, each with its measured figure
 """
 from __future__ import annotations
 
@@ -17,8 +18,39 @@ sys.path.insert(0, str(ROOT))
 from compiler.api import compile_file  # noqa: E402
 
 
+EXAMPLES = ROOT / "examples"
+FORMS = ROOT / "bench" / "forms"
+
+
+def nonzero(path) -> int:
+    return compile_file(path)[1]["nonzero_params"]
+
+
+def targets():
+    """One row per target of issue #12: what is measured, the figure, the target, met or not."""
+    add10, add_lsb = nonzero(EXAMPLES / "add10.rasp"), nonzero(EXAMPLES / "add_lsb.rasp")
+    ten_four = {p.stem: nonzero(p) for p in sorted((FORMS / "add_10_4").glob("*.rasp"))}
+    plain_lsb = nonzero(FORMS / "add_lsb" / "read_back.rasp")
+    rows = [(f"examples/{name}", nonzero(EXAMPLES / name), limit)
+            for name, limit in (("add_binary.rasp", 60), ("add_hex.rasp", 60), ("add3.rasp", 150),
+                                ("mul_digit.rasp", 300))]
+    rows += [(f"10 + 4 digits (bench/forms/add_10_4, largest of {len(ten_four)})", max(ten_four.values()), 120),
+             ("plain LSB-first (bench/forms/add_lsb/read_back)", plain_lsb, round(1.2 * add_lsb, 1)),
+             ("examples/add10.rasp", add10, 69), ("examples/add_lsb.rasp", add_lsb, 34)]
+    tracr = ROOT / "examples" / "tracr"
+    print(f"{'target':<52} {'nonzero':>8} {'target':>8}  met")
+    for what, figure, limit in rows:
+        print(f"{what:<52} {figure:>8} {'<= ' + str(limit):>8}  {'yes' if figure <= limit else 'no'}")
+    if not tracr.is_dir():
+        print(f"{'Tracr library ports (examples/tracr/)':<52} {'-':>8} {'1/3':>8}  not ported yet")
+
+
 def main():
-    argparse.ArgumentParser(description=__doc__).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", action="store_true", help="issue #12's targets with their figures")
+    if parser.parse_args().targets:
+        targets()
+        return
     rows = [(path, {}) for path in sorted((ROOT / "examples").glob("*.rasp"))
             if "# library" not in path.read_text().splitlines()[0]]
     # The size must not grow with the width: the two adders again at 20, 100 and 1,000 digits.
