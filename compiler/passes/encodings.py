@@ -36,7 +36,7 @@ from compiler.ir.attrs import AT_ZERO, ENCODING, LABEL, MAX_WIDTH, NODE, PER_POS
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.reads import constant_args
-from compiler.passes.position_terms import PositionSplit, split_positions
+from compiler.passes.position_terms import PositionSplit, pattern, split_positions
 
 READABLE = {"const", "embed", "derived", "mlp", "attention", "width"}
 
@@ -119,6 +119,21 @@ def position_splits(terms, graph, n_ctx: int, base: int) -> dict[int, PositionSp
     return splits
 
 
+def position_parts(graph, nid, n_ctx: int, base: int) -> list[tuple]:
+    """The one-sided parts of an aggregate's terms on positions alone, as (index of the live term,
+    "q" or "k", its split, the term's pattern over positions): each part is a 0/1 column of W_pos
+    its head reads (which positions it holds, compiler.passes.allocate chooses)."""
+    node = graph.nodes[nid][NODE]
+    terms = live_terms(node.selector, graph, base)
+    parts = []
+    for index, split in sorted(position_splits(terms, graph, n_ctx, base).items()):
+        holds = pattern(*_position_sides(terms[index], graph), base)
+        for role, positions in (("q", split.query_positions), ("k", split.key_positions)):
+            if positions is not None:
+                parts.append((index, role, split, holds))
+    return parts
+
+
 def position_split(term, graph, base: int) -> PositionSplit | None:
     """The split of a term comparing two values fixed by the position, else None."""
     if predicate_roles(term.predicate) != {"k", "q"}:
@@ -126,7 +141,12 @@ def position_split(term, graph, base: int) -> PositionSplit | None:
     keys, queries = graph.nodes[term.keys.id], graph.nodes[term.queries.id]
     if keys[SOURCE] != "position" or queries[SOURCE] != "position":
         return None
-    return split_positions(term.predicate, tuple(keys[PER_POSITION]), tuple(queries[PER_POSITION]), base)
+    return split_positions(*_position_sides(term, graph), base)
+
+
+def _position_sides(term, graph) -> tuple:
+    return (term.predicate, tuple(graph.nodes[term.keys.id][PER_POSITION]),
+            tuple(graph.nodes[term.queries.id][PER_POSITION]))
 
 
 def _symbolic(predicate):
@@ -204,10 +224,6 @@ def lone_offset(graph, nid, n_ctx: int, base: int):
     return kind[1]
 
 
-def _affine_truth(values, truth: dict) -> bool:
-    return indicator_is_affine(values, [truth[v] for v in values])
-
-
 def indicator_is_affine(values, truth) -> bool:
     """Whether [predicate] over these numeric values is an affine function of the value."""
     points = [(num(v), sympy.Integer(int(bool(t)))) for v, t in zip(values, truth)]
@@ -240,12 +256,8 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
                 roles = predicate_roles(term.predicate)
                 if relative_term(term, program.layout.n_ctx, base):
                     continue  # a position-relative term reads nothing from the residual stream
-                if index in splits:  # its one-sided parts are indicators of each side's value
-                    for side, truth in ((term.queries, splits[index].query_truth),
-                                        (term.keys, splits[index].key_truth)):
-                        if truth is not None and not _affine_truth(graph.nodes[side.id][VALUES], truth):
-                            needs_categorical.setdefault(side.id, "a select tests it with a non-linear predicate")
-                    continue
+                if index in splits:
+                    continue  # its one-sided parts are columns of W_pos of their own
                 if roles == {"k", "q"}:
                     for side in (term.keys, term.queries):
                         needs_categorical.setdefault(side.id, "a select compares it with another value")

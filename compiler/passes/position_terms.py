@@ -28,9 +28,25 @@ from dsl.semantics import eval_predicate
 
 class PositionSplit(NamedTuple):
     """A term on positions as a conjunction of parts; None for a part that is always true."""
-    query_truth: dict | None  # value of the query side -> whether such a query selects anything
-    key_truth: dict | None  # value of the key side -> whether such a key is ever selected
+    query_positions: frozenset | None  # the queries that select anything
+    key_positions: frozenset | None  # the keys that are ever selected
     relative: tuple | None  # ("offset", c), ("window", w) or ("ends", w): the distance part
+
+
+def feature_column(positions, n_ctx: int) -> tuple[tuple, bool]:
+    """The W_pos column that holds [position in positions]: the positions it is 1 at, and whether
+    the head reads it complemented (1 - column). The smaller set is stored: a column costs a
+    weight per position it is 1 at, the complement only a bias."""
+    inside = tuple(sorted(positions))
+    outside = tuple(p for p in range(n_ctx) if p not in set(inside))
+    return (outside, True) if len(outside) < len(inside) else (inside, False)
+
+
+@lru_cache(maxsize=256)
+def pattern(predicate, keys: tuple, queries: tuple, base: int) -> tuple:
+    """holds[q][k] for every key k at or before the query q."""
+    return tuple(tuple(bool(eval_predicate(predicate, keys[k], queries[q], base)) for k in range(q + 1))
+                 for q in range(len(keys)))
 
 
 @lru_cache(maxsize=256)
@@ -38,40 +54,46 @@ def split_positions(predicate, keys: tuple, queries: tuple, base: int) -> Positi
     """The cheapest split of `predicate` over the positions' key and query values (`keys[p]` and
     `queries[p]` are the values at position p), or None when no split reproduces it on every
     pair of positions (key at or before the query)."""
+    holds = pattern(predicate, keys, queries, base)
     n = len(keys)
-    holds = [[bool(eval_predicate(predicate, keys[k], queries[q], base)) for k in range(q + 1)]
-             for q in range(n)]
-    selecting = [any(row) for row in holds]
-    selected = [any(holds[q][k] for q in range(k, n)) for k in range(n)]
-    if not any(selecting):
+    selecting = frozenset(q for q in range(n) if any(holds[q]))
+    selected = frozenset(k for k in range(n) if any(holds[q][k] for q in range(k, n)))
+    if not selecting:
         return None
     best = None
-    # Fewer parts first: each one-sided part is one more term (its indicator is read by the head).
+    # Fewer parts first: each one-sided part is one more term (a column of W_pos the head reads).
     for query_part in (None, selecting):
         for key_part in (None, selected):
-            query_truth, key_truth = _by_value(queries, query_part), _by_value(keys, key_part)
-            if query_truth is False or key_truth is False:
-                continue
             relative = _distance_part(holds, query_part, key_part)
             if relative is False or (query_part is key_part is relative is None):
                 continue
             cost = (query_part is not None) + (key_part is not None) + (relative is not None and
                                                                          relative[0] != "window")
             if best is None or cost < best[0]:
-                best = (cost, PositionSplit(query_truth, key_truth, relative))
+                best = (cost, PositionSplit(query_part, key_part, relative))
     return best[1] if best else None
 
 
-def _by_value(values: tuple, truth: list | None):
-    """The part as a function of the side's value (None: no part), or False when two positions
-    holding the same value need different answers (the head reads the value, not the position)."""
-    if truth is None:
-        return None
-    out = {}
-    for value, t in zip(values, truth):
-        if out.setdefault(value, t) != t:
-            return False
-    return out
+def part_range(holds, split: PositionSplit, role: str, other) -> tuple[frozenset, frozenset]:
+    """The sets one part may hold with the other part's set `other` (None: every position) and the
+    distance part fixed: (the positions it must hold, the positions it may hold). Any set between
+    the two reproduces the term, so a head can read a column another head reads already."""
+    n = len(holds)
+    required = split.query_positions if role == "q" else split.key_positions
+    allowed = set()
+    for p in range(n):
+        pairs = [(p, k) for k in range(p + 1)] if role == "q" else [(q, p) for q in range(p, n)]
+        if all(holds[q][k] or not _distance_holds(split.relative, q - k) or
+               (other is not None and (k if role == "q" else q) not in other) for q, k in pairs):
+            allowed.add(p)
+    return required, frozenset(allowed) | required
+
+
+def _distance_holds(relative, d: int) -> bool:
+    if relative is None:
+        return True
+    kind, c = relative
+    return d == c if kind == "offset" else (d <= c if kind == "window" else d in (0, c))
 
 
 def _distance_part(holds, query_part, key_part):
@@ -82,7 +104,7 @@ def _distance_part(holds, query_part, key_part):
         for k, held in enumerate(row):
             if held:
                 needed.add(q - k)
-            elif (query_part is None or query_part[q]) and (key_part is None or key_part[k]):
+            elif (query_part is None or q in query_part) and (key_part is None or k in key_part):
                 forbidden.add(q - k)
     if needed & forbidden:
         return False

@@ -72,14 +72,14 @@ def check_head(state: ProofState, nid):
     sink = w["sink"]
     for q in range(state.n):
         for q_assign in state.combos(q_nodes, q, nid):
-            qv = state.vector(q_assign) @ w["W_Q"] + w["b_Q"]
+            qv = (state.vector(q_assign) + state.position_vector(q)) @ w["W_Q"] + w["b_Q"]
             keys = []  # per key position: one KeyOption per combination of its values
             for k in range(q + 1):
                 if q - k > w["window"]:
                     continue  # masked: the key gets no weight at all
                 options = []
                 for k_assign in state.combos(k_nodes, k, nid):
-                    x = state.vector(k_assign)
+                    x = state.vector(k_assign) + state.position_vector(k)
                     kv = x @ w["W_K"] + w["b_K"]
                     e = k - q + w["center"]
                     score = float(qv @ kv) + w["slope"] * e + w["curvature"] * e ** 2

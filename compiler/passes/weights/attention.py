@@ -26,7 +26,7 @@ import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
-from compiler.ir.attrs import ENCODING, HELPER_DIM, LABEL, NODE, SHARE, VALUES
+from compiler.ir.attrs import ENCODING, HELPER_DIM, LABEL, NODE, POSITION_FEATURES, SHARE, VALUES
 from compiler.passes.encodings import (
     constant_term, head_mode, live_terms, lone_offset, position_splits, predicate_roles, relative_term,
 )
@@ -120,11 +120,14 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
 
 def _head_terms(plan: _HeadPlan):
     """The select's terms as the head scores them: (term, roles, truth) for each term read from the
-    residual stream (truth: value -> bool for a one-sided part, None for a table), and the
+    residual stream (truth: value -> bool for a one-sided term, the read of a W_pos column for a
+    one-sided part of a term on positions, None for a table), and the
     distance parts ("offset", c), ("window", w), ("ends", w) the ALiBi terms express."""
     graph, base = plan.ir.graph, plan.ir.program.layout.base
     live = live_terms(plan.node.selector, graph, base)
     splits = position_splits(live, graph, plan.n_ctx, base)
+    columns = {part: _feature_read(dim, complemented)
+               for part, (dim, complemented, _) in plan.attrs.get(POSITION_FEATURES, {}).items()}
     terms, relative = [], []
     for index, term in enumerate(live):
         if constant_term(term, graph, base) is False:
@@ -136,10 +139,7 @@ def _head_terms(plan: _HeadPlan):
             split = splits[index]
             if split.relative is not None:
                 relative.append(split.relative)
-            if split.query_truth is not None:
-                terms.append((term, {"q"}, split.query_truth))
-            if split.key_truth is not None:
-                terms.append((term, {"k"}, split.key_truth))
+            terms += [(term, {role}, columns[(index, role)]) for role in ("q", "k") if (index, role) in columns]
         else:
             roles = predicate_roles(term.predicate)
             truth = None
@@ -148,6 +148,12 @@ def _head_terms(plan: _HeadPlan):
                 truth = {v: bool(eval_predicate(term.predicate, v, v, base)) for v in graph.nodes[side.id][VALUES]}
             terms.append((term, roles, truth))
     return terms, relative
+
+
+def _feature_read(dim: int, complemented: bool) -> Affine:
+    """A one-sided part of a term on positions, read from its 0/1 column of W_pos
+    (compiler.passes.allocate chose it)."""
+    return Affine({dim: sympy.Integer(-1)}, sympy.Integer(1)) if complemented else Affine({dim: sympy.Integer(1)})
 
 
 def _ordered_scores(head: Head, plan: _HeadPlan):
@@ -259,7 +265,7 @@ def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
                 qk_dim += 1
         else:
             side = term.keys if roles == {"k"} else term.queries
-            indicator = _indicator(reads, graph, side.id, truth)
+            indicator = truth if isinstance(truth, Affine) else _indicator(reads, graph, side.id, truth)
             if roles == {"k"}:
                 head.add_read("K", qk_dim, indicator)
                 head.b_Q[qk_dim] = M
