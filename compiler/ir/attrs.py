@@ -45,11 +45,14 @@ DIMS = "dims"  # stored nodes: residual dimensions (one per value when categoric
 IN_PLACE = "in_place"  # an MLP value written over its input's dimension: that input's id
 STORED_AS = "stored_as"  # such a value kept in its input's encoding: (slope, bias) of the dimension
 HELPER_DIM = "helper_dim"  # selector widths: the dimension its head writes w/(w+1) into
+# heads with a select term on positions alone: {positions (sorted tuple): dimension} of the 0/1
+# columns of W_pos its head reads, each 1 at those positions (compiler.passes.position_terms)
+POSITION_FEATURES = "position_features"
 
 NODE_ATTRIBUTES = frozenset({
     NODE, LABEL, SPAN, SOURCE, VALUES, PER_POSITION, MAX_WIDTH, AT_ZERO, ENCODING, REALIZE,
     READY, SLOT, LAYER, FRONTIER, FUSED, DEPENDENT, LAST_READ, SHARE, SHARED_TERMS, SHARE_HOST,
-    PAIRED_WITH, PAIRED_INTO, DIMS, IN_PLACE, STORED_AS, HELPER_DIM,
+    PAIRED_WITH, PAIRED_INTO, DIMS, IN_PLACE, STORED_AS, HELPER_DIM, POSITION_FEATURES,
 })
 
 # ----- an edge attribute (build_graph): how the target uses the source, a set of "arg", "key",

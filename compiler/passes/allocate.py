@@ -17,7 +17,8 @@ slope * dim + bias (a sum hosted at a scale, say), the value is stored as (value
 so the update is f(x) - x scaled, and readers read it back the same way (`stored_as`).
 
 Adds to stored nodes: dims (one residual index for a numerical value, one per value for a
-categorical one); in_place and stored_as for updates; helper_dim for selector widths. Sets
+categorical one); in_place and stored_as for updates; helper_dim for selector widths;
+position_features for heads that read 0/1 columns of W_pos. Sets
 ir.d_model and ir.residual_map.
 """
 from __future__ import annotations
@@ -26,13 +27,15 @@ from dataclasses import replace
 
 from dsl.semantics import num
 from compiler.ir.attrs import (
-    DEPENDENT, DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAST_READ, NODE, READY, REALIZE, SHARE,
-    SHARED_TERMS, SHARE_HOST, SLOT, SPAN, STORED_AS, VALUES,
+    DEPENDENT, DIMS, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAST_READ, NODE, PER_POSITION,
+    POSITION_FEATURES, READY, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SLOT, SOURCE, SPAN, STORED_AS, VALUES,
 )
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.maps import ResidualEntry, SumTerm
 from compiler.ir.reads import Reads
+from compiler.passes.encodings import position_parts
+from compiler.passes.position_terms import feature_column, part_range
 from compiler.passes.weights.mlp import ramp_changes, value_through_fused
 
 STORED = ("embed", "attention", "mlp", "width")
@@ -43,8 +46,8 @@ def width_of(attrs) -> int:
 
 
 @compiler_pass(reads={NODE, LABEL, SPAN, VALUES, ENCODING, REALIZE, READY, SLOT, FRONTIER, DEPENDENT, LAST_READ,
-                      SHARE, SHARED_TERMS, SHARE_HOST},
-               adds={DIMS, IN_PLACE, STORED_AS, HELPER_DIM}, sets_ir={"d_model", "residual_map"})
+                      SHARE, SHARED_TERMS, SHARE_HOST, SOURCE, PER_POSITION},
+               adds={DIMS, IN_PLACE, STORED_AS, HELPER_DIM, POSITION_FEATURES}, sets_ir={"d_model", "residual_map"})
 def allocate(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     next_dim = 0
@@ -79,7 +82,64 @@ def allocate(ir: CompileIR) -> CompileIR:
                 node=f"{attrs[LABEL]} (as w/(w+1))", id=nid, helper=True, encoding="numerical", dims=(next_dim,),
                 written_by="attention", sublayer=attrs[SLOT], line=entry.line, column=entry.column).to_dict())
             next_dim += 1
+    next_dim = _position_features(ir, graph, next_dim, residual_map)
     return replace(ir, graph=graph, d_model=next_dim, residual_map=residual_map)
+
+
+def _position_features(ir: CompileIR, graph, next_dim: int, residual_map: list) -> int:
+    """One 0/1 column of W_pos per one-sided part of a head's terms on positions alone
+    (compiler.passes.position_terms), shared where it can be: a part may hold any set between
+    the positions it must and those it may, so it reads a column another part reads already, or
+    its complement, when one fits. Its map entry is a helper of the first head that reads it: it
+    holds no program value."""
+    layout = ir.program.layout
+    columns: dict[tuple, int] = {}
+    for nid in sorted(graph.nodes):
+        attrs = graph.nodes[nid]
+        if attrs[REALIZE] not in ("attention", "width") or DIMS not in attrs:
+            continue  # a head only for a stored value (the terms of a shared sum have its dims)
+        features, chosen = {}, {}
+        for index, role, split, holds in position_parts(graph, nid, layout.n_ctx, layout.base):
+            other = chosen.get((index, "q")) if role == "k" else split.key_positions
+            required, allowed = part_range(holds, split, role, other)
+            column, complemented = _shared_column(columns, required, allowed, layout.n_ctx)
+            chosen[(index, role)] = frozenset(column) ^ (frozenset(range(layout.n_ctx)) if complemented else
+                                                         frozenset())
+            if column not in columns:
+                columns[column] = next_dim
+                residual_map.append(ResidualEntry(
+                    node=f"{attrs[LABEL]} (positions {_ranges(column)})", id=nid, helper=True,
+                    encoding="numerical", dims=(next_dim,), written_by="embed", sublayer=0,
+                    line=attrs[SPAN].line, column=attrs[SPAN].column).to_dict())
+                next_dim += 1
+            features[(index, role)] = (columns[column], complemented, column)
+        if features:
+            attrs[POSITION_FEATURES] = features
+    return next_dim
+
+
+def _shared_column(columns, required, allowed, n_ctx: int) -> tuple[tuple, bool]:
+    """(positions of the column, read complemented?): a column already made when one fits, else
+    the cheaper of the two ends of the range."""
+    everything = frozenset(range(n_ctx))
+    for column in columns:
+        for complemented in (False, True):
+            held = everything - frozenset(column) if complemented else frozenset(column)
+            if required <= held <= allowed:
+                return column, complemented
+    small, large = feature_column(required, n_ctx), feature_column(allowed, n_ctx)
+    return small if len(small[0]) <= len(large[0]) else large
+
+
+def _ranges(positions) -> str:
+    """1, 3-5, 9: positions as runs."""
+    runs = []
+    for p in positions:
+        if runs and runs[-1][1] == p - 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _residual_entry(graph, nid, dims) -> ResidualEntry:

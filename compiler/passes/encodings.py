@@ -32,10 +32,11 @@ from dsl.core import Aggregate, Indices, Map, SelectorWidth, Var
 from dsl.errors import AdderError
 from dsl.ops import affine_coefficients
 from dsl.semantics import eval_predicate, num
-from compiler.ir.attrs import AT_ZERO, ENCODING, LABEL, MAX_WIDTH, NODE, REALIZE, SOURCE, VALUES
+from compiler.ir.attrs import AT_ZERO, ENCODING, LABEL, MAX_WIDTH, NODE, PER_POSITION, REALIZE, SOURCE, VALUES
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.reads import constant_args
+from compiler.passes.position_terms import PositionSplit, pattern, split_positions
 
 READABLE = {"const", "embed", "derived", "mlp", "attention", "width"}
 
@@ -95,6 +96,57 @@ def relative_term(term, n_ctx: int, base: int):
 _K, _Q, _D = sympy.symbols("k q d", integer=True)
 _RELATIONS = {"eq": sympy.Eq, "ne": sympy.Ne, "lt": sympy.Lt, "le": sympy.Le, "gt": sympy.Gt, "ge": sympy.Ge}
 _CONNECTIVES = {"and": sympy.And, "or": sympy.Or, "not": sympy.Not}
+
+
+def position_splits(terms, graph, n_ctx: int, base: int) -> dict[int, PositionSplit]:
+    """For the terms of one select (live terms, in order): index -> how a term on positions alone
+    splits into one-sided parts and a distance part (compiler.passes.position_terms), for each
+    term that is not already a relative term and splits. The ends of a window take a convex
+    parabola, which no other parabola of the same head may share: such a term, when the head has
+    another, stays a table."""
+    splits, curved = {}, 0
+    for index, term in enumerate(terms):
+        kind = relative_term(term, n_ctx, base)
+        if kind is not None:
+            curved += kind[0] == "offset"
+            continue
+        split = position_split(term, graph, base)
+        if split is not None:
+            splits[index] = split
+            curved += split.relative is not None and split.relative[0] in ("offset", "ends")
+    if curved > 1:
+        splits = {i: s for i, s in splits.items() if s.relative is None or s.relative[0] != "ends"}
+    return splits
+
+
+def position_parts(graph, nid, n_ctx: int, base: int) -> list[tuple]:
+    """The one-sided parts of an aggregate's terms on positions alone, as (index of the live term,
+    "q" or "k", its split, the term's pattern over positions): each part is a 0/1 column of W_pos
+    its head reads (which positions it holds, compiler.passes.allocate chooses)."""
+    node = graph.nodes[nid][NODE]
+    terms = live_terms(node.selector, graph, base)
+    parts = []
+    for index, split in sorted(position_splits(terms, graph, n_ctx, base).items()):
+        holds = pattern(*_position_sides(terms[index], graph), base)
+        for role, positions in (("q", split.query_positions), ("k", split.key_positions)):
+            if positions is not None:
+                parts.append((index, role, split, holds))
+    return parts
+
+
+def position_split(term, graph, base: int) -> PositionSplit | None:
+    """The split of a term comparing two values fixed by the position, else None."""
+    if predicate_roles(term.predicate) != {"k", "q"}:
+        return None
+    keys, queries = graph.nodes[term.keys.id], graph.nodes[term.queries.id]
+    if keys[SOURCE] != "position" or queries[SOURCE] != "position":
+        return None
+    return split_positions(*_position_sides(term, graph), base)
+
+
+def _position_sides(term, graph) -> tuple:
+    return (term.predicate, tuple(graph.nodes[term.keys.id][PER_POSITION]),
+            tuple(graph.nodes[term.queries.id][PER_POSITION]))
 
 
 def _symbolic(predicate):
@@ -182,7 +234,7 @@ def indicator_is_affine(values, truth) -> bool:
     return all(y == y0 + slope * (x - x0) for x, y in points)
 
 
-@compiler_pass(reads={NODE, LABEL, SOURCE, VALUES, MAX_WIDTH}, adds={ENCODING, REALIZE})
+@compiler_pass(reads={NODE, LABEL, SOURCE, VALUES, MAX_WIDTH, PER_POSITION}, adds={ENCODING, REALIZE})
 def choose_encodings(ir: CompileIR) -> CompileIR:
     graph = ir.graph.copy()
     program = ir.program
@@ -198,10 +250,14 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
         if node.type == "token":
             needs_categorical.setdefault(nid, "it holds tokens")
         if isinstance(node, (Aggregate, SelectorWidth)):
-            for term in live_terms(node.selector, graph, base):
+            terms = live_terms(node.selector, graph, base)
+            splits = position_splits(terms, graph, program.layout.n_ctx, base)
+            for index, term in enumerate(terms):
                 roles = predicate_roles(term.predicate)
                 if relative_term(term, program.layout.n_ctx, base):
                     continue  # a position-relative term reads nothing from the residual stream
+                if index in splits:
+                    continue  # its one-sided parts are columns of W_pos of their own
                 if roles == {"k", "q"}:
                     for side in (term.keys, term.queries):
                         needs_categorical.setdefault(side.id, "a select compares it with another value")

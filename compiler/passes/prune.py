@@ -4,7 +4,7 @@ Drops exactly-zero weights; residual dimensions that are never both written and 
 writes or reads are dead); heads that write nothing; hidden units whose output is unused, and
 units whose input is constant (folded into the output bias: relu of a constant is a constant).
 Renumbers dimensions, head dimensions and units compactly, and updates the residual map and the
-graph's dims and helper_dim to the new numbering (the only one from here on).
+graph's dims, helper_dim and position_features to the new numbering (the only one from here on).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import sympy
 
-from compiler.ir.attrs import DIMS, HELPER_DIM
+from compiler.ir.attrs import DIMS, HELPER_DIM, POSITION_FEATURES
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.maps import ResidualEntry
@@ -23,7 +23,7 @@ def _nonzero(table: dict) -> dict:
     return {k: v for k, v in table.items() if v != 0}
 
 
-@compiler_pass(reads={DIMS, HELPER_DIM}, rewrites={DIMS, HELPER_DIM}, reads_ir={"weights", "residual_map"},
+@compiler_pass(reads={DIMS, HELPER_DIM, POSITION_FEATURES}, rewrites={DIMS, HELPER_DIM, POSITION_FEATURES}, reads_ir={"weights", "residual_map"},
                sets_ir={"weights", "d_model", "residual_map"})
 def prune(ir: CompileIR) -> CompileIR:
     w = ir.weights
@@ -91,6 +91,13 @@ def _renumbered_graph(graph, new_index):
                 attrs[HELPER_DIM] = new_index[attrs[HELPER_DIM]]
             else:
                 del attrs[HELPER_DIM]
+        if POSITION_FEATURES in attrs:
+            kept = {part: (new_index[d], complemented, column)
+                    for part, (d, complemented, column) in attrs[POSITION_FEATURES].items() if d in new_index}
+            if kept:
+                attrs[POSITION_FEATURES] = kept
+            else:
+                del attrs[POSITION_FEATURES]
     return graph
 
 

@@ -76,7 +76,7 @@ def check_head(state: ProofState, nid):
     for q in range(state.n):
         for q_assign in state.combos(q_nodes, q, nid):
             query_values = truth.side_values("q", q_assign, q)
-            qv = state.vector(q_assign) @ w["W_Q"] + w["b_Q"]
+            qv = (state.vector(q_assign) + state.position_vector(q)) @ w["W_Q"] + w["b_Q"]
             q_error = float((qv.abs() * dk).sum() + (dq * dk).sum())
             keys = []  # per key position: one KeyOption per combination of its values
             for k in range(q + 1):
@@ -136,7 +136,7 @@ def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq) -> list:
     score error, value vector, the value it should carry, how far the two differ)."""
     options = []
     for k_assign in state.combos(k_nodes, k, nid):
-        x = state.vector(k_assign)
+        x = state.vector(k_assign) + state.position_vector(k)
         kv = x @ w["W_K"] + w["b_K"]
         value = x @ w["W_V"] + w["b_V"]
         exact = _exact_value(state, nid, mode, k_assign, w, value, k)

@@ -6,7 +6,7 @@ import torch
 
 from dsl.semantics import value_from_inputs
 from compiler.ir.attrs import LAYER, NODE, PER_POSITION, REALIZE, SOURCE
-from compiler.check.prove.state import MISS_LIMIT, Miss, ProofState
+from compiler.check.prove.state import MISS_LIMIT, Miss, ProofState, feature_id
 
 
 def check_write_hygiene(state: ProofState):
@@ -18,7 +18,7 @@ def check_write_hygiene(state: ProofState):
             if attrs[REALIZE] in kinds and (layer is None or attrs.get(LAYER) == layer):
                 dims |= set(entry["dims"])
         return dims
-    embedded = owned({"embed"})
+    embedded = owned({"embed"}) | set(state.features)
     for name in ("embed.W_E", "pos_embed.W_pos"):
         used = set((state.weights[name].abs().sum(0) > 0).nonzero()[:, 0].tolist())
         if used - embedded:
@@ -59,6 +59,20 @@ def check_embeddings(state: ProofState):
                            f"(it should encode {value}){state.at(nid)}")
             worst = max(worst, miss)
         state.error[nid] = worst
+    _check_position_features(state)
+
+
+def _check_position_features(state: ProofState):
+    """Each positional column a head reads holds 1 at its positions and 0 elsewhere."""
+    W_E, W_pos = state.weights["embed.W_E"], state.weights["pos_embed.W_pos"]
+    for d, positions in state.features.items():
+        if float(W_E[:, d].abs().max()) != 0:
+            raise Miss(f"the token table writes into positional column {d}")
+        want = torch.tensor([1.0 if p in positions else 0.0 for p in range(state.n)], dtype=torch.float64)
+        miss = float((W_pos[:state.n, d] - want).abs().max())
+        if miss >= MISS_LIMIT:
+            raise Miss(f"positional column {d} is off by {miss:.3g}")
+        state.helper_error[feature_id(d)] = miss
 
 
 def _token_value(state: ProofState, nid, token):

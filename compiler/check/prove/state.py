@@ -11,7 +11,7 @@ import sympy
 import torch
 
 from dsl.semantics import apply_op, num, value_from_inputs
-from compiler.ir.attrs import AT_ZERO, NODE, PER_POSITION, REALIZE, SOURCE, VALUES
+from compiler.ir.attrs import AT_ZERO, NODE, PER_POSITION, POSITION_FEATURES, REALIZE, SOURCE, VALUES
 from compiler.check.prove.naming import ProgramText
 from compiler.ir.maps import ResidualEntry, number_of, value_encoders
 
@@ -40,6 +40,12 @@ class DimWriter(NamedTuple):
     replaces: bool  # it replaces what the dimension held (else it adds to it)
 
 
+def feature_id(dim: int) -> int:
+    """The id a positional column's dimension is known by where errors are kept per value (below
+    every node id, which are whole numbers from 0)."""
+    return -1 - dim
+
+
 class ProofState(ProgramText):
     def __init__(self, ir, residual_map, weights, config, weight_map=()):
         self.ir, self.graph, self.weights, self.config = ir, ir.graph, weights, config
@@ -60,7 +66,12 @@ class ProofState(ProgramText):
                                                     line=e["line"], column=e["column"])
             if "sum_of" not in e:
                 self.entries[e["id"]] = e
-        self.helpers = {e["id"]: e for e in residual_map if e.get("helper")}
+        # A helper written by the embedding is a 0/1 column of W_pos a head reads for a term on
+        # positions alone (compiler.passes.position_terms): no program value, but a fixed one at
+        # each position. Where it holds 1 comes from compiling the program again, like the value
+        # sets; check_embeddings holds the model's column to it.
+        self.helpers = {e["id"]: e for e in residual_map if e.get("helper") and e["written_by"] != "embed"}
+        self.features = self._position_features(residual_map)
         # How each value is written into its dimensions: the map's own rule (compiler.ir.maps), kept
         # apart from the compiler's reads, so that the proof checks the compiler instead of repeating it.
         self.encoders = value_encoders([ResidualEntry.from_dict(e) for e in residual_map])
@@ -71,10 +82,31 @@ class ProofState(ProgramText):
             for d in e["dims"]:
                 self.dim_owner.setdefault(d, []).append(DimWriter(nid, bool(e.get("helper")), e["sublayer"],
                                                                   "updates" in e))
+        for d in self.features:
+            self.dim_owner.setdefault(d, []).append(DimWriter(feature_id(d), True, 0, False))
         self.error: dict[int, float] = {}  # node id -> bound on |stored - exact| per dimension
         self.helper_error: dict[int, float] = {}
         self.margins: dict[str, float] = {}
         self._encoded: dict = {}  # (node, value) -> its encoding, a residual vector
+
+    def _position_features(self, residual_map) -> dict[int, frozenset]:
+        """dimension -> the positions its column of W_pos holds 1 at."""
+        columns = {}
+        for _, attrs in self.graph.nodes(data=True):
+            for d, _, positions in attrs.get(POSITION_FEATURES, {}).values():
+                columns[d] = frozenset(positions)
+        named = {e["dims"][0] for e in residual_map if e.get("helper") and e["written_by"] == "embed"}
+        if named != set(columns):
+            raise CannotProve("the model file's positional columns are not the ones the program compiles to")
+        return columns
+
+    def position_vector(self, position) -> torch.Tensor:
+        """The residual vector of the positional columns at a position."""
+        x = torch.zeros(self.d_model, dtype=torch.float64)
+        for d, positions in self.features.items():
+            if position in positions:
+                x[d] = 1.0
+        return x
 
     def error_by_label(self):
         return {self.name(n): e for n, e in self.error.items()}

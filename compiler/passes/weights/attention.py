@@ -26,8 +26,10 @@ import sympy
 
 from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
-from compiler.ir.attrs import ENCODING, HELPER_DIM, LABEL, NODE, SHARE, VALUES
-from compiler.passes.encodings import constant_term, head_mode, live_terms, lone_offset, predicate_roles, relative_term
+from compiler.ir.attrs import ENCODING, HELPER_DIM, LABEL, NODE, POSITION_FEATURES, SHARE, VALUES
+from compiler.passes.encodings import (
+    constant_term, head_mode, live_terms, lone_offset, position_splits, predicate_roles, relative_term,
+)
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.ir.weights import Head
@@ -99,21 +101,14 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     tolerance = head_tolerance(attrs) if mode != "width" else TOLERANCE
     plan = _HeadPlan(ir, nid, score_gap(ir.program.layout.n_ctx, magnitude, tolerance), tolerance)
 
-    terms, relative = [], []
-    for term in live_terms(node.selector, ir.graph, base):
-        if constant_term(term, ir.graph, base) is False:
-            plan.fail("this select never selects anything (its predicate is false for every value)")
-        kind = relative_term(term, plan.n_ctx, base)
-        if kind is not None:
-            relative.append(kind)
-            continue
-        terms.append((term, predicate_roles(term.predicate)))
+    terms, relative = _head_terms(plan)
     offsets = [c for kind, c in relative if kind == "offset"]
-    windows = [w for kind, w in relative if kind == "window"]
-    plan.T = len(terms) + len(offsets)
+    windows = [w for kind, w in relative if kind in ("window", "ends")]
+    ends = [w for kind, w in relative if kind == "ends"]
+    plan.T = len(terms) + len(offsets) + len(ends)
     M = MODE_SCORES[mode](head, plan)
     head.constants.update({"M": M, "G": plan.G, "terms": plan.T})
-    _distance_terms(head, plan, M, offsets, windows)
+    _distance_terms(head, plan, M, offsets, windows, ends)
     _score_weights(head, plan, M, terms, reads)
     if mode == "width":
         head.b_V[0] = sympy.Integer(1)
@@ -121,6 +116,44 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     else:
         _value_weights(head, plan, reads)
     return head
+
+
+def _head_terms(plan: _HeadPlan):
+    """The select's terms as the head scores them: (term, roles, truth) for each term read from the
+    residual stream (truth: value -> bool for a one-sided term, the read of a W_pos column for a
+    one-sided part of a term on positions, None for a table), and the
+    distance parts ("offset", c), ("window", w), ("ends", w) the ALiBi terms express."""
+    graph, base = plan.ir.graph, plan.ir.program.layout.base
+    live = live_terms(plan.node.selector, graph, base)
+    splits = position_splits(live, graph, plan.n_ctx, base)
+    columns = {part: _feature_read(dim, complemented)
+               for part, (dim, complemented, _) in plan.attrs.get(POSITION_FEATURES, {}).items()}
+    terms, relative = [], []
+    for index, term in enumerate(live):
+        if constant_term(term, graph, base) is False:
+            plan.fail("this select never selects anything (its predicate is false for every value)")
+        kind = relative_term(term, plan.n_ctx, base)
+        if kind is not None:
+            relative.append(kind)
+        elif index in splits:
+            split = splits[index]
+            if split.relative is not None:
+                relative.append(split.relative)
+            terms += [(term, {role}, columns[(index, role)]) for role in ("q", "k") if (index, role) in columns]
+        else:
+            roles = predicate_roles(term.predicate)
+            truth = None
+            if roles != {"k", "q"}:  # a one-sided predicate, evaluated with the value on both sides
+                side = term.keys if roles == {"k"} else term.queries
+                truth = {v: bool(eval_predicate(term.predicate, v, v, base)) for v in graph.nodes[side.id][VALUES]}
+            terms.append((term, roles, truth))
+    return terms, relative
+
+
+def _feature_read(dim: int, complemented: bool) -> Affine:
+    """A one-sided part of a term on positions, read from its 0/1 column of W_pos
+    (compiler.passes.allocate chose it)."""
+    return Affine({dim: sympy.Integer(-1)}, sympy.Integer(1)) if complemented else Affine({dim: sympy.Integer(1)})
 
 
 def _ordered_scores(head: Head, plan: _HeadPlan):
@@ -170,8 +203,9 @@ MODE_SCORES = {"first": _ordered_scores, "last": _ordered_scores, "mean": _mean_
                "width": _width_scores, "sum": _sum_scores}
 
 
-def _distance_terms(head: Head, plan: _HeadPlan, M, offsets, windows):
-    """Terms on the key's distance alone: offsets as a parabola, windows as a mask."""
+def _distance_terms(head: Head, plan: _HeadPlan, M, offsets, windows, ends):
+    """Terms on the key's distance alone: offsets as a parabola, windows as a mask, the two ends
+    of a window as a convex parabola under its mask."""
     # An offset term "the key c back" scores M - M*(d + c)^2 with d = k - q: M at that key, at most
     # 0 at any other, as a table would. Written as slope*d + curvature*d^2 the constant M - M*c^2
     # is taken off the sink instead (only differences with the sink matter); below, the model's
@@ -180,6 +214,13 @@ def _distance_terms(head: Head, plan: _HeadPlan, M, offsets, windows):
         head.curvature += -M
         head.slope += -2 * M * c
         head.sink -= M - M * c * c
+    for w in ends:
+        # The ends of a window w (0 and w back) score M under gamma*d*(d + w) + M, every key
+        # between them at most M - gamma*(w - 1) = 0; the window masks the keys further back.
+        gamma = M / (w - 1)
+        head.curvature += gamma
+        head.slope += gamma * w
+        head.sink -= M
     if windows:
         head.window = min(windows)
     # Position 0 holds the same values in every input of a layout that starts with a fixed token;
@@ -206,9 +247,10 @@ def _distance_terms(head: Head, plan: _HeadPlan, M, offsets, windows):
 
 def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
     """One query/key dimension per key value a key-query term selects, or per one-sided term."""
-    graph, base = plan.ir.graph, plan.ir.program.layout.base
+    graph = plan.ir.graph
+    base = plan.ir.program.layout.base
     qk_dim = 0
-    for term, roles in terms:
+    for term, roles, truth in terms:
         if roles == {"k", "q"}:
             keys, queries = reads.categorical(term.keys.id), reads.categorical(term.queries.id)
             for vk, key_read in keys.items():
@@ -223,7 +265,7 @@ def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
                 qk_dim += 1
         else:
             side = term.keys if roles == {"k"} else term.queries
-            indicator = _indicator(reads, graph, side.id, term.predicate, base, roles == {"k"})
+            indicator = truth if isinstance(truth, Affine) else _indicator(reads, graph, side.id, truth)
             if roles == {"k"}:
                 head.add_read("K", qk_dim, indicator)
                 head.b_Q[qk_dim] = M
@@ -255,20 +297,19 @@ def _value_weights(head: Head, plan: _HeadPlan, reads: Reads):
         head.W_O[(0, attrs["dims"][0])] = scale * coefficient
 
 
-def _indicator(reads: Reads, graph, nid, predicate, base, is_key) -> Affine:
-    """[predicate(value)] as a linear read of a value: through its one-hot, or exactly affine."""
+def _indicator(reads: Reads, graph, nid, truth: dict) -> Affine:
+    """[truth of the value] as a linear read of a value: through its one-hot, or exactly affine."""
     attrs = graph.nodes[nid]
-    holds = lambda v: bool(eval_predicate(predicate, v, v, base))
     if attrs[ENCODING] == "categorical":
         total = Affine()
         for value, indicator in reads.categorical(nid).items():
-            if holds(value):
+            if truth[value]:
                 total = total + indicator
         return total
     values = attrs[VALUES]
-    y0 = sympy.Integer(int(holds(values[0])))
+    y0 = sympy.Integer(int(truth[values[0]]))
     if len(values) == 1:
         return Affine.constant(y0)
-    y1 = sympy.Integer(int(holds(values[-1])))
+    y1 = sympy.Integer(int(truth[values[-1]]))
     slope = (y1 - y0) / (num(values[-1]) - num(values[0]))
     return reads.numeric(nid).scale(slope) + Affine.constant(y0 - slope * num(values[0]))

@@ -14,7 +14,7 @@ from dsl.core import Program
 from dsl.semantics import evaluate_node, num
 from compiler.ir.attrs import (
     AT_ZERO, DEPENDENT, DIMS, FUSED, ENCODING, FRONTIER, HELPER_DIM, IN_PLACE, LABEL, LAYER, MAX_WIDTH, NODE,
-    PAIRED_INTO, PAIRED_WITH, PER_POSITION, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SOURCE,
+    PAIRED_INTO, PAIRED_WITH, PER_POSITION, POSITION_FEATURES, REALIZE, SHARE, SHARED_TERMS, SHARE_HOST, SOURCE,
     STORED_AS, VALUES,
 )
 from compiler.ir.contract import compiler_pass
@@ -27,8 +27,8 @@ from compiler.passes.weights.readout import build_unembedding
 
 
 @compiler_pass(reads={NODE, LABEL, SOURCE, VALUES, PER_POSITION, MAX_WIDTH, AT_ZERO, ENCODING, REALIZE, LAYER,
-                      FRONTIER, FUSED, DEPENDENT, SHARE, SHARED_TERMS, SHARE_HOST, PAIRED_WITH, PAIRED_INTO, DIMS, IN_PLACE,
-                      STORED_AS, HELPER_DIM},
+                      FRONTIER, FUSED, DEPENDENT, SHARE, SHARED_TERMS, SHARE_HOST, PAIRED_WITH, PAIRED_INTO, DIMS,
+                      IN_PLACE, STORED_AS, HELPER_DIM, POSITION_FEATURES},
                reads_ir={"n_layers"}, sets_ir={"weights"})
 def build_weights(ir: CompileIR) -> CompileIR:
     graph, program = ir.graph, ir.program
@@ -71,6 +71,12 @@ def _embeddings(ir: CompileIR, weights: Weights):
             else:
                 continue
             weights.trace(name, index, (nid,))
+    # The 0/1 columns heads read for their terms on positions alone: each serves every such head.
+    for nid in sorted(graph.nodes):
+        for dim, _, positions in graph.nodes[nid].get(POSITION_FEATURES, {}).values():
+            for row in positions:
+                weights.W_pos[(row, dim)] = sympy.Integer(1)
+                weights.trace("W_pos", (row, dim), (nid,))
 
 
 def _values_over(program: Program, graph, tokens: list[str], source: str) -> dict[int, list]:
