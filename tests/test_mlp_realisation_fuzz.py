@@ -71,6 +71,32 @@ def test_the_slice_is_not_vacuous(slice_outcomes):
     assert sum(" if " in t.split("output")[-1] for t in texts) >= len(texts) // 3
 
 
+# Found by this generator: the branch that reads `value` is taken at no position the model has
+# (start(s) + 1 is the end token's position), so the MLP reads only shift(value, 2); the prover then
+# computed the exact value through `-value` down to `tokens`, which no combination held, and crashed.
+UNREAD_INPUT = """
+const N = 1
+layout base 10, msb_first: "<bos>" a[1] "+" b[1] "=" => s[N] "<eos>"
+let value = digit(tokens)
+output "<eos>" if indices == end(s) else nearest_digit(-value if indices >= start(s) + 1 else shift(value, 2))
+"""
+
+# The same, with `value` not stored at all: only the dead branch used it.
+UNSTORED_INPUT = """
+const N = 1
+layout base 10, msb_first: "<bos>" a[1] "=" => s[N] "<eos>"
+let value = digit(tokens)
+output "<eos>" if indices == end(s) else digit_token(((-6 - value) if indices == start(s) + 1 else -4) // 1 % 10)
+"""
+
+
+@pytest.mark.parametrize("text", [UNREAD_INPUT, UNSTORED_INPUT], ids=["unread", "unstored"])
+def test_an_mlp_that_skips_an_input_of_a_dead_branch_is_proved(text, tmp_path):
+    outcome = oracle.check(text, "dead.rasp", dtypes=("float64", "float32"))
+    assert outcome.kind == "compiled", outcome
+    assert _proof_failures("dead.rasp", text, tmp_path / "m.pt") == []
+
+
 # An MLP whose function equals its input where it is read (max(x, 0) of a digit) has no units; the
 # prover then looks for the layer's MLP weights, which the model does not have (also at b07dccc).
 NO_UNITS = """
