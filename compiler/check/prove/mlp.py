@@ -40,14 +40,15 @@ def check_mlp(state: ProofState, nid):
         if n not in state.error:
             raise CannotProve(f"the MLP for '{state.name(nid)}' reads '{state.name(n)}' before it is proved"
                               f"{state.at(nid)}")
+    inputs = sorted(set(stored) | state.unread_sources(nid, stored))
     d_pre = state.input_error(W_in, at)
     in_place = "updates" in state.entries[nid]
     worst, margin = 0.0, math.inf
     errors = state.error_column(len(target), at)
-    positions = state.positions_for(stored)
+    positions = state.positions_for(inputs)
     for position in positions:
         # Every combination at once: one row of X per combination.
-        combos = state.combos(stored, position, nid)
+        combos = state.combos(inputs, position, nid)
         X = state.vectors(stored, combos, position)
         pre = X @ W_in + b_in
         out = torch.relu(pre) @ W_out + b_out

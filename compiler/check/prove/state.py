@@ -206,6 +206,31 @@ class ProofState(ProgramText):
             owners.update(self.live_owners(d, at))
         return owners
 
+    def unread_sources(self, nid, stored):
+        """The inputs `nid` is computed from that its sublayer does not read: where the exact value
+        (values_over) would follow the arguments past every value in `stored` and reach a source or
+        an aggregate. A sublayer may skip an input its value does not depend on at any position it
+        is read (a branch no position takes), but the exact value is still computed from every
+        input, so each must range over its values in the check, which then shows that the output
+        does not depend on it. Values in `stored` are taken as they are, as values_over takes them;
+        so combinations may pair values no input gives together, which can only fail a proof."""
+        found, seen = set(), set(stored)
+        todo = [a.id for a in self.graph.nodes[nid][NODE].args]
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            attrs = self.graph.nodes[n]
+            if attrs[REALIZE] == "const" or attrs[SOURCE] == "position":
+                continue
+            args = getattr(attrs[NODE], "args", None)
+            if args is None:
+                found.add(n)
+            else:
+                todo.extend(a.id for a in args)
+        return found
+
     def combos(self, stored, position, nid):
         """Every combination of the values of `stored` at a position, for the sublayer of `nid`."""
         lists = [self.at_position(s, position) for s in stored]
