@@ -91,7 +91,7 @@ class _HeadPlan:
 
 def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     attrs = ir.graph.nodes[nid]
-    node, base = attrs[NODE], ir.program.layout.base
+    node = attrs[NODE]
     # For width, the sink scores like a selected key and each key carries 1: the output is w/(w+1).
     mode = head_mode(attrs)
     head = Head(nid, attrs[LABEL], mode)
