@@ -160,7 +160,9 @@ def _lower_mlp(ir: CompileIR, state: _State, config: dict, l: int, mlps) -> list
     offset = 0
     for m in mlps:
         served = _served(ir, m.node)
-        weight_map.append(WeightEntry(block=f"blocks.{l}.mlp", units=(offset, offset + m.units), **served).to_dict())
+        if m.units:  # a block of output biases alone (a function constant where it is read) has no range
+            weight_map.append(WeightEntry(block=f"blocks.{l}.mlp", units=(offset, offset + m.units),
+                                          **served).to_dict())
         unit_ids += [_served_ids(served)] * m.units
         W_in.update({(d, u + offset): v for (d, u), v in m.W_in.items()})
         b_in.update({(u + offset,): v for u, v in m.b_in.items()})

@@ -15,8 +15,12 @@ def mlp_units(state: ProofState, nid):
     attrs = state.graph.nodes[nid]
     layer = attrs[LAYER]
     prefix = f"blocks.{layer}.mlp."
-    W_in, b_in = state.weights[prefix + "W_in"], state.weights[prefix + "b_in"]
-    W_out, b_out = state.weights[prefix + "W_out"], state.weights[prefix + "b_out"]
+    if prefix + "W_in" not in state.weights:  # the layer has no MLP: the value is what a zero block writes
+        W_in, b_in = torch.zeros(state.d_model, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+        W_out, b_out = torch.zeros(0, state.d_model, dtype=torch.float64), torch.zeros(state.d_model, dtype=torch.float64)
+    else:
+        W_in, b_in = state.weights[prefix + "W_in"], state.weights[prefix + "b_in"]
+        W_out, b_out = state.weights[prefix + "W_out"], state.weights[prefix + "b_out"]
     target = state.entries[nid]["dims"]
     units = (W_out[:, target].abs().sum(1) > 0).nonzero()[:, 0]
     served = [e for e in state.weight_map if e.get("id") == nid and "units" in e]
@@ -35,6 +39,9 @@ def check_mlp(state: ProofState, nid):
     W_in, b_in, W_out, b_out, target = mlp_units(state, nid)
     reads = (W_in.abs().sum(1) > 0).nonzero()[:, 0].tolist()
     at = attrs[SLOT]
+    in_place = "updates" in state.entries[nid]
+    if in_place:  # what it adds to is read too, through the dimension it updates (even with no units)
+        reads = sorted(set(reads) | set(target))
     stored = sorted(n for n, helper in state.owners(reads, at) if not helper)
     for n in stored:
         if n not in state.error:
@@ -42,7 +49,6 @@ def check_mlp(state: ProofState, nid):
                               f"{state.at(nid)}")
     inputs = sorted(set(stored) | state.unread_sources(nid, stored))
     d_pre = state.input_error(W_in, at)
-    in_place = "updates" in state.entries[nid]
     worst, margin = 0.0, math.inf
     errors = state.error_column(len(target), at)
     positions = state.positions_for(inputs)

@@ -262,7 +262,7 @@ class ProofState(ProgramText):
         total = torch.zeros(dims_weights.shape[1:], dtype=torch.float64)
         for d in range(dims_weights.shape[0]):
             row = dims_weights[d].abs()
-            if float(row.max()) == 0:
+            if row.numel() == 0 or float(row.max()) == 0:  # no units read it (or none exist)
                 continue
             for nid, helper in self.live_owners(d, at):  # the terms of a sum add their errors
                 bound = self.helper_error.get(nid, 0.0) if helper else self.error.get(nid, 0.0)

@@ -15,6 +15,7 @@ here knows a program: the candidates come from the value grid and the expression
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -26,10 +27,12 @@ from compiler.ir.attrs import DEPENDENT, FUSED, NODE, REALIZE, VALUES
 from compiler.ir.compile_ir import Affine
 from compiler.ir.reads import constant_args
 
-# Past this many input combinations only the inputs' own order is tried: the search is over
-# cheap candidates, and each costs a pass over the grid.
+# The search builds every candidate block, which costs about one step per combination and output
+# dimension: it tries every order of the inputs only while that stays under ORDER_WORK in all, and
+# forms at all only up to SEARCH_LIMIT combinations. Past them, the inputs' own order (and the
+# reverse, while that fits) is what is tried.
 SEARCH_LIMIT = 20_000
-ORDERS_UP_TO = 4  # inputs; 4! = 24 orders
+ORDER_WORK = 200_000
 
 
 class Input(NamedTuple):
@@ -108,9 +111,12 @@ def ridge_and_rest(inputs: list[Input], grid: dict, direction) -> list[Part] | N
 def candidates(inputs: list[Input], grid: dict, directions) -> list[list[Part]]:
     """Every realisation to try, the inputs' own order first (it wins ties)."""
     n = len(inputs)
+    work = len(grid) * max(1, len({d for vector in grid.values() for d in vector}))
     orders = [tuple(range(n))]
-    if 1 < n <= ORDERS_UP_TO and len(grid) <= SEARCH_LIMIT:
+    if n > 1 and work * math.factorial(n) <= ORDER_WORK:
         orders = list(itertools.permutations(range(n)))
+    elif n > 1 and work * 2 <= ORDER_WORK:
+        orders.append(tuple(reversed(range(n))))
     found = [mixed_radix(inputs, grid, order) for order in orders]
     if n > 1 and len(grid) <= SEARCH_LIMIT:
         for direction in directions:
