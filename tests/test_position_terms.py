@@ -1,12 +1,12 @@
 """Select terms on positions alone compile through a query part, a key part and a distance part
-(compiler.passes.position_terms), not through a table over one-hots (issue #12)."""
+(compiler.ir.position_terms), not through a table over one-hots (issue #12)."""
 import pytest
 
 from compiler.api import compile_file
 from compiler.check.program import program_from_payload
 from compiler.check.prove import prove
 from compiler.model.file import load_model, save_model
-from compiler.passes.position_terms import part_range, pattern, split_positions
+from compiler.ir.position_terms import part_range, pattern, split_positions
 from dsl.core import Const, Map, Var
 from dsl.errors import Span
 from tests.conftest import ROOT

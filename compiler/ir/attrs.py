@@ -46,7 +46,7 @@ IN_PLACE = "in_place"  # an MLP value written over its input's dimension: that i
 STORED_AS = "stored_as"  # such a value kept in its input's encoding: (slope, bias) of the dimension
 HELPER_DIM = "helper_dim"  # selector widths: the dimension its head writes w/(w+1) into
 # heads with a select term on positions alone: {positions (sorted tuple): dimension} of the 0/1
-# columns of W_pos its head reads, each 1 at those positions (compiler.passes.position_terms)
+# columns of W_pos its head reads, each 1 at those positions (compiler.ir.position_terms)
 POSITION_FEATURES = "position_features"
 
 NODE_ATTRIBUTES = frozenset({

@@ -35,7 +35,7 @@ from compiler.ir.compile_ir import CompileIR
 from compiler.ir.maps import ResidualEntry, SumTerm
 from compiler.ir.reads import Reads
 from compiler.passes.encodings import position_parts
-from compiler.passes.position_terms import feature_column, part_range
+from compiler.ir.position_terms import feature_column, part_range
 from compiler.passes.weights.mlp import ramp_changes, value_through_fused
 
 STORED = ("embed", "attention", "mlp", "width")
@@ -88,7 +88,7 @@ def allocate(ir: CompileIR) -> CompileIR:
 
 def _position_features(ir: CompileIR, graph, next_dim: int, residual_map: list) -> int:
     """One 0/1 column of W_pos per one-sided part of a head's terms on positions alone
-    (compiler.passes.position_terms), shared where it can be: a part may hold any set between
+    (compiler.ir.position_terms), shared where it can be: a part may hold any set between
     the positions it must and those it may, so it reads a column another part reads already, or
     its complement, when one fits. Its map entry is a helper of the first head that reads it: it
     holds no program value."""

@@ -36,7 +36,7 @@ from compiler.ir.attrs import AT_ZERO, ENCODING, LABEL, MAX_WIDTH, NODE, PER_POS
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.reads import constant_args
-from compiler.passes.position_terms import PositionSplit, pattern, split_positions
+from compiler.ir.position_terms import PositionSplit, pattern, split_positions
 
 READABLE = {"const", "embed", "derived", "mlp", "attention", "width"}
 
@@ -100,7 +100,7 @@ _CONNECTIVES = {"and": sympy.And, "or": sympy.Or, "not": sympy.Not}
 
 def position_splits(terms, graph, n_ctx: int, base: int) -> dict[int, PositionSplit]:
     """For the terms of one select (live terms, in order): index -> how a term on positions alone
-    splits into one-sided parts and a distance part (compiler.passes.position_terms), for each
+    splits into one-sided parts and a distance part (compiler.ir.position_terms), for each
     term that is not already a relative term and splits. The ends of a window take a convex
     parabola, which no other parabola of the same head may share: such a term, when the head has
     another, stays a table."""

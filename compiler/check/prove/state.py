@@ -67,7 +67,7 @@ class ProofState(ProgramText):
             if "sum_of" not in e:
                 self.entries[e["id"]] = e
         # A helper written by the embedding is a 0/1 column of W_pos a head reads for a term on
-        # positions alone (compiler.passes.position_terms): no program value, but a fixed one at
+        # positions alone (compiler.ir.position_terms): no program value, but a fixed one at
         # each position. Where it holds 1 comes from compiling the program again, like the value
         # sets; check_embeddings holds the model's column to it.
         self.helpers = {e["id"]: e for e in residual_map if e.get("helper") and e["written_by"] != "embed"}
