@@ -4,10 +4,13 @@ A chain of conditionals whose conditions are two-valued inputs of the MLP, and w
 affine in its inputs, is a sum over its branches of [the branch's path holds] * value. With
 `violations` the number of the path's conditions that fail (affine in the inputs: each is c or
 1 - c), the ridge code value - U * violations, for U larger than the value's range, puts every
-combination where the path holds above every one where it fails: a piecewise-linear function of
-that code that is the code itself above and 0 below is the branch's term, two units. The grid of
+combination where the path holds above every one where it fails. Two realisations follow:
+`branch_parts`, a piecewise-linear function of each code that is the code above and 0 below (two
+units a branch, each branch on its own), and `branch_ramps`, one unit a branch, relu(code - L +
+1/2), which is off the kink by at least 1/2 everywhere and adds 1/2 - L where its path holds:
+since exactly one path holds at every combination, the output bias takes that back. The grid of
 all combinations is never needed: each term is built and checked over its own inputs alone,
-which is why `x if p else (y if r else z)` over seven inputs costs units per branch, not a table
+which is why `x if p else (y if r else z)` over seven inputs costs a unit per branch, not a table
 over 80,000 combinations.
 """
 from __future__ import annotations
@@ -79,9 +82,50 @@ def branch_parts(graph, nid, frontier, inputs: list[Input], output_vector) -> li
     return parts
 
 
-def branch_part(branch: Branch, inputs, values, output_vector) -> Part | None:
-    coeffs, constant = branch.value
-    # violations = sum over the path of (1 - [input holds the needed value]), affine in the codes.
+class Ramp(NamedTuple):
+    """One unit relu(read) adding out[dim] * relu(read) to the output: a branch's term, for a
+    read that is never near 0 at any combination."""
+    read: Affine
+    out: dict
+
+
+def branch_ramps(graph, nid, frontier, inputs: list[Input], output_vector) -> list | None:
+    """One unit per branch, for a numeric output: relu(value - U * violations - L + 1/2), with L
+    the least value of any branch, is value - L + 1/2 (at least 1/2) where the path holds and 0
+    (from -1/2 down) where it fails. The paths partition every combination, so the terms add up
+    to the output plus 1/2 - L everywhere, which the output bias takes back. Each branch is checked
+    over its own inputs; None when the MLP is no such chain."""
+    found = branches(graph, nid, frontier)  # None unless the output is a number
+    if not found:
+        return None
+    unit_vector = output_vector(Fraction(1))
+    if len(unit_vector) != 1 or any(output_vector(Fraction(0)).values()):
+        return None
+    values = [graph.nodes[f][VALUES] for f in frontier]
+    floor = min(_range(*branch.value, inputs)[0] for branch in found) - Fraction(1, 2)  # L - 1/2
+    ramps = []
+    for branch in found:
+        coeffs, constant = branch.value
+        violation, violation_constant = _violations(branch, inputs, values)
+        box = _box(branch, inputs)
+        if box is None:
+            return None
+        U = _range(coeffs, constant, inputs)[1] - floor + Fraction(1, 2)
+        for point in box:
+            value, violations = _at(point, coeffs, constant, violation, violation_constant)
+            pre = value - U * violations - floor
+            if (violations == 0 and pre < Fraction(1, 2)) or (violations != 0 and pre > Fraction(-1, 2)):
+                return None  # cannot happen with U and L as chosen; refused rather than trusted
+        direction = [a - U * v for a, v in zip(coeffs, violation)]
+        read = read_of(inputs, direction) + Affine.constant(constant - U * violation_constant - floor)
+        ramps.append(Ramp(read, unit_vector))
+    (dim, scale), = unit_vector.items()
+    return ramps + [Part(Affine(), {Fraction(0): {dim: scale * floor}})]
+
+
+def _violations(branch: Branch, inputs, values) -> tuple[list, Fraction]:
+    """violations = sum over the path of (1 - [input holds the needed value]), affine in the codes:
+    (coefficients, constant)."""
     violation, violation_constant = [Fraction(0)] * len(inputs), Fraction(0)
     for i, needed in branch.path:
         on = inputs[i].codes[values[i].index(needed)]
@@ -89,12 +133,32 @@ def branch_part(branch: Branch, inputs, values, output_vector) -> Part | None:
         # [x == on] = (x - off) / (on - off); its failure is 1 minus that.
         violation[i] -= 1 / (on - off)
         violation_constant += 1 + off / (on - off)
+    return violation, violation_constant
+
+
+def _box(branch: Branch, inputs) -> list | None:
+    """Every combination of the branch's own inputs ({input index: code}), None past SUBGRID_LIMIT."""
+    coeffs, _ = branch.value
     used = sorted({i for i, a in enumerate(coeffs) if a} | {i for i, _ in branch.path})
-    box = [inputs[i].codes for i in used]
     size = 1
-    for codes in box:
-        size *= len(codes)
+    for i in used:
+        size *= len(inputs[i].codes)
     if size > SUBGRID_LIMIT:
+        return None
+    return [dict(zip(used, combo)) for combo in itertools.product(*[inputs[i].codes for i in used])]
+
+
+def _at(point: dict, coeffs, constant, violation, violation_constant) -> tuple[Fraction, Fraction]:
+    """(the branch's value, its path's violations) at one combination of its inputs."""
+    value = sum((coeffs[i] * x for i, x in point.items()), Fraction(0)) + constant
+    return value, sum((violation[i] * x for i, x in point.items()), Fraction(0)) + violation_constant
+
+
+def branch_part(branch: Branch, inputs, values, output_vector) -> Part | None:
+    coeffs, constant = branch.value
+    violation, violation_constant = _violations(branch, inputs, values)
+    box = _box(branch, inputs)
+    if box is None:
         return None
     low, high = _range(coeffs, constant, inputs)
     U = high - low + 1
@@ -102,10 +166,8 @@ def branch_part(branch: Branch, inputs, values, output_vector) -> Part | None:
     offset = constant - U * violation_constant
     read = read_of(inputs, direction) + Affine.constant(offset)
     table: dict = {}
-    for combo in itertools.product(*box):
-        point = dict(zip(used, combo))
-        value = sum((coeffs[i] * x for i, x in point.items()), Fraction(0)) + constant
-        violations = sum((violation[i] * x for i, x in point.items()), Fraction(0)) + violation_constant
+    for point in box:
+        value, violations = _at(point, coeffs, constant, violation, violation_constant)
         code = value - U * violations
         vector = output_vector(value if violations == 0 else Fraction(0))
         if table.setdefault(code, vector) != vector:

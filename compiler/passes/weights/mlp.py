@@ -25,7 +25,7 @@ from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.passes.value_sets import MAX_VALUES, hint_for
 from compiler.ir.weights import MLPBlock
-from compiler.passes.weights.branches import branch_parts
+from compiler.passes.weights.branches import Ramp, branch_parts, branch_ramps
 from compiler.passes.weights.ridges import SEARCH_LIMIT, Input, candidates, exact, expression_directions
 
 
@@ -46,14 +46,14 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
     graph = ir.graph
     attrs = graph.nodes[nid]
     inputs = [_code_input(reads, graph, f) for f in attrs[FRONTIER]]
-    gated = branch_parts(graph, nid, attrs[FRONTIER], inputs, lambda value: output_vector(attrs, value))
-    if gated is not None and _combinations(graph, attrs) > SEARCH_LIMIT:
+    vector = lambda value: output_vector(attrs, value)
+    gated = [parts for parts in (branch_parts(graph, nid, attrs[FRONTIER], inputs, vector),
+                                 branch_ramps(graph, nid, attrs[FRONTIER], inputs, vector)) if parts is not None]
+    if gated and _combinations(graph, attrs) > SEARCH_LIMIT:
         # Each branch's term is checked over its own inputs: the whole grid is not needed.
-        return _as_sympy(_block(nid, attrs[LABEL], gated))
+        return _as_sympy(min((_block(nid, attrs[LABEL], parts) for parts in gated), key=_nonzero))
     grid = _output_grid(ir, nid, reads, inputs)
-    options = candidates(inputs, grid, expression_directions(graph, nid, attrs[FRONTIER]))
-    if gated is not None:
-        options.append(gated)
+    options = candidates(inputs, grid, expression_directions(graph, nid, attrs[FRONTIER])) + gated
     best = min((_block(nid, attrs[LABEL], parts) for parts in options), key=_nonzero)  # the first of equals
     return _as_sympy(best)
 
@@ -61,7 +61,15 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
 def _block(nid, label, parts) -> MLPBlock:
     block = MLPBlock(nid, label)
     for part in parts:
-        piecewise_linear_vectors(block, part.read, part.table)
+        if isinstance(part, Ramp):  # one unit that is relu(read), never near its kink
+            unit = block.units
+            block.units += 1
+            block.W_in.update({(dim, unit): c for dim, c in part.read.coeffs.items()})
+            if part.read.bias != 0:
+                block.b_in[unit] = part.read.bias
+            block.W_out.update({(unit, dim): c for dim, c in part.out.items()})
+        else:
+            piecewise_linear_vectors(block, part.read, part.table)
     return block
 
 
