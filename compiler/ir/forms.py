@@ -85,8 +85,8 @@ def _as_combination(form: Form, basis) -> Dependent | None:
     """form as sum(c_i * basis_i) + constant, when its linear part is a combination of the basis's."""
     if not basis or not form.coeffs:
         return None
-    leaves = sorted({leaf for _, f in basis for leaf in f.coeffs} | set(form.coeffs))
-    if not set(form.coeffs) <= {leaf for _, f in basis for leaf in f.coeffs}:
+    leaves = sorted({leaf for _, f in basis for leaf in f.coeffs})
+    if not set(form.coeffs) <= set(leaves):  # it reads a value none of the basis does
         return None
     matrix = sympy.Matrix([[f.coeffs.get(leaf, 0) for _, f in basis] for leaf in leaves])
     target = sympy.Matrix([form.coeffs.get(leaf, 0) for leaf in leaves])

@@ -2,6 +2,8 @@
 the sink), which bounds the weight it leaks, and so the error of its output."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import sympy
 import torch
 
@@ -71,22 +73,23 @@ def check_head(state: ProofState, nid):
     sink = w["sink"]
     # What a key offers depends on its position and values, not on the query: computed once.
     offered = [_key_options(state, nid, mode, k_nodes, k, w, dq) for k in range(state.n)]
-    value_miss = max((miss for options in offered for *_, miss in options), default=0.0)
+    value_miss = max((offer.miss for options in offered for offer in options), default=0.0)
     truth = _Truth(state, node.selector.terms)
     for q in range(state.n):
+        at_q = state.position_vector(q)
         for q_assign in state.combos(q_nodes, q, nid):
             query_values = truth.side_values("q", q_assign, q)
-            qv = (state.vector(q_assign) + state.position_vector(q)) @ w["W_Q"] + w["b_Q"]
+            qv = (state.vector(q_assign) + at_q) @ w["W_Q"] + w["b_Q"]
             q_error = float((qv.abs() * dk).sum() + (dq * dk).sum())
             keys = []  # per key position: one KeyOption per combination of its values
             for k in range(q + 1):
                 if q - k > w["window"]:
                     continue  # masked: the key gets no weight at all
                 e = k - q + w["center"]
-                keys.append([KeyOption(truth.selected(truth.side_values("k", k_assign, k), query_values),
-                                       float(qv @ kv) + w["slope"] * e + w["curvature"] * e ** 2,
-                                       q_error + k_error, value, exact)
-                             for k_assign, kv, k_error, value, exact, _ in offered[k]])
+                keys.append([KeyOption(truth.selected(truth.side_values("k", o.k_assign, k), query_values),
+                                       float(qv @ o.kv) + w["slope"] * e + w["curvature"] * e ** 2,
+                                       q_error + o.k_error, o.value, o.exact)
+                             for o in offered[k]])
             bound, gap = head_bound(mode, keys, sink, q, node, dv, value_dims_out)
             worst_output = max(worst_output, bound)
             smallest_gap = min(smallest_gap, gap)
@@ -131,17 +134,27 @@ def _check_write_scale(state: ProofState, nid, W_O, mode, target, label):
     return extra
 
 
-def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq) -> list:
-    """Per combination of the key's values at position k: (values, key vector, its share of the
-    score error, value vector, the value it should carry, how far the two differ)."""
+class _KeyOffer(NamedTuple):
+    """What a key at one position offers for one combination of its values."""
+    k_assign: dict  # the values
+    kv: torch.Tensor  # its key vector
+    k_error: float  # its share of the score error
+    value: torch.Tensor  # its value vector
+    exact: torch.Tensor  # the value vector it should carry
+    miss: float  # how far the two differ
+
+
+def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq) -> list[_KeyOffer]:
+    """One _KeyOffer per combination of the key's values at position k."""
     options = []
+    at_k = state.position_vector(k)
     for k_assign in state.combos(k_nodes, k, nid):
-        x = state.vector(k_assign) + state.position_vector(k)
+        x = state.vector(k_assign) + at_k
         kv = x @ w["W_K"] + w["b_K"]
         value = x @ w["W_V"] + w["b_V"]
         exact = _exact_value(state, nid, mode, k_assign, w, value, k)
-        options.append((k_assign, kv, float((kv.abs() * dq).sum()), value, exact,
-                        float((value - exact).abs().max())))
+        options.append(_KeyOffer(k_assign, kv, float((kv.abs() * dq).sum()), value, exact,
+                                 float((value - exact).abs().max())))
     return options
 
 

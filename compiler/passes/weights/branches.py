@@ -66,13 +66,9 @@ def branches(graph, nid, frontier) -> list[Branch] | None:
     return walk(nid, {})
 
 
-def branch_parts(graph, nid, frontier, inputs: list[Input], output_vector) -> list[Part] | None:
-    """One Part per branch, each checked over its own inputs; None when the MLP is no such chain
-    or a branch's inputs are too many to check."""
-    found = branches(graph, nid, frontier)
-    if found is None:
-        return None
-    values = [graph.nodes[f][VALUES] for f in frontier]
+def branch_parts(found: list[Branch], inputs: list[Input], values, output_vector) -> list[Part] | None:
+    """One Part per branch of the chain (`branches`), each checked over its own inputs; None when
+    a branch's inputs are too many to check. `values`: each input's values, as its codes are."""
     parts = []
     for branch in found:
         part = branch_part(branch, inputs, values, output_vector)
@@ -89,19 +85,15 @@ class Ramp(NamedTuple):
     out: dict
 
 
-def branch_ramps(graph, nid, frontier, inputs: list[Input], output_vector) -> list | None:
+def branch_ramps(found: list[Branch], inputs: list[Input], values, output_vector) -> list | None:
     """One unit per branch, for a numeric output: relu(value - U * violations - L + 1/2), with L
     the least value of any branch, is value - L + 1/2 (at least 1/2) where the path holds and 0
     (from -1/2 down) where it fails. The paths partition every combination, so the terms add up
     to the output plus 1/2 - L everywhere, which the output bias takes back. Each branch is checked
-    over its own inputs; None when the MLP is no such chain."""
-    found = branches(graph, nid, frontier)  # None unless the output is a number
-    if not found:
+    over its own inputs; None when a branch's inputs are too many to check."""
+    unit_vector = output_vector(Fraction(1))  # `branches` found a chain only for a numeric output
+    if not found or len(unit_vector) != 1 or any(output_vector(Fraction(0)).values()):
         return None
-    unit_vector = output_vector(Fraction(1))
-    if len(unit_vector) != 1 or any(output_vector(Fraction(0)).values()):
-        return None
-    values = [graph.nodes[f][VALUES] for f in frontier]
     floor = min(_range(*branch.value, inputs)[0] for branch in found) - Fraction(1, 2)  # L - 1/2
     ramps = []
     for branch in found:

@@ -25,7 +25,7 @@ from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
 from compiler.passes.value_sets import MAX_VALUES, hint_for
 from compiler.ir.weights import MLPBlock
-from compiler.passes.weights.branches import Ramp, branch_parts, branch_ramps
+from compiler.passes.weights.branches import Ramp, branch_parts, branch_ramps, branches
 from compiler.passes.weights.ridges import SEARCH_LIMIT, Input, candidates, exact, expression_directions
 
 
@@ -47,8 +47,11 @@ def build_mlp(ir: CompileIR, nid: int, reads: Reads) -> MLPBlock:
     attrs = graph.nodes[nid]
     inputs = [_code_input(reads, graph, f) for f in attrs[FRONTIER]]
     vector = lambda value: output_vector(attrs, value)
-    gated = [parts for parts in (branch_parts(graph, nid, attrs[FRONTIER], inputs, vector),
-                                 branch_ramps(graph, nid, attrs[FRONTIER], inputs, vector)) if parts is not None]
+    chain = branches(graph, nid, attrs[FRONTIER])
+    values = [graph.nodes[f][VALUES] for f in attrs[FRONTIER]]
+    gated = [] if chain is None else [parts for parts in (branch_parts(chain, inputs, values, vector),
+                                                          branch_ramps(chain, inputs, values, vector))
+                                      if parts is not None]
     if gated and _combinations(graph, attrs) > SEARCH_LIMIT:
         # Each branch's term is checked over its own inputs: the whole grid is not needed.
         return _as_sympy(min((_block(nid, attrs[LABEL], parts) for parts in gated), key=_nonzero))
@@ -62,12 +65,7 @@ def _block(nid, label, parts) -> MLPBlock:
     block = MLPBlock(nid, label)
     for part in parts:
         if isinstance(part, Ramp):  # one unit that is relu(read), never near its kink
-            unit = block.units
-            block.units += 1
-            block.W_in.update({(dim, unit): c for dim, c in part.read.coeffs.items()})
-            if part.read.bias != 0:
-                block.b_in[unit] = part.read.bias
-            block.W_out.update({(unit, dim): c for dim, c in part.out.items()})
+            add_unit(block, part.read, part.out)
         else:
             piecewise_linear_vectors(block, part.read, part.table)
     return block
@@ -174,17 +172,19 @@ def piecewise_linear_vectors(block: MLPBlock, code_read: Affine, table: dict) ->
     block.b_out = {d: v for d, v in block.b_out.items() if v != 0}
     for t in sorted(knots):
         changes = {d: v for d, v in knots[t].items() if v != 0}
-        if not changes:
-            continue
-        unit = block.units
-        block.units += 1
-        for dim, coeff in code_read.coeffs.items():
-            block.W_in[(dim, unit)] = coeff
-        if code_read.bias - t != 0:
-            block.b_in[unit] = code_read.bias - t
-        for dim, v in changes.items():
-            block.W_out[(unit, dim)] = v
+        if changes:
+            add_unit(block, code_read + Affine.constant(-t), changes)
     return block
+
+
+def add_unit(block: MLPBlock, pre: Affine, out: dict):
+    """One more hidden unit: relu(pre), adding out[dim] times it to each output dimension."""
+    unit = block.units
+    block.units += 1
+    block.W_in.update({(dim, unit): c for dim, c in pre.coeffs.items()})
+    if pre.bias != 0:
+        block.b_in[unit] = pre.bias
+    block.W_out.update({(unit, dim): v for dim, v in out.items()})
 
 
 def ramp_changes(codes, ys, margin):

@@ -93,12 +93,13 @@ def ridge_and_rest(inputs: list[Input], grid: dict, direction) -> list[Part] | N
     ridge_table = {level: {d: grid[points[0]].get(d, 0) - _dot(slopes[d], points[0]) for d in dims}
                    for level, points in levels.items()}
     parts, rests = [], {}  # rests: a normalised l -> {dim: its multiple of it}
+    along, first = _normalised(direction)
     for d in dims:
         if any(slopes[d]):
             unit, scale = _normalised(slopes[d])
-            if unit == _normalised(direction)[0]:  # along a itself: part of g
+            if unit == along:  # along a itself: part of g
                 for level in ridge_table:
-                    ridge_table[level][d] += scale / _normalised(direction)[1] * level
+                    ridge_table[level][d] += scale / first * level
             else:
                 rests.setdefault(unit, {})[d] = scale
     parts.append(Part(read_of(inputs, direction), ridge_table))
@@ -233,16 +234,11 @@ def _solve(rows, dims, n) -> dict | None:
     """Per output dimension, slopes l with l . step = change for every row, or None."""
     if not rows:
         return {d: (Fraction(0),) * n for d in dims}
-    A = sympy.Matrix([[sympy.Rational(x.numerator, x.denominator) for x in step] for step, _ in rows])
-    B = sympy.Matrix([[_exact_sympy(dict(change).get(d, 0)) for d in dims] for _, change in rows])
+    A = sympy.Matrix([[sympy.Rational(x) for x in step] for step, _ in rows])
+    B = sympy.Matrix([[sympy.Rational(dict(change).get(d, 0)) for d in dims] for _, change in rows])
     try:
         solution, free = A.gauss_jordan_solve(B)
     except ValueError:  # inconsistent: no affine rest makes f a function of a . x
         return None
     solution = solution.subs({p: 0 for p in free})
     return {d: tuple(exact(solution[i, j]) for i in range(n)) for j, d in enumerate(dims)}
-
-
-def _exact_sympy(value) -> sympy.Rational:
-    value = Fraction(value)
-    return sympy.Rational(value.numerator, value.denominator)
