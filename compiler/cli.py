@@ -22,12 +22,13 @@ from compiler.api import compile_file, run_prompts
 from compiler.check.adapter import counterexample_lines, load_callable, metadata_lines, stress
 from compiler.check.program import program_from_payload
 from compiler.check.verify import heading, verify
+from compiler.export import FORMATS
 from compiler.explain import explain_rows, format_rows, rows_on_line
 from compiler.model.file import load_model, save_model
 from compiler.passes.probe import probe_program
 from compiler.stats import breakdown, format_stats, model_stats
 
-COMMANDS = ("compile", "run", "stats", "explain", "check", "verify")
+COMMANDS = ("compile", "run", "stats", "explain", "check", "verify", "export")
 RUN_BATCH = 1024
 
 
@@ -127,6 +128,11 @@ def _parser() -> argparse.ArgumentParser:
                         "or module:function; MODEL is then the program whose layout and meaning it must meet")
     p.add_argument("--call-timeout", type=_count(1, 3600), default=None, metavar="SECONDS",
                    help="with --callable: seconds one add() call may take (default 5)")
+    p = sub.add_parser("export", help="write a model in another format (safetensors, onnx, transformer-lens, "
+                                      "adderboard)")
+    p.add_argument("model")
+    p.add_argument("--to", dest="format", required=True, choices=sorted(FORMATS), help="the format to write")
+    p.add_argument("-o", "--output", required=True, help="file to write")
     p = sub.add_parser("check", help="parse and type-check a program")
     p.add_argument("program")
     p.add_argument("-D", dest="defines", action="append", metavar="NAME=VALUE")
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit.code
     try:
         return {"compile": cmd_compile, "run": cmd_run, "stats": cmd_stats, "explain": cmd_explain,
-                "check": cmd_check, "verify": cmd_verify}[args.command](args)
+                "check": cmd_check, "verify": cmd_verify, "export": cmd_export}[args.command](args)
     except AdderError as err:
         print(err.render(), file=sys.stderr)
         return 2
@@ -208,6 +214,16 @@ def _write_json(path, data):
             Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
         except OSError as err:
             raise AdderError(f"cannot write {path}: {err.strerror}") from None
+
+
+def cmd_export(args) -> int:
+    output = Path(args.output)
+    _check_writable(output, "-o", [args.model])
+    model, payload = load_model(args.model)
+    for line in FORMATS[args.format](model, payload, output):
+        print(line)
+    print(f"wrote {output}")
+    return 0
 
 
 def cmd_check(args) -> int:
