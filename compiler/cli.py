@@ -18,6 +18,7 @@ from dsl.errors import AdderError
 from dsl.layout import Layout
 from dsl.limits import MAX_NUMBER_DIGITS, show_number
 from dsl.resolve import load_program
+from compiler import __version__
 from compiler.api import compile_file, run_prompts
 from compiler.check.adapter import counterexample_lines, load_callable, metadata_lines, stress
 from compiler.check.program import program_from_payload
@@ -86,56 +87,90 @@ input produces is reported as "could not prove", never as a counterexample.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="adderc", description="Compile arithmetic programs into transformers. Exit status: 0 done (for verify: "
-                                   "every check holds), 1 verify found a mismatch, 2 bad input, 3 internal error, "
-                                   "4 verify --prove found nothing wrong but could not complete the proof.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("compile", help="compile a program into a model file")
-    p.add_argument("program")
-    p.add_argument("-o", "--output", default="model.pt", help="model file to write (default model.pt)")
-    p.add_argument("-D", dest="defines", action="append", metavar="NAME=VALUE", help="override a const")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p = sub.add_parser("run", help="let a compiled model write its answers, token by token")
-    p.add_argument("model")
-    p.add_argument("prompts", nargs="*", help="prompts as a user writes them, e.g. 12+34= (else read stdin)")
-    p.add_argument("--operands", nargs="+", metavar="N", help="operand values, formatted through the layout")
-    p = sub.add_parser("stats", help="print a model's size figures")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("explain", help="list every stored number with the program node and line it serves")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true", help="print a list of objects, one per stored number")
+DESCRIPTION = """\
+Compile arithmetic programs into transformers, run them, and prove them right.
+
+`adderc PROGRAM [options]` is short for `adderc compile PROGRAM [options]`.
+Every command takes --json and then prints one JSON document on standard output
+(docs/cli.md gives each schema); progress shows on standard error.
+"""
+
+EXIT_STATUS = """\
+exit status: 0 done (for verify: every check holds), 1 verify found a mismatch, 2 bad
+input, 3 internal error, 4 verify --prove found nothing wrong but could not complete
+the proof, 130 interrupted.
+"""
+
+
+def _command(sub, name: str, help: str, epilog: str = EXIT_STATUS, json_help: str | None = None):
+    parser = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    if json_help is None:
+        parser.add_argument("--json", action="store_true", help="print one JSON document on standard output "
+                                                                "instead of text (default: text)")
+    return parser
+
+
+def _defines_option(parser):
+    parser.add_argument("-D", dest="defines", action="append", metavar="NAME=VALUE",
+                        help="override a const of the program, e.g. -D N=20 (repeatable; default: none)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adderc", description=DESCRIPTION, epilog=EXIT_STATUS,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"adderc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _command(sub, "compile", "compile a program into a model file")
+    p.add_argument("program", help="the program file (.rasp)")
+    p.add_argument("-o", "--output", default="model.pt", help="model file to write (default: model.pt)")
+    _defines_option(p)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision of the stored weights (default: float64)")
+    p = _command(sub, "run", "let a compiled model write its answers, token by token")
+    p.add_argument("model", help="a model file written by adderc compile")
+    p.add_argument("prompts", nargs="*", help="prompts as a user writes them, e.g. 12+34= (default: one per line "
+                                              "from standard input)")
+    p.add_argument("--operands", nargs="+", metavar="N",
+                   help="operand values instead of prompts, formatted through the layout (default: none)")
+    p = _command(sub, "stats", "print a model's size figures")
+    p.add_argument("model", help="a model file written by adderc compile")
+    p = _command(sub, "explain", "list every stored number with the program node and line it serves")
+    p.add_argument("model", help="a model file written by adderc compile")
     p.add_argument("--line", type=_count(1, 10 ** 9), metavar="N",
-                   help="only the numbers that line N of the program costs, and how many")
-    p = sub.add_parser("verify", help="check a model against its program (exit 0 holds, 1 mismatch, 4 unproved)",
-                       epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                   help="only the numbers that line N of the program costs, and how many (default: every line)")
+    p = _command(sub, "verify", "check a model against its program (exit 0 holds, 1 mismatch, 4 unproved)",
+                 epilog=VERIFY_EPILOG, json_help="own")
     p.add_argument("model", help="a model file, or with --callable a layout program")
     p.add_argument("program", nargs="?", help="program to check against (default: the one in the model file)")
     p.add_argument("--samples", type=_count(0), default=None,
-                   help="random inputs (default 1,000,000 for a model, 10,000 for --callable, as the board "
+                   help="random inputs (default: 1,000,000 for a model, 10,000 for --callable, as the board "
                         "checks; 0: none, only edge cases and strata)")
     # torch's generators take a seed below 2**64; the verifier also uses seed + 1
-    p.add_argument("--seed", type=_count(0, 2 ** 63 - 1), default=20261122)
-    p.add_argument("--per-stratum", type=_count(0), default=20, help="inputs per carry-structure stratum")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=_count(0, 2 ** 63 - 1), default=20261122,
+                   help="seed of the random inputs (default: 20261122)")
+    p.add_argument("--per-stratum", type=_count(0), default=20,
+                   help="inputs per carry-structure stratum (default: 20)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--prove", action="store_true",
-                   help="also prove the model equal to the program on every input of the layout")
-    p.add_argument("--json", dest="json_path", metavar="PATH", help="write the full report as JSON")
+                   help="also prove the model equal to the program on every input of the layout (default: off)")
+    # A path is optional, for the scripts that wrote the report to a file before --json printed it.
+    p.add_argument("--json", dest="json_path", nargs="?", const="-", metavar="PATH",
+                   help="print the full report as JSON on standard output, the progress lines going to "
+                        "standard error; with PATH, write it there and print the lines (default: text)")
     p.add_argument("--callable", dest="callable_spec", metavar="SPEC",
                    help="verify an outside adder instead: file.py with build_model() and add(model, a, b), "
-                        "or module:function; MODEL is then the program whose layout and meaning it must meet")
+                        "or module:function; MODEL is then the program whose layout and meaning it must meet "
+                        "(default: none, MODEL is a model file)")
     p.add_argument("--call-timeout", type=_count(1, 3600), default=None, metavar="SECONDS",
-                   help="with --callable: seconds one add() call may take (default 5)")
-    p = sub.add_parser("export", help="write a model in another format (safetensors, onnx, transformer-lens, "
-                                      "adderboard)")
-    p.add_argument("model")
+                   help="with --callable: seconds one add() call may take (default: 5)")
+    p = _command(sub, "export", "write a model in another format: " + ", ".join(sorted(FORMATS)))
+    p.add_argument("model", help="a model file written by adderc compile")
     p.add_argument("--to", dest="format", required=True, choices=sorted(FORMATS), help="the format to write")
     p.add_argument("-o", "--output", required=True, help="file to write")
-    p = sub.add_parser("check", help="parse and type-check a program")
-    p.add_argument("program")
-    p.add_argument("-D", dest="defines", action="append", metavar="NAME=VALUE")
+    p = _command(sub, "check", "parse and type-check a program")
+    p.add_argument("program", help="the program file (.rasp)")
+    _defines_option(p)
     return parser
 
 
@@ -144,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "compile")
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exit:  # argparse has printed its message (exit 2) or the help (exit 0)
         return exit.code
     try:
@@ -168,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_verify(args) -> int:
-    if args.json_path:  # before the run, which can take minutes, not after it
+    if args.json_path and args.json_path != "-":  # before the run, which can take minutes, not after it
         _check_writable(Path(args.json_path), "--json", [args.model] + ([args.program] if args.program else []))
     if args.callable_spec:
         return _verify_callable(args)
@@ -177,10 +212,12 @@ def cmd_verify(args) -> int:
     _, payload = load_model(args.model)
     program = program_from_payload(payload, args.program, args.model)
     # Each line is printed as its check completes: a run cut short still shows what it found.
-    print(heading(args.program or f"{args.model} (embedded {payload['program']['path']})", args.seed), flush=True)
+    lines = _lines_stream(args)
+    print(heading(args.program or f"{args.model} (embedded {payload['program']['path']})", args.seed),
+          file=lines, flush=True)
     samples = 1_000_000 if args.samples is None else args.samples
     report = verify(payload, program, samples=samples, seed=args.seed, per_stratum=args.per_stratum,
-                    device=args.device, prove=args.prove, emit=lambda line: print(line, flush=True))
+                    device=args.device, prove=args.prove, emit=lambda line: print(line, file=lines, flush=True))
     _write_json(args.json_path, report.to_dict())
     return report.exit_code
 
@@ -192,24 +229,32 @@ def _verify_callable(args) -> int:
                          hint="add one, e.g. meaning sum = a + b")
     limits = {} if args.call_timeout is None else {"call_timeout": args.call_timeout}
     add = load_callable(args.callable_spec, **limits)
+    lines = _lines_stream(args)
     # What is being checked shows before the run: an outside adder can take minutes.
     for line in [f"verify {args.callable_spec} against {args.model} (seed {args.seed})",
                  *metadata_lines(add.metadata)]:
-        print(line, flush=True)
+        print(line, file=lines, flush=True)
     report = stress(add, program.layout, program.meaning.expected, seed=args.seed,
                     random_count=10_000 if args.samples is None else args.samples, per_stratum=args.per_stratum,
                     on_source=lambda source, entry: print(
                         f"  {source:<12} {entry['checked'] - entry['wrong']:>9,}/{entry['checked']:,} right",
-                        flush=True))
+                        file=lines, flush=True))
     for line in counterexample_lines(report):
-        print(line)
-    print("  result: " + ("every check holds" if report["wrong"] == 0 else "MISMATCH"))
+        print(line, file=lines)
+    print("  result: " + ("every check holds" if report["wrong"] == 0 else "MISMATCH"), file=lines)
     _write_json(args.json_path, report)
     return 0 if report["wrong"] == 0 else 1
 
 
+def _lines_stream(args):
+    """Where verify's text goes: standard error when the JSON report takes standard output."""
+    return sys.stderr if args.json_path == "-" else sys.stdout
+
+
 def _write_json(path, data):
-    if path:
+    if path == "-":
+        print(json.dumps(data, indent=2, default=str))
+    elif path:
         try:
             Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
         except OSError as err:
@@ -220,9 +265,12 @@ def cmd_export(args) -> int:
     output = Path(args.output)
     _check_writable(output, "-o", [args.model])
     model, payload = load_model(args.model)
-    for line in FORMATS[args.format](model, payload, output):
-        print(line)
-    print(f"wrote {output}")
+    lines = FORMATS[args.format](model, payload, output)
+    if args.json:
+        print(json.dumps({"format": args.format, "output": str(output), "notes": lines}, indent=2))
+    else:
+        for line in lines + [f"wrote {output}"]:
+            print(line)
     return 0
 
 
@@ -230,8 +278,12 @@ def cmd_check(args) -> int:
     program = load_program(args.program, _defines(args.defines))
     probe_program(program)
     layout = program.layout
-    print(f"{args.program}: ok ({len(program.nodes)} operations, vocabulary of {len(layout.vocab)}, "
-          f"context {layout.n_ctx})")
+    if args.json:
+        print(json.dumps({"program": args.program, "ok": True, "operations": len(program.nodes),
+                          "vocab": list(layout.vocab), "n_ctx": layout.n_ctx}, indent=2))
+    else:
+        print(f"{args.program}: ok ({len(program.nodes)} operations, vocabulary of {len(layout.vocab)}, "
+              f"context {layout.n_ctx})")
     return 0
 
 
@@ -260,7 +312,7 @@ def cmd_compile(args) -> int:
     output = Path(args.output)
     overrides = _defines(args.defines)
     _check_writable(output, "-o", [args.program])
-    ir, stats, digest = compile_file(args.program, overrides, args.dtype)
+    ir, stats, digest = compile_file(args.program, overrides, args.dtype, progress=True)
     _check_writable(output, "-o", list(ir.program.sources))  # its imports as well
     # written beside the target, then renamed over it: an interrupted or failed write leaves no
     # half-written model, and the old file (if any) stays as it was
@@ -272,8 +324,11 @@ def cmd_compile(args) -> int:
         raise AdderError(f"cannot write {output}: {getattr(err, 'strerror', None) or err}") from None
     finally:
         partial.unlink(missing_ok=True)
-    print(format_stats(stats))
-    print(f"wrote {output}")
+    if args.json:
+        print(json.dumps({"output": str(output), "stats": stats}, indent=2))
+    else:
+        print(format_stats(stats))
+        print(f"wrote {output}")
     return 0
 
 
@@ -283,6 +338,7 @@ def cmd_stats(args) -> int:
     stats.setdefault("compile_seconds", None)  # a model file keeps no timings (it is byte-deterministic)
     stats["breakdown"] = breakdown(payload["state_dict"], payload.get("weight_map", []), payload["residual_map"])
     if args.json:
+        stats["vocab"] = list(payload["vocab"])  # the token of each id, in order
         print(json.dumps(stats, indent=2))
     else:
         print(format_stats(stats))
@@ -339,8 +395,12 @@ def cmd_run(args) -> int:
     else:
         texts = args.prompts or [line for line in sys.stdin.read().splitlines() if line.strip()]
         prompts = [_prompt_tokens(layout, text, i + 1) for i, text in enumerate(texts)]
-    for line in run_prompts(model, layout, prompts, RUN_BATCH):
-        print(line)
+    answers = run_prompts(model, layout, prompts, RUN_BATCH, progress=True)
+    if args.json:
+        print(json.dumps([{"prompt": "".join(p[1:]), "answer": a} for p, a in zip(prompts, answers)], indent=2))
+    else:
+        for line in answers:
+            print(line)
     return 0
 
 

@@ -44,11 +44,14 @@ PASSES = [
 PIPELINE = [build_graph, *PASSES]
 
 
-def compile_program(program: Program, options: dict | None = None) -> CompileIR:
+def compile_program(program: Program, options: dict | None = None, after_pass=None) -> CompileIR:
+    """The compiled IR; `after_pass(n)`, if given, is called once each pass is done (progress)."""
     started = time.perf_counter()
     ir: CompileIR = build_graph(program, options)  # 1. the program graph (networkx DAG)
     for compiler_pass in PASSES:
         ir = compiler_pass(ir)
+        if after_pass is not None:
+            after_pass(1)
     ir.options["compile_seconds"] = time.perf_counter() - started
     return ir
 

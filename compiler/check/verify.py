@@ -20,7 +20,6 @@ keeps what it found.
 from __future__ import annotations
 
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +31,7 @@ from compiler.api import run_prompts
 from compiler.check import inputs
 from compiler.check.program import program_from_payload, same_program
 from compiler.check.prove import prove as prove_model
+from compiler.progress import Progress
 from compiler.check.replay import (counterexample, expected_answer, expected_function, model_in, sequences,
                                    teacher_forced, teacher_forced_ids)
 from compiler.check.stored import exact_stored, same_value, stored_values
@@ -79,21 +79,6 @@ class Report:
                 "exit_code": self.exit_code, "seed": self.seed, "checks": self.checks,
                 "counterexamples": self.counterexamples, "inside": self.inside, "margins": self.margins,
                 "meaning": self.meaning, "timings": self.timings, "proof": self.proof}
-
-
-class _Progress:
-    def __init__(self, total, label, enabled):
-        self.total, self.label, self.done = total, label, 0
-        self.enabled = enabled and sys.stderr.isatty()
-
-    def advance(self, n):
-        self.done += n
-        if self.enabled:
-            print(f"\r{self.label}: {self.done:,}/{self.total:,}", end="", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.enabled:
-            print(file=sys.stderr)
 
 
 def _record_undefined(report, entry, undefined, dtype, source):
@@ -188,7 +173,7 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
             key, before = f"{dtype} {name}", len(report.counterexamples)
             entry = report.checks.setdefault(key, {"checked": 0, "wrong": 0})
             total = size if name == "exhaustive" else (samples if name.startswith("random") else None)
-            bar = _Progress(total or 0, key, progress and bool(total))
+            bar = Progress(key, total or 0, progress)
             if name.startswith("random") and fast_random:
                 gap = _random_on_tensors(model, layout, program.meaning, samples, seed, device, entry, report,
                                          dtype, name, bar)
@@ -215,7 +200,7 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
         emit(line)
     if prove:
         for dtype in ("float64", "float32"):
-            report.proof[dtype] = prove_model(payload, program, dtype, seed).to_dict()
+            report.proof[dtype] = prove_model(payload, program, dtype, seed, progress).to_dict()
             emit(_proof_line(dtype, report.proof[dtype]))
     emit(_result_line(report))
     return report

@@ -13,6 +13,7 @@ from compiler.check.prove.state import CannotProve, Miss
 from compiler.check.replay import first_wrong_input
 from compiler.model.transformer import per_head
 from compiler.pipeline import compile_program
+from compiler.progress import Progress
 
 
 @dataclass
@@ -24,13 +25,15 @@ class Proof:
     margins: dict = field(default_factory=dict)
     seconds: float = 0.0
     counterexample: dict | None = None  # the input replayed through the model, what it wrote, what was right
+    sublayer_seconds: dict = field(default_factory=dict)  # sublayer number -> seconds its checks took
 
     def to_dict(self):
         return {"status": self.status, "reason": self.reason, "dtype": self.dtype, "errors": self.errors,
-                "margins": self.margins, "seconds": round(self.seconds, 2), "counterexample": self.counterexample}
+                "margins": self.margins, "seconds": round(self.seconds, 2), "counterexample": self.counterexample,
+                "sublayer_seconds": {str(k): round(v, 3) for k, v in sorted(self.sublayer_seconds.items())}}
 
 
-def prove(payload: dict, program, dtype: str = "float64", seed: int = 20261122) -> Proof:
+def prove(payload: dict, program, dtype: str = "float64", seed: int = 20261122, progress: bool = False) -> Proof:
     started = time.perf_counter()
     if not same_program(program, payload):
         return Proof("could not prove", "the model was compiled from a different program, so its residual map "
@@ -43,13 +46,14 @@ def prove(payload: dict, program, dtype: str = "float64", seed: int = 20261122) 
                for k, v in per_head(payload["state_dict"], payload["config"]).items()}
     try:
         checker = Checker(ir, payload["residual_map"], weights, payload["config"], payload.get("weight_map", []))
-        checker.run()
+        with Progress(f"{dtype} proof, stored values", len(checker.entries), progress) as bar:
+            checker.run(bar)
     except CannotProve as err:
         return Proof("could not prove", str(err), dtype, seconds=time.perf_counter() - started)
     except Miss as miss:
         return _replayed(payload, program, dtype, seed, str(miss), started)
     return Proof("proved", "", dtype, {k: float(v) for k, v in checker.error_by_label().items()},
-                 checker.margins, time.perf_counter() - started)
+                 checker.margins, time.perf_counter() - started, sublayer_seconds=checker.seconds)
 
 
 def _replayed(payload, program, dtype, seed, miss: str, started) -> Proof:
