@@ -3,9 +3,11 @@ when standard error is piped or logged (a bar's carriage returns make a log unre
 
 A run that ends within SILENT_SECONDS shows nothing, so quick commands print only their answer.
 Standard output is left alone: it carries the answer, or the JSON, that a script reads.
+ADDERC_PROGRESS=0 in the environment turns progress off (a tool that reads standard error).
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -23,7 +25,7 @@ class Progress:
     def __init__(self, label: str, total: int = 0, enabled: bool = True, stream=None):
         self.label, self.total, self.done = label, total, 0
         self.stream = stream or sys.stderr
-        self.enabled = enabled
+        self.enabled = enabled and os.environ.get("ADDERC_PROGRESS", "1") != "0"
         self.terminal = enabled and self.stream.isatty()
         self.started = self.last_line = time.monotonic()
         self.bar = self.task = None

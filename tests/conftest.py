@@ -7,6 +7,15 @@ import pytest
 from compiler.api import compile_file, load_compiled
 from compiler.model.file import save_model
 
+
+@pytest.fixture(autouse=True)
+def no_progress_lines(monkeypatch):
+    """Tests read what a command prints on standard error line by line; a progress line of a run
+    slowed by a loaded machine would come first. Set in the environment, it holds for the commands
+    tests start as processes too; tests/test_progress.py turns progress back on."""
+    monkeypatch.setenv("ADDERC_PROGRESS", "0")
+
+
 ROOT = Path(__file__).resolve().parent.parent
 ADD10 = ROOT / "examples" / "add10.rasp"
 SEED = 20261122  # fixed so every run checks the same random sums

@@ -2,8 +2,15 @@
 nothing at all for a run that ends quickly."""
 import io
 
+import pytest
+
 import compiler.progress as progress_module
 from compiler.progress import Progress
+
+
+@pytest.fixture(autouse=True)
+def progress_on(monkeypatch):
+    monkeypatch.delenv("ADDERC_PROGRESS", raising=False)  # conftest turns it off for every other test
 
 
 class Terminal(io.StringIO):
@@ -11,7 +18,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_a_quick_run_shows_nothing():
+def test_a_quick_run_shows_nothing(monkeypatch):
     for stream in (io.StringIO(), Terminal()):
         with Progress("quick", 10, stream=stream) as bar:
             bar.advance(10)
@@ -43,5 +50,15 @@ def test_disabled_shows_nothing(monkeypatch):
     monkeypatch.setattr(progress_module, "PLAIN_EVERY", 0.0)
     stream = io.StringIO()
     with Progress("off", 5, enabled=False, stream=stream) as bar:
+        bar.advance(5)
+    assert stream.getvalue() == ""
+
+
+def test_the_environment_turns_it_off(monkeypatch):
+    monkeypatch.setattr(progress_module, "SILENT_SECONDS", 0.0)
+    monkeypatch.setattr(progress_module, "PLAIN_EVERY", 0.0)
+    monkeypatch.setenv("ADDERC_PROGRESS", "0")
+    stream = io.StringIO()
+    with Progress("off", 5, stream=stream) as bar:
         bar.advance(5)
     assert stream.getvalue() == ""
