@@ -23,7 +23,7 @@ from compiler.api import compile_file, run_prompts
 from compiler.check.adapter import counterexample_lines, load_callable, metadata_lines, stress
 from compiler.check.program import program_from_payload
 from compiler.check.verify import heading, verify
-from compiler.export import FORMATS
+from compiler.export import FORMATS, export
 from compiler.explain import explain_rows, format_rows, rows_on_line
 from compiler.model.file import load_model, save_model
 from compiler.passes.probe import probe_program
@@ -265,7 +265,7 @@ def cmd_export(args) -> int:
     output = Path(args.output)
     _check_writable(output, "-o", [args.model])
     model, payload = load_model(args.model)
-    lines = FORMATS[args.format](model, payload, output)
+    lines = export(args.format, model, payload, output)
     if args.json:
         print(json.dumps({"format": args.format, "output": str(output), "notes": lines}, indent=2))
     else:

@@ -91,7 +91,7 @@ def test_the_fixture_programs_get_no_false_counterexample(tmp_path, name, overri
 
 def test_could_not_prove_exits_4_and_says_so(add10_path, tmp_path, capsys, monkeypatch):
     # A proof check that fails where no replayed input is wrong: the verdict is "could not prove".
-    def no_luck(self):
+    def no_luck(self, progress=None):
         raise Miss("the MLP for 'generates' gives 1 where 0 was expected, on above=9, here=0")
     monkeypatch.setattr(Checker, "run", no_luck)
     report_path = tmp_path / "r.json"

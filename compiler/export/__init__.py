@@ -1,26 +1,30 @@
 """Compiled models in the formats researchers use: `adderc export MODEL --to FORMAT -o PATH`.
 
 Each format is one module of this package with `export(model, payload, path) -> list[str]` (the
-lines the command prints); FORMATS names them. A format's library is an optional extra, imported
-only when that format is asked for: a missing one is a clear message naming the extra, not an
-ImportError.
+lines the command prints); FORMATS names them. A module is imported only when its format is asked
+for, since its library is an optional extra (compiler.export.extras).
 """
 from __future__ import annotations
 
 import importlib
 
-from dsl.errors import AdderError
+# format name -> the module of this package that writes it
+FORMATS = {
+    "onnx": "to_onnx",
+    "safetensors": "to_safetensors",
+    "transformer-lens": "to_transformer_lens",
+    "adderboard": "to_adderboard",
+}
 
-EXTRAS = {"export": "pip install -e '.[export]' torch==2.13.0", "show": "pip install -e '.[show]' torch==2.13.0"}
 
-# format name -> the function that writes it; each module registers here (see the modules below).
-FORMATS: dict = {}
+def export(format: str, model, payload: dict, path) -> list[str]:
+    """Write `model` (with its file's `payload`) to `path` as `format`; the lines to print."""
+    module = importlib.import_module(f"compiler.export.{FORMATS[format]}")
+    return module.export(model, payload, path)
 
 
-def needs(module: str, extra: str, what: str):
-    """The third-party `module`, or an AdderError saying which optional extra provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise AdderError(f"{what} needs the Python package '{module}', which is not installed",
-                         hint=f"it comes with the optional extra '{extra}': {EXTRAS[extra]}") from None
+def load_transformer_lens(path, **options):
+    """A TransformerLens model built from an adderc model file (or an exported folder) whose
+    forward(token_ids) gives the compiled model's logits; see compiler.export.to_transformer_lens."""
+    from compiler.export.to_transformer_lens import load
+    return load(path, **options)
