@@ -26,5 +26,4 @@ def export(format: str, model, payload: dict, path) -> list[str]:
 def load_transformer_lens(path, **options):
     """A TransformerLens model built from an adderc model file (or an exported folder) whose
     forward(token_ids) gives the compiled model's logits; see compiler.export.to_transformer_lens."""
-    from compiler.export.to_transformer_lens import load
-    return load(path, **options)
+    return importlib.import_module(f"compiler.export.{FORMATS['transformer-lens']}").load(path, **options)
