@@ -147,6 +147,13 @@ def test_hooks_a_researcher_adds_run_after_adderc_and_go_away(bridges):
     assert (changed - before).abs().max() > 1
     bridge.reset_hooks()  # temporary hooks go; adderc's are permanent
     assert (bridge(ids) - before).abs().max() == 0
+    # an edit of the queries reaches adderc's pattern: the carry head's query bias (630) gone
+    no_query = ("blocks.1.attn.hook_q", lambda q, hook: q * 0)
+    _, cache = bridge.run_with_cache(ids)
+    with bridge.hooks(fwd_hooks=[no_query]):
+        _, edited = bridge.run_with_cache(ids)
+    assert (edited["blocks.1.attn.hook_pattern"] - cache["blocks.1.attn.hook_pattern"]).abs().max() > 0.1
+    assert (bridge(ids) - before).abs().max() == 0
 
 
 def test_ablating_the_carry_head_breaks_carries_only(bridges):

@@ -23,11 +23,12 @@ Padding changes nothing: a padded head has zero weights, no sink (-inf), no posi
 window, so it attends uniformly to zero values; a padded MLP unit has zero weights and bias, and
 relu(0) = 0.
 
-Hooks `load` attaches (permanent, so `reset_hooks()` and `run_with_hooks` keep them; any hook a
-researcher adds runs after them and sees adderc's numbers):
-- blocks.L.attn.hook_q and blocks.L.attn.hook_k: keep this forward's queries and keys
-  [batch, pos, head, d_head] (they change nothing);
-- blocks.L.attn.hook_pattern: replaces the bridge's pattern by adderc's, computed from those
+Hooks `load` attaches (permanent, so `reset_hooks()` and `run_with_hooks` keep them):
+- a torch forward hook on each blocks.L.attn.q and blocks.L.attn.k projection: keeps this
+  forward's queries and keys [batch, pos, head, d_head], after any TL hook on hook_q / hook_k has
+  edited them (it changes nothing);
+- blocks.L.attn.hook_pattern (a permanent TL hook, so any hook a researcher adds there runs after
+  it and sees adderc's pattern): replaces the bridge's pattern by adderc's, computed from those
   queries and keys exactly as compiler.model.transformer does: scores = q.k (no 1/sqrt(d_head))
   + slope*e + curvature*e*e (e = key_pos - query_pos + center), causal and window masks, and the
   sink as an extra key in front whose value is 0 and whose logit is `sink`. The pattern returned
@@ -207,17 +208,19 @@ def adderc_pattern(q: torch.Tensor, k: torch.Tensor, terms: dict) -> torch.Tenso
 
 
 def _attach_position_hooks(bridge, layer: int, terms: dict) -> None:
-    seen = {}
-    name = f"blocks.{layer}.attn"
+    attn, seen = bridge.blocks[layer].attn, {}
+    H, E = bridge.cfg.n_heads, bridge.cfg.d_head
 
+    # A torch forward hook on the projection itself fires after every TL hook inside it, so a
+    # researcher's edit of hook_q or hook_k reaches the pattern.
     def keep(key):
-        def hook(tensor, hook):
-            seen[key] = tensor
+        def hook(module, inputs, output):
+            seen[key] = output.view(*output.shape[:-1], H, E)
         return hook
 
     def pattern(tensor, hook):
         return adderc_pattern(seen.pop("q"), seen.pop("k"), terms).to(tensor.dtype)
 
-    bridge.add_hook(f"{name}.hook_q", keep("q"), is_permanent=True)
-    bridge.add_hook(f"{name}.hook_k", keep("k"), is_permanent=True)
-    bridge.add_hook(f"{name}.hook_pattern", pattern, is_permanent=True)
+    attn.q.register_forward_hook(keep("q"))
+    attn.k.register_forward_hook(keep("k"))
+    bridge.add_hook(f"blocks.{layer}.attn.hook_pattern", pattern, is_permanent=True)
