@@ -15,6 +15,27 @@ number, unembed.logit_scale (weight tying).
 Two shortcuts keep checking millions of sums cheap without changing what is computed: a head
 whose scores do not read the residual stream (compiled offset and window heads) has one attention
 pattern shared by the whole batch, and `last` runs the final layer only where logits are wanted.
+
+Which heads take which path is planned once from the weights (Attention.plan: on construction,
+after load_state_dict and after .to()), never decided inside forward, so forward's control flow
+depends on shapes alone and torch.export, torch.compile(fullgraph=True) and the ONNX exporter trace
+it. Eager forward re-plans by itself when a planned parameter was edited in place; after an edit
+through `.data`, or before tracing an edited model, call model.prepare().
+
+Hook points (nn.Identity modules, TransformerLens names; a forward hook sees the value, and one
+that returns a tensor replaces it, which is how ablation works):
+  hook_embed                  [batch, positions, d_model]  token embeddings W_E[tokens]
+  hook_pos_embed              [batch, positions, d_model]  position embeddings
+  blocks.L.hook_resid_pre     [batch, positions, d_model]  residual stream before block L
+  blocks.L.hook_resid_mid     [batch, positions, d_model]  after its attention
+  blocks.L.hook_resid_post    [batch, positions, d_model]  after its MLP
+  blocks.L.attn.hook_pattern  [batch, n_heads, queries, 1 + keys]  attention weights; column 0 is
+                              the sink ("attend to nothing"), column 1 + j is key position j
+  blocks.L.mlp.hook_post      [batch, positions, d_mlp]  hidden units after relu
+With `last`, the final block's mid and post states (and its queries) are the last positions only.
+A hook on hook_pattern makes that layer build every head's full pattern (the shared and windowed
+shortcuts give it up), so it is slower, not different. Blocks without attention (or without an
+MLP) have no attn (mlp) hooks.
 """
 from __future__ import annotations
 
