@@ -110,6 +110,9 @@ class Attention(nn.Module):
         so that forward has no branch on the weights' values (torch.export, torch.compile and
         ONNX need that). Run on construction, after load_state_dict and after .to(); after editing
         weights in place, call CompiledTransformer.prepare()."""
+        if self.sink.is_meta:  # shapes without values (the schema's check): nothing to plan from
+            self.groups, self.order, self.planned_from = (), None, None
+            return
         content_free = self.content_free().tolist()
         groups = [HeadGroup(self, heads, shared) for shared in (True, False)
                   if (heads := tuple(h for h, free in enumerate(content_free) if free == shared))]
@@ -165,7 +168,8 @@ class Attention(nn.Module):
                             k[:, group.index, key_start:]], dim=2)
         # Shifted by its largest finite entry per query, the position term fits the model's
         # precision before it meets the content term.
-        top = bias.amax(dim=-1, keepdim=True).clamp(min=-1e300)  # the query's own key is never masked
+        top = bias.amax(dim=-1, keepdim=True)
+        top = torch.where(top > float("-inf"), top, 0.0)  # never -inf (the own key is seen), but no -inf - -inf
         scores = torch.einsum("bhqd,bhkd->bhqk", q, k_seen) + (bias - top).to(q.dtype)
         return torch.softmax(scores, dim=-1)
 
