@@ -13,9 +13,11 @@ from compiler.cli import main
 from compiler.export.to_safetensors import encode, write
 from compiler.model.file import MAX_SAFETENSORS_HEADER, load_model
 from tests.conftest import ADD10, ROOT, saved_model
-from tests.test_model_file_trust import PROMPT, _refused, sandbox  # noqa: F401  (sandbox is a fixture)
+from tests import test_model_file_trust as trust
+from tests.test_model_file_trust import _refused
 
 PROGRAMS = {"add10": ADD10, "add_lsb": ROOT / "examples" / "add_lsb.rasp", "sub": ROOT / "examples" / "sub.rasp"}
+sandbox = trust.sandbox  # the fixture: a working folder where any stray write shows
 CASES = [(name, dtype) for name in PROGRAMS for dtype in ("float64", "float32")]
 
 

@@ -14,7 +14,6 @@ their sum; any other is refused with the reason.
 """
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -136,7 +135,6 @@ key - query + centre, and a window) and a relu MLP, each added to the residual s
 unembedding. add() formats the prompt, decodes greedily (the loop outside the model) and reads
 the answer's digits. Needs torch and the standard library only.
 """
-import math
 
 import torch
 from torch import nn
