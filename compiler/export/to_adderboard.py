@@ -135,6 +135,7 @@ key - query + centre, and a window) and a relu MLP, each added to the residual s
 unembedding. add() formats the prompt, decodes greedily (the loop outside the model) and reads
 the answer's digits. Needs torch and the standard library only.
 """
+import math
 
 import torch
 from torch import nn
