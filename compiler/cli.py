@@ -25,7 +25,7 @@ from compiler.check.program import program_from_payload
 from compiler.check.verify import heading, verify
 from compiler.export import FORMATS, export
 from compiler.explain import explain_rows, format_rows, rows_on_line
-from compiler.model.file import load_model, save_model
+from compiler.model.file import kind_for_name, load_model, save_model
 from compiler.passes.probe import probe_program
 from compiler.stats import breakdown, format_stats, model_stats
 
@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = _command(sub, "compile", "compile a program into a model file")
     p.add_argument("program", help="the program file (.rasp)")
-    p.add_argument("-o", "--output", default="model.pt", help="model file to write (default: model.pt)")
+    p.add_argument("-o", "--output", default="model.pt", help="model file to write: a name ending .safetensors writes safetensors, "
+                        "any other a torch archive (default: model.pt)")
     _defines_option(p)
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="precision of the stored weights (default: float64)")
@@ -318,7 +319,7 @@ def cmd_compile(args) -> int:
     # half-written model, and the old file (if any) stays as it was
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
     try:
-        save_model(partial, ir, stats, digest)
+        save_model(partial, ir, stats, digest, kind_for_name(output))  # the partial name's suffix is not it
         os.replace(partial, output)
     except (OSError, RuntimeError) as err:  # torch.save reports a file it cannot open as a RuntimeError
         raise AdderError(f"cannot write {output}: {getattr(err, 'strerror', None) or err}") from None

@@ -1,0 +1,255 @@
+"""A model as an AdderBoard submission: one Python file with build_model() -> (model, metadata) and
+add(model, a, b) -> int, the format of the public 10-digit addition leaderboard (its verify.py
+imports the file, runs 10 edge cases and 10,000 pairs from random.Random(2025)).
+
+The file needs torch and the standard library only. It holds its own small forward pass, the
+maths of compiler.model.transformer for every config the compiler emits (no normalisation,
+unscaled attention with per-head sink, ALiBi slope and curvature about a centre, window, grouped
+key/value heads, relu MLPs, a tied or untied unembedding), and a greedy decoding loop outside the
+model. The weights are inline: each tensor's shape and its nonzero entries, every number written
+with float.hex, so the submission's weights are the compiled model's, bit for bit.
+
+Only a model the board can rank fits: base 10, two operand fields of 10 digits, and a meaning of
+their sum; any other is refused with the reason.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from dsl.errors import AdderError
+from compiler import __version__
+
+BOARD_WIDTH = 10  # the board's operands: integers in [0, 9,999,999,999]
+
+
+def board_params(state: dict) -> int:
+    """The board's "unique parameters after tying", counted strictly: every stored number the
+    forward reads that is not structure. Zeros are structure (which entries are zero is free on the
+    board) and so are the infinite sink and window entries (they mean "no sink", "no window").
+    Tying is already in the state dict: grouped key/value heads store one projection per group and
+    a tied unembedding one scale. The positional table W_pos is counted: it is a stored table,
+    not a fixed formula such as a sinusoid, which the board alone lets go free."""
+    return sum(int((torch.isfinite(t) & (t != 0)).sum()) for t in state.values())
+
+
+def _positional(state: dict) -> int:
+    return board_params({"pos_embed.W_pos": state["pos_embed.W_pos"]})
+
+
+def _refuse(why: str):
+    raise AdderError(f"cannot write an AdderBoard submission: {why}",
+                     hint="the board ranks adders of two 10-digit numbers, e.g. examples/add10.rasp")
+
+
+def board_layout(payload: dict) -> dict:
+    """The parts of the layout a submission needs, or an AdderError saying why the board cannot
+    rank this model."""
+    layout = payload["layout"]
+    items, answer_index = layout["items"], layout["answer_index"]
+    if layout["base"] != 10:
+        _refuse(f"the model works in base {layout['base']}, the board in base 10")
+    operands = [item for item in items[:answer_index] if item[0] == "field"]
+    if len(operands) != 2 or any(width != BOARD_WIDTH for _, _, width in operands):
+        shown = ", ".join(f"{name} of {width} digits" for _, name, width in operands)
+        _refuse(f"the board's inputs are two operands of {BOARD_WIDTH} digits; this model's are: {shown}")
+    answer = items[answer_index]
+    names = [name for _, name, _ in operands]
+    meaning = payload.get("meaning") or {}
+    expression = re.sub(r"\s+", "", meaning.get("expression", ""))
+    if expression not in (f"{names[0]}+{names[1]}", f"{names[1]}+{names[0]}"):
+        _refuse(f"the board asks for a + b; this model's answer {answer[1]} means "
+                f"{meaning.get('expression', 'nothing declared')!r}")
+    if answer[2] < BOARD_WIDTH + 1:
+        _refuse(f"the answer field {answer[1]} has {answer[2]} digits; a sum of two 10-digit numbers needs 11")
+    vocab = payload["vocab"]
+    prompt = [["literal", vocab.index(item[1])] if item[0] == "literal" else ["field", names.index(item[1])]
+              for item in items[:answer_index]]
+    return {"prompt": prompt, "answer_width": answer[2], "msb_first": layout["order"] == "msb_first",
+            "digit_ids": [vocab.index(str(d)) for d in range(10)]}
+
+
+def sparse_weights(state: dict) -> dict:
+    """name -> (shape, dtype, [[flat index, float.hex], ...]) for every nonzero entry."""
+    out = {}
+    for name, tensor in state.items():
+        flat = tensor.detach().reshape(-1).to(torch.float64)
+        entries = [[i, float(flat[i]).hex()] for i in (flat != 0).nonzero()[:, 0].tolist()]
+        out[name] = [list(tensor.shape), entries]
+    return out
+
+
+def _architecture(config: dict, params: int, positional: int) -> str:
+    layers = ", ".join(f"L{i}: {h} head(s) of {e}, mlp {m}" for i, (h, e, m) in
+                       enumerate(zip(config["n_heads"], config["d_head"], config["d_mlp"])))
+    return (f"{config['n_layers']}L decoder, d={config['d_model']} ({layers}), vocab {config['d_vocab']}, "
+            f"{config['dtype']}; {params} stored nonzero numbers, {params - positional} of them outside "
+            f"the positional table")
+
+
+def submission_source(payload: dict) -> str:
+    board = board_layout(payload)
+    config, state = payload["config"], payload["state_dict"]
+    params, positional = board_params(state), _positional(state)
+    program = payload["program"]
+    tricks = ["compiled, not trained: adderc turns a RASP-like program into exact weights",
+              "scalar digit encodings", "attention sink and ALiBi-style position terms",
+              "two-hinge ReLU carries", f"answer {'most' if board['msb_first'] else 'least'} significant digit first"]
+    if config.get("tied_unembed"):
+        tricks.append("tied unembedding (W_U = scale * W_E^T)")
+    if config.get("n_kv_heads", config["n_heads"]) != config["n_heads"]:
+        tricks.append("grouped key/value heads")
+    metadata = {"name": f"adderc {Path(program['path']).stem}", "author": "adderc (symbolic weight compiler)",
+                "params": params, "architecture": _architecture(config, params, positional), "tricks": tricks}
+    return TEMPLATE.format(
+        program=program["path"], sha=program["sha256"], version=__version__, params=params,
+        positional=positional, metadata=repr(metadata), config=repr(config), board=repr(board),
+        weights=repr(sparse_weights(state)))
+
+
+def export(model, payload: dict, path) -> list[str]:
+    source = submission_source(payload)
+    Path(path).write_text(source, encoding="utf-8")
+    params = board_params(payload["state_dict"])
+    return [f"an AdderBoard submission: build_model() and add(model, a, b), torch only, "
+            f"{params} parameters by the board's count (see the file's docstring)",
+            f"check it with the board's own script: python verify.py {Path(path).name}"]
+
+
+TEMPLATE = '''"""AdderBoard submission written by adderc {version} from {program} (sha256 {sha}).
+
+The weights are compiled from a program, not trained. Parameter count: {params}, counted as the
+board asks ("unique parameters after tying", positional formulas free), strictly: every stored
+number the forward reads, less structure. Zeros are structure (which entries are zero is free),
+and so are the infinite sink and window entries, which mean "no sink" and "no window"; tied
+weights are stored once (grouped key/value heads, a tied unembedding's one scale). The learned-
+style positional table W_pos is counted ({positional} of the {params}); the ALiBi-style slope,
+curvature, centre and window of each head are formulas of the distance and counted too when
+nonzero. WEIGHTS lists exactly those numbers (float.hex, bit-exact) with each tensor's shape.
+
+The forward is a plain decoder: token and position embeddings, per layer an unscaled causal
+attention (per head a sink logit for attending to nothing, slope*e + curvature*e*e with e =
+key - query + centre, and a window) and a relu MLP, each added to the residual stream, then the
+unembedding. add() formats the prompt, decodes greedily (the loop outside the model) and reads
+the answer's digits. Needs torch and the standard library only.
+"""
+import math
+
+import torch
+from torch import nn
+
+METADATA = {metadata}
+CONFIG = {config}
+BOARD = {board}
+# name -> [shape, [[flat index, float.hex(value)], ...]] for the nonzero entries
+WEIGHTS = {weights}
+
+
+def _tensor(shape, entries, dtype):
+    flat = torch.zeros(math.prod(shape), dtype=torch.float64)
+    for index, value in entries:
+        flat[index] = float.fromhex(value)
+    return flat.reshape(shape).to(dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, weights, dtype):
+        super().__init__()
+        for name, value in weights.items():
+            setattr(self, name, nn.Parameter(value, requires_grad=False))
+        self.group = self.W_Q.shape[0] // self.W_K.shape[0]
+
+    def forward(self, x):
+        T = x.shape[1]
+        q = torch.einsum("btm,hmd->bhtd", x, self.W_Q) + self.b_Q[None, :, None]
+        k = torch.einsum("btm,hmd->bhtd", x, self.W_K) + self.b_K[None, :, None]
+        v = torch.einsum("btm,hmd->bhtd", x, self.W_V) + self.b_V[None, :, None]
+        k, v = k.repeat_interleave(self.group, dim=1), v.repeat_interleave(self.group, dim=1)
+        # position terms in float64 (they grow with the distance), the sink as key 0 whose value is 0
+        distance = (torch.arange(T)[None, :] - torch.arange(T)[:, None]).to(torch.float64)
+        h = lambda t: t.to(torch.float64)[:, None, None]
+        e = distance + h(self.alibi_center)
+        bias = h(self.alibi_slope) * e + h(self.alibi_curvature) * e * e
+        bias = bias.masked_fill((distance > 0) | (-distance > h(self.window)), float("-inf"))
+        bias = torch.cat([h(self.sink).expand(-1, T, 1), bias], dim=-1)
+        zero = k.new_zeros(k.shape[0], k.shape[1], 1, k.shape[3])
+        k, v = torch.cat([zero, k], dim=2), torch.cat([zero, v], dim=2)
+        no_keys = ((self.W_K == 0).all(dim=(1, 2)) & (self.b_K == 0).all(dim=1)).repeat_interleave(self.group)
+        fixed = no_keys | ((self.W_Q == 0).all(dim=(1, 2)) & (self.b_Q == 0).all(dim=1))
+        z = []
+        for head in range(q.shape[1]):
+            if fixed[head]:  # scores of positions alone: one pattern, made in float64
+                pattern = torch.softmax(bias[head], dim=-1).to(v.dtype)[None]
+            else:  # shifted by the largest position term per query, then at the model's precision
+                shifted = (bias[head] - bias[head].amax(dim=-1, keepdim=True)).to(q.dtype)
+                pattern = torch.softmax(q[:, head] @ k[:, head].transpose(1, 2) + shifted, dim=-1)
+            z.append(pattern @ v[:, head])
+        return torch.einsum("bhte,hem->btm", torch.stack(z, dim=1), self.W_O) + self.b_O
+
+
+class MLP(nn.Module):
+    def __init__(self, weights):
+        super().__init__()
+        for name, value in weights.items():
+            setattr(self, name, nn.Parameter(value, requires_grad=False))
+
+    def forward(self, x):
+        return torch.relu(x @ self.W_in + self.b_in) @ self.W_out + self.b_out
+
+
+class Adder(nn.Module):
+    def __init__(self, config, weights):
+        super().__init__()
+        dtype = getattr(torch, config["dtype"])
+        w = {{name: _tensor(shape, entries, dtype) for name, (shape, entries) in weights.items()}}
+        part = lambda prefix: {{n[len(prefix):]: t for n, t in w.items() if n.startswith(prefix)}}
+        self.W_E = nn.Parameter(w["embed.W_E"], requires_grad=False)
+        self.W_pos = nn.Parameter(w["pos_embed.W_pos"], requires_grad=False)
+        self.attn = nn.ModuleList(Attention(part(f"blocks.{{i}}.attn."), dtype) if config["n_heads"][i] else None
+                                  for i in range(config["n_layers"]))
+        self.mlp = nn.ModuleList(MLP(part(f"blocks.{{i}}.mlp.")) if config["d_mlp"][i] else None
+                                 for i in range(config["n_layers"]))
+        self.unembed = nn.ParameterDict({{n: nn.Parameter(t, requires_grad=False) for n, t in part("unembed.").items()}})
+
+    def forward(self, tokens):
+        """tokens [batch, T] -> logits [batch, T, vocab]"""
+        x = self.W_E[tokens] + self.W_pos[: tokens.shape[1]]
+        for attn, mlp in zip(self.attn, self.mlp):
+            if attn is not None:
+                x = x + attn(x)
+            if mlp is not None:
+                x = x + mlp(x)
+        W_U = self.W_E.T * self.unembed["logit_scale"] if "logit_scale" in self.unembed else self.unembed["W_U"]
+        return x @ W_U + self.unembed["b_U"]
+
+
+def build_model():
+    model = Adder(CONFIG, WEIGHTS)
+    model.eval()
+    return model, dict(METADATA)
+
+
+def _digits(value, width):
+    digits = [(value // 10 ** i) % 10 for i in range(width)]  # least significant first
+    return digits[::-1] if BOARD["msb_first"] else digits
+
+
+@torch.no_grad()
+def add(model, a: int, b: int) -> int:
+    ids = BOARD["digit_ids"]
+    tokens = []
+    for kind, what in BOARD["prompt"]:
+        tokens.extend([what] if kind == "literal" else [ids[d] for d in _digits((a, b)[what], 10)])
+    sequence = torch.tensor([tokens])
+    for _ in range(BOARD["answer_width"]):  # greedy decoding, one token at a time
+        next_token = model(sequence)[0, -1].argmax()
+        sequence = torch.cat([sequence, next_token.view(1, 1)], dim=1)
+    answer = sequence[0, len(tokens):].tolist()
+    if not all(t in ids for t in answer):
+        return -1  # the model wrote something that is not a digit
+    digits = [ids.index(t) for t in answer]
+    digits = digits if BOARD["msb_first"] else digits[::-1]
+    return int("".join(map(str, digits)))
+'''
