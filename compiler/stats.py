@@ -69,6 +69,26 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
     return rows
 
 
+POSITIONAL = ("pos_embed.W_pos", ".alibi_slope", ".alibi_curvature", ".alibi_center", ".window")
+
+
+def parameter_counts(state: dict) -> dict:
+    """The four size counts, by the rules public tiny-adder leaderboards use.
+
+    A stored number is a nonzero, finite entry: which entries are zero is structure, and an
+    infinite sink or window is a flag ("none"). The leaderboard counts leave out the encodings
+    fixed by position alone: the positional table and each head's distance formula (ALiBi slope,
+    curvature, centre, window). "Unique" counts each tied parameter once: the model file ties by
+    storage (grouped key/value heads keep one projection per group, a tied unembedding one scale
+    for W_E^T), so every stored number is one parameter, and the unique counts equal the nonzero
+    ones until the file can declare entries equal; they are reported apart because the board
+    ranks by them (AdderBoard: "unique parameters after tying", positional encodings free)."""
+    positional = sum(_nonzero(t) for name, t in state.items() if name.endswith(POSITIONAL))
+    nonzero = sum(_nonzero(t) for t in state.values())
+    return {"nonzero_params": nonzero, "nonzero_params_leaderboard": nonzero - positional,
+            "unique_params": nonzero - positional, "unique_params_strict": nonzero}
+
+
 def model_stats(config: dict, state: dict, compile_seconds: float | None = None) -> dict:
     groups: dict[str, dict] = {}
     for name, tensor in state.items():
@@ -84,19 +104,12 @@ def model_stats(config: dict, state: dict, compile_seconds: float | None = None)
             "attn_nonzero": groups.get(f"blocks.{l}.attn", {}).get("nonzero", 0),
             "mlp_nonzero": groups.get(f"blocks.{l}.mlp", {}).get("nonzero", 0),
         })
-    # The leaderboard count leaves out positional encodings fixed by position alone, as public
-    # tiny-adder leaderboards do: the positional table and each head's distance formula (ALiBi
-    # slope, curvature and centre, window). Both counts are reported; "all stored" keeps them.
-    positional = _nonzero(state["pos_embed.W_pos"]) + sum(
-        _nonzero(t) for name, t in state.items()
-        if name.endswith((".alibi_slope", ".alibi_curvature", ".alibi_center", ".window")))
-    nonzero = sum(g["nonzero"] for g in groups.values())
+    counts = parameter_counts(state)
     stats = {
         "layers": config["n_layers"], "d_model": config["d_model"], "d_vocab": config["d_vocab"],
         "n_ctx": config["n_ctx"], "dtype": config["dtype"],
         "dense_params": sum(g["dense"] for g in groups.values()),
-        "nonzero_params": nonzero,
-        "nonzero_params_leaderboard": nonzero - positional,
+        **counts,
         "embed_nonzero": groups.get("embed", {}).get("nonzero", 0),
         "unembed_nonzero": groups.get("unembed", {}).get("nonzero", 0),
         "tied_unembed": "unembed.logit_scale" in state,
@@ -118,6 +131,8 @@ def format_stats(stats: dict) -> str:
                  + (" (tied: W_U = logit_scale * W_E^T, the scale and b_U stored)" if stats.get("tied_unembed") else ""))
     lines.append(f"parameters: {stats['dense_params']} dense, {stats['nonzero_params']} nonzero "
                  f"({stats['nonzero_params_leaderboard']} without positional encodings)")
+    lines.append(f"unique after tying: {stats['unique_params']} by the leaderboard's count (positional "
+                 f"encodings free), {stats['unique_params_strict']} strict (every stored number)")
     if stats.get("compile_seconds") is not None:
         lines.append(f"compiled in {stats['compile_seconds']:.2f} s")
     if stats.get("breakdown"):

@@ -21,22 +21,18 @@ import torch
 
 from dsl.errors import AdderError
 from compiler import __version__
+from compiler.stats import parameter_counts
 
 BOARD_WIDTH = 10  # the board's operands: integers in [0, 9,999,999,999]
 
 
-def board_params(state: dict) -> int:
-    """The board's "unique parameters after tying", counted strictly: every stored number the
-    forward reads that is not structure. Zeros are structure (which entries are zero is free on the
-    board) and so are the infinite sink and window entries (they mean "no sink", "no window").
-    Tying is already in the state dict: grouped key/value heads store one projection per group and
-    a tied unembedding one scale. The positional table W_pos is counted: it is a stored table,
-    not a fixed formula such as a sinusoid, which the board alone lets go free."""
-    return sum(int((torch.isfinite(t) & (t != 0)).sum()) for t in state.values())
-
-
-def _positional(state: dict) -> int:
-    return board_params({"pos_embed.W_pos": state["pos_embed.W_pos"]})
+def board_params(state: dict) -> tuple[int, int]:
+    """(the board's count, the strict count), by compiler.stats.parameter_counts: the board ranks
+    by unique parameters after tying with fixed positional encodings free (the positional table
+    and each head's distance formula, which adderc compiles from positions alone); the strict
+    count keeps them. Zeros and the infinite "no sink"/"no window" entries are structure."""
+    counts = parameter_counts(state)
+    return counts["unique_params"], counts["unique_params_strict"]
 
 
 def _refuse(why: str):
@@ -81,18 +77,18 @@ def sparse_weights(state: dict) -> dict:
     return out
 
 
-def _architecture(config: dict, params: int, positional: int) -> str:
+def _architecture(config: dict, params: int, strict: int) -> str:
     layers = ", ".join(f"L{i}: {h} head(s) of {e}, mlp {m}" for i, (h, e, m) in
                        enumerate(zip(config["n_heads"], config["d_head"], config["d_mlp"])))
     return (f"{config['n_layers']}L decoder, d={config['d_model']} ({layers}), vocab {config['d_vocab']}, "
-            f"{config['dtype']}; {params} stored nonzero numbers, {params - positional} of them outside "
-            f"the positional table")
+            f"{config['dtype']}; {params} parameters with positional encodings free, {strict} counting "
+            f"every stored number")
 
 
 def submission_source(payload: dict) -> str:
     board = board_layout(payload)
     config, state = payload["config"], payload["state_dict"]
-    params, positional = board_params(state), _positional(state)
+    params, strict = board_params(state)
     program = payload["program"]
     tricks = ["compiled, not trained: adderc turns a RASP-like program into exact weights",
               "scalar digit encodings", "attention sink and ALiBi-style position terms",
@@ -102,32 +98,33 @@ def submission_source(payload: dict) -> str:
     if config.get("n_kv_heads", config["n_heads"]) != config["n_heads"]:
         tricks.append("grouped key/value heads")
     metadata = {"name": f"adderc {Path(program['path']).stem}", "author": "adderc (symbolic weight compiler)",
-                "params": params, "architecture": _architecture(config, params, positional), "tricks": tricks}
+                "params": params, "architecture": _architecture(config, params, strict), "tricks": tricks}
     return TEMPLATE.format(
         program=program["path"], sha=program["sha256"], version=__version__, params=params,
-        positional=positional, metadata=repr(metadata), config=repr(config), board=repr(board),
+        strict=strict, metadata=repr(metadata), config=repr(config), board=repr(board),
         weights=repr(sparse_weights(state)))
 
 
 def export(model, payload: dict, path) -> list[str]:
     source = submission_source(payload)
     Path(path).write_text(source, encoding="utf-8")
-    params = board_params(payload["state_dict"])
+    params, strict = board_params(payload["state_dict"])
     return [f"an AdderBoard submission: build_model() and add(model, a, b), torch only, "
-            f"{params} parameters by the board's count (see the file's docstring)",
+            f"{params} parameters by the board's count ({strict} counting every stored number; see the "
+            f"file's docstring)",
             f"check it with the board's own script: python verify.py {Path(path).name}"]
 
 
 TEMPLATE = '''"""AdderBoard submission written by adderc {version} from {program} (sha256 {sha}).
 
-The weights are compiled from a program, not trained. Parameter count: {params}, counted as the
-board asks ("unique parameters after tying", positional formulas free), strictly: every stored
-number the forward reads, less structure. Zeros are structure (which entries are zero is free),
-and so are the infinite sink and window entries, which mean "no sink" and "no window"; tied
-weights are stored once (grouped key/value heads, a tied unembedding's one scale). The learned-
-style positional table W_pos is counted ({positional} of the {params}); the ALiBi-style slope,
-curvature, centre and window of each head are formulas of the distance and counted too when
-nonzero. WEIGHTS lists exactly those numbers (float.hex, bit-exact) with each tensor's shape.
+The weights are compiled from a program, not trained. Parameter count: {params}, as the board
+asks: unique parameters after tying, fixed positional encodings free. Every stored number the
+forward reads counts once, less structure and less the encodings fixed by position alone: zeros
+are structure (which entries are zero is free), and so are the infinite sink and window entries,
+which mean "no sink" and "no window"; tied weights are stored once (grouped key/value heads, a
+tied unembedding's one scale); the positional table W_pos and each head's ALiBi-style slope,
+curvature, centre and window are compiled from positions alone and left out. The strict count,
+which keeps them, is {strict}. WEIGHTS lists exactly those numbers (float.hex, bit-exact) with each tensor's shape.
 
 The forward is a plain decoder: token and position embeddings, per layer an unscaled causal
 attention (per head a sink logit for attending to nothing, slope*e + curvature*e*e with e =
