@@ -71,5 +71,5 @@ def draw_attention(layer: int, attention, x: torch.Tensor, tokens: list[str], he
         axes.set_title(f"head {head}, " + _head_title(heads.get(head), names), fontsize=8, loc="left", wrap=True)
     figure.colorbar(image, ax=figure.axes, shrink=0.6, label="attention weight")
     figure.suptitle(f"{model_name}: attention of layer {layer} on {''.join(tokens[1:prompt_length])}"
-                    f" (answer below the dashed line, as the model wrote it)", fontsize=10)
+                    f"\nthen the answer as the model wrote it; below the dashed line: the queries that write the answer", fontsize=10)
     return save(figure, folder, f"attention-layer{layer}")

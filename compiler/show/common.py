@@ -37,7 +37,7 @@ def save(figure, folder: Path, stem: str) -> list[Path]:
     with matplotlib.rc_context(RC):
         for suffix in ("png", "svg"):
             path = folder / f"{stem}.{suffix}"
-            figure.savefig(path, format=suffix, dpi=120, metadata=METADATA[suffix], bbox_inches="tight")
+            figure.savefig(path, format=suffix, dpi=120, metadata=METADATA[suffix])
             paths.append(path)
     return paths
 
@@ -81,6 +81,11 @@ class Names:
     def where(self, node_id: int) -> str:
         name, file, line = self.nodes.get(node_id, ("?", self.path, 0))
         return f"{file}:{line}" if line else file
+
+    def short(self, node_id: int, label: str | None = None) -> str:
+        """`name (file:line)`, for a panel whose figure title quotes the line already."""
+        name, file, line = self.nodes.get(node_id, (label or "?", self.path, 0))
+        return f"{label or name} ({file}:{line})" if line else (label or name)
 
     def title(self, node_id: int, label: str | None = None) -> str:
         """`name  (file:line: the line as written)`, the line cut to fit a title."""
@@ -133,15 +138,23 @@ def reading(entries: list[ResidualEntry], dims, after: int) -> list[ResidualEntr
     return found
 
 
-def sequence(model, layout, prompt: list[str]) -> list[str]:
-    """The prompt and the answer the model writes after it, cut to the model's context."""
+def sequences(model, layout, prompts: list[list[str]]) -> list[list[str]]:
+    """Each prompt and the answer the model writes after it (with its end token), cut to the
+    model's context. The prompts of a layout all have one length, so they run as one batch."""
     vocab = layout.vocab
     end_id = vocab.index(layout.end_token) if layout.end_token else None
-    ids = torch.tensor([[vocab.index(t) for t in prompt]])
+    ids = torch.tensor([[vocab.index(t) for t in p] for p in prompts])
     with torch.no_grad():
-        written = greedy(model, ids, layout.sequence_length - layout.prompt_length, end_id)[0].tolist()
-    row = trim(written, end_id) + ([end_id] if end_id is not None and end_id in written else [])
-    return (prompt + [vocab[i] for i in row])[: model.config["n_ctx"]]
+        written = greedy(model, ids, layout.sequence_length - layout.prompt_length, end_id).tolist()
+    rows = []
+    for prompt, row in zip(prompts, written):
+        answer = trim(row, end_id) + ([end_id] if end_id is not None and end_id in row else [])
+        rows.append((prompt + [vocab[i] for i in answer])[: model.config["n_ctx"]])
+    return rows
+
+
+def sequence(model, layout, prompt: list[str]) -> list[str]:
+    return sequences(model, layout, [prompt])[0]
 
 
 def states_of(model, layout, tokens: list[str]) -> list[torch.Tensor]:
@@ -161,7 +174,7 @@ def sample_states(model, layout, prompt: list[str], count: int = 48, seed: int =
         operands = {f.name: int(torch.randint(layout.base ** min(f.width, 18), (1,), generator=generator))
                     for f in layout.operands}
         prompts.append(layout.prompt_tokens(operands))
-    rows = [sequence(model, layout, p) for p in prompts]
+    rows = sequences(model, layout, prompts)
     width = min(len(r) for r in rows)
     ids = torch.tensor([[layout.vocab.index(t) for t in r[:width]] for r in rows])
     with torch.no_grad():

@@ -40,6 +40,11 @@ def _layered_positions(graph: nx.DiGraph) -> dict:
     for row, generation in enumerate(nx.topological_generations(graph)):
         for nid in generation:
             graph.nodes[nid]["row"] = row
+    # A node reading nothing (a constant, the tokens) sits just above its first reader, not at the
+    # top, so its edges stay short.
+    for nid in graph:
+        if graph.in_degree(nid) == 0 and graph.out_degree(nid):
+            graph.nodes[nid]["row"] = min(graph.nodes[user]["row"] for user in graph.successors(nid)) - 1
     positions = nx.multipartite_layout(graph, subset_key="row", align="horizontal", scale=1.0)
     return {nid: (x, -graph.nodes[nid]["row"]) for nid, (x, _) in positions.items()}
 

@@ -67,7 +67,7 @@ def draw_readout(payload: dict, states, layout, names, output_id: int, folder: P
         axes.set_xlabel(f"{entry.node} (read, {names.where(entry.id)})", fontsize=8)
         axes.set_ylabel("logit", fontsize=8)
         held_text = ", ".join(f"{e.node} = {as_numbers(e, typical[None])[0]:g}" for e in held)
-        axes.set_title(names.title(entry.id, entry.node) + (f"\nheld: {held_text}" if held else ""),
+        axes.set_title(names.short(entry.id, entry.node) + (f"\nheld: {held_text}" if held else ""),
                        fontsize=8, loc="left")
         axes.grid(alpha=0.3)
         _winner_strip(axes, xs, logits, vocab)
