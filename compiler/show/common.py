@@ -37,7 +37,7 @@ def save(figure, folder: Path, stem: str) -> list[Path]:
     with matplotlib.rc_context(RC):
         for suffix in ("png", "svg"):
             path = folder / f"{stem}.{suffix}"
-            figure.savefig(path, format=suffix, dpi=120, metadata=METADATA[suffix])
+            figure.savefig(path, format=suffix, dpi=120, metadata=METADATA[suffix], bbox_inches="tight")
             paths.append(path)
     return paths
 
