@@ -27,9 +27,10 @@ from compiler.export import FORMATS, export
 from compiler.explain import explain_rows, format_rows, rows_on_line
 from compiler.model.file import kind_for_name, load_model, save_model
 from compiler.passes.probe import probe_program
+from compiler.show import show
 from compiler.stats import breakdown, format_stats, model_stats
 
-COMMANDS = ("compile", "run", "stats", "explain", "check", "verify", "export")
+COMMANDS = ("compile", "run", "stats", "explain", "check", "verify", "export", "show")
 RUN_BATCH = 1024
 
 
@@ -169,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a model file written by adderc compile")
     p.add_argument("--to", dest="format", required=True, choices=sorted(FORMATS), help="the format to write")
     p.add_argument("-o", "--output", required=True, help="file to write")
+    p = _command(sub, "show", "draw a model as pictures (PNG and SVG): graph, residual layout, attention, MLPs, readout")
+    p.add_argument("model", help="a model file written by adderc compile")
+    p.add_argument("--prompt", help="the prompt the attention is drawn on, e.g. 12+34= (default: an example sum "
+                                    "of the layout, digits counting up in the first operand and down in the next)")
+    p.add_argument("-o", "--output", required=True, help="folder to write the pictures in (created if missing)")
     p = _command(sub, "check", "parse and type-check a program")
     p.add_argument("program", help="the program file (.rasp)")
     _defines_option(p)
@@ -185,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit.code
     try:
         return {"compile": cmd_compile, "run": cmd_run, "stats": cmd_stats, "explain": cmd_explain,
-                "check": cmd_check, "verify": cmd_verify, "export": cmd_export}[args.command](args)
+                "check": cmd_check, "verify": cmd_verify, "export": cmd_export,
+                "show": cmd_show}[args.command](args)
     except AdderError as err:
         print(err.render(), file=sys.stderr)
         return 2
@@ -272,6 +279,27 @@ def cmd_export(args) -> int:
     else:
         for line in lines + [f"wrote {output}"]:
             print(line)
+    return 0
+
+
+def cmd_show(args) -> int:
+    folder = Path(args.output)
+    if folder.exists() and not folder.is_dir():
+        raise AdderError(f"-o {folder}: is not a folder", hint="name a folder for the pictures, e.g. -o pictures")
+    if not folder.exists():
+        _check_writable(folder, "-o")  # the folder it would be created in must exist and be writable
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise AdderError(f"-o {folder}: cannot create files in this folder")
+    model, payload = load_model(args.model)
+    layout = Layout.from_dict(payload["layout"])
+    prompt = _prompt_tokens(layout, args.prompt, 1) if args.prompt is not None else None
+    folder.mkdir(exist_ok=True)
+    written = show(model, payload, prompt, folder, Path(args.model).name)
+    if args.json:
+        print(json.dumps({"output": str(folder), "files": [str(p) for p in written]}, indent=2))
+    else:
+        for path in written:
+            print(f"wrote {path}")
     return 0
 
 

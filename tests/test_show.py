@@ -1,0 +1,105 @@
+"""`adderc show`: real pictures of real models, PNG and SVG, titled with the program's names."""
+import json
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+import torch
+
+from dsl.layout import Layout
+from compiler.cli import main
+from compiler.model.file import load_model
+from compiler.show.attention import attention_patterns, head_output
+from compiler.show.common import states_of
+from tests.conftest import EXAMPLES, saved_model
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("show")
+    return {name: saved_model(folder, EXAMPLES / f"{name}.rasp", f"{name}.pt") for name in ("add10", "add_lsb", "sub")}
+
+
+@pytest.fixture(scope="module")
+def drawn(models, tmp_path_factory):
+    """name -> (exit code, the --json document, folder), each model drawn once."""
+    out = {}
+    for name, path in models.items():
+        folder = tmp_path_factory.mktemp(f"pictures-{name}")
+        capture = pytest.MonkeyPatch()
+        lines = []
+        capture.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+        try:
+            code = main(["show", str(path), "-o", str(folder), "--json"])
+        finally:
+            capture.undo()
+        out[name] = (code, json.loads("\n".join(lines)), folder)
+    return out
+
+
+def _svg_text(path) -> str:
+    root = ElementTree.parse(path).getroot()  # fails on a file that is not XML
+    assert root.tag == SVG + "svg"
+    return " ".join("".join(t.itertext()) for t in root.iter(SVG + "text"))
+
+
+@pytest.mark.parametrize("name", ["add10", "add_lsb", "sub"])
+def test_every_picture_is_a_png_and_an_svg(drawn, name):
+    code, listing, folder = drawn[name]
+    assert code == 0 and listing["output"] == str(folder)
+    stems = {p.rsplit("/", 1)[1].rsplit(".", 1)[0] for p in listing["files"]}
+    assert {"graph", "residual", "attention-layer0", "mlp-layer0", "readout"} <= stems
+    for path in listing["files"]:
+        data = open(path, "rb").read()
+        if path.endswith(".png"):
+            assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+        else:
+            assert _svg_text(path)
+
+
+def test_titles_name_the_program_values_and_lines(drawn):
+    _, _, folder = drawn["add10"]
+    expect = {"graph": ["program graph of add10.rasp", "carry", "generates", "line 33"],
+              "residual": ["pair", "total % 10", "layer 1 MLP"],
+              "attention-layer1": ["carry", "add10.rasp:33", "shift(pair, LOOKBACK)", "sink"],
+              "mlp-layer0": ["generates", "add10.rasp:20", "let generates = pair >= 10", "propagates"],
+              "mlp-layer1": ["total % 10", "add10.rasp:39"],
+              "readout": ["total % 10", "nearest_digit"]}
+    for stem, words in expect.items():
+        text = _svg_text(folder / f"{stem}.svg")
+        missing = [w for w in words if w not in text]
+        assert not missing, f"{stem}.svg lacks {missing}"
+    _, _, lsb = drawn["add_lsb"]
+    assert "wrapped" in _svg_text(lsb / "mlp-layer0.svg")
+
+
+def test_the_drawn_patterns_are_the_ones_the_model_attends_with(models):
+    model, payload = load_model(models["add10"])
+    layout = Layout.from_dict(payload["layout"])
+    tokens = layout.tokenize("5193798811+1806201129=")
+    states = states_of(model, layout, tokens)
+    for layer, block in enumerate(model.blocks):
+        x = states[2 * layer]
+        pattern = attention_patterns(block.attn, x)
+        assert torch.allclose(pattern.sum(-1), torch.ones_like(pattern.sum(-1)))
+        expected, _ = block.attn(x[None])
+        assert torch.allclose(head_output(block.attn, x, pattern), expected[0].double(), atol=1e-9)
+
+
+def test_a_given_prompt_is_drawn_and_a_bad_one_refused(models, tmp_path, capsys):
+    assert main(["show", str(models["add10"]), "--prompt", "5193798811+1806201129=", "-o", str(tmp_path / "p")]) == 0
+    assert "5193798811+1806201129=" in _svg_text(tmp_path / "p" / "attention-layer1.svg")
+    capsys.readouterr()
+    assert main(["show", str(models["add10"]), "--prompt", "12+3=", "-o", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert "prompt" in err and "expected 22 tokens" in err and "Traceback" not in err
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_bad_output_folder_is_refused_before_any_work(models, tmp_path, capsys):
+    assert main(["show", str(models["add10"]), "-o", str(tmp_path / "missing" / "deeper")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["show", str(models["add10"]), "-o", str(models["add10"])]) == 2
+    assert "is not a folder" in capsys.readouterr().err
