@@ -1,7 +1,7 @@
 """The attention pattern of every head of one layer on the example sequence: queries down, keys
 across, the sink (the "attend to nothing" key, whose value is 0) as column 0. The pattern is
-computed from the layer's own projections and position terms, exactly as its forward pass scores
-(tests/test_show.py checks that it reproduces the layer's output)."""
+the one the layer's forward pass attends with, read off its hook_pattern (tests/test_show.py
+checks that it reproduces the layer's output)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,17 +13,16 @@ from compiler.show.common import new_figure, save
 
 def attention_patterns(attention, x: torch.Tensor) -> torch.Tensor:
     """[heads, positions, 1 + positions]: every head's attention weights on one sequence x
-    [positions, d_model], the sink first. Scored in float64, as the position terms are."""
-    x = x[None].to(torch.float64)
-    cast = lambda t: t.to(torch.float64)
-    heads = attention.W_Q.shape[0]
-    q = attention._project(x, cast(attention.W_Q), cast(attention.b_Q))[0]
-    k = attention._project(x, cast(attention.W_K), cast(attention.b_K))[0].repeat_interleave(attention.group, dim=0)
-    positions = x.shape[1]
-    k_seen = torch.cat([k.new_zeros(heads, 1, k.shape[2]), k], dim=1)
-    scores = torch.einsum("hqd,hkd->hqk", q, k_seen) + attention.position_scores(
-        torch.arange(heads), positions, range(0, positions))
-    return torch.softmax(scores, dim=-1)
+    [positions, d_model], the sink first, as the layer's forward computes them: read off its
+    hook_pattern, so the picture cannot drift from the model."""
+    seen = []
+    handle = attention.hook_pattern.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        with torch.no_grad():
+            attention(x[None])
+    finally:
+        handle.remove()
+    return seen[0][0].to(torch.float64)
 
 
 def head_output(attention, x: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
