@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from compiler.cli import main
-from compiler.export.to_safetensors import encode, write
+from compiler.model.safetensors_file import encode, write
 from compiler.model.file import MAX_SAFETENSORS_HEADER, load_model
 from tests.conftest import ADD10, ROOT, saved_model
 from tests import test_model_file_trust as trust

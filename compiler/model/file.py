@@ -25,6 +25,7 @@ import torch
 from dsl.errors import AdderError
 from compiler.ir.attrs import LABEL, SPAN
 from compiler import __version__
+from compiler.model.safetensors_file import write as write_safetensors
 from compiler.model.transformer import CompiledTransformer
 from compiler.model.schema import FORMAT, FORMAT_VERSION, MAX_UNCOMPRESSED, check_archive, plain_name, validate
 
@@ -82,8 +83,7 @@ def save_model(path: str | Path, ir, stats: dict, digest: str, kind: str | None 
     name, see kind_for_name)."""
     payload = model_payload(ir, stats, digest)
     if (kind or kind_for_name(path)) == "safetensors":
-        from compiler.export.to_safetensors import write
-        write(payload, path)
+        write_safetensors(payload, path)
     else:
         torch.save(payload, str(path))
 
