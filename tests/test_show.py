@@ -10,7 +10,7 @@ from compiler.cli import main
 from compiler.model.file import load_model
 from compiler.show.attention import attention_patterns, head_output
 from compiler.show.common import states_of
-from tests.conftest import EXAMPLES, saved_model
+from tests.conftest import EXAMPLES, compiled, saved_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -103,3 +103,31 @@ def test_a_bad_output_folder_is_refused_before_any_work(models, tmp_path, capsys
     assert "does not exist" in capsys.readouterr().err
     assert main(["show", str(models["add10"]), "-o", str(models["add10"])]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_a_sum_is_drawn_at_its_own_value_not_its_stored_shares(tmp_path):
+    """A sum's dimension stores coefficient * (value - default) per term; a picture labelled with
+    the sum (an MLP's x axis) must read the sum itself. mul_digit's carry MLP reads
+    `gen_at - stop_at`, whose gen_at has default -1: its stored shares are one too high."""
+    from compiler.check.prove.state import num
+    from compiler.ir.maps import number_of
+    from compiler.show.common import as_numbers, residual_entries
+    from dsl.semantics import evaluate
+
+    path = saved_model(tmp_path, EXAMPLES / "mul_digit.rasp", "mul.pt")
+    model, payload = load_model(path)
+    layout = Layout.from_dict(payload["layout"])
+    ir = compiled(EXAMPLES / "mul_digit.rasp")[0]
+    sums = [e for e in residual_entries(payload) if e.sum_of is not None]
+    assert any(number_of(t.default) != 0 for e in sums for t in e.sum_of)  # the case the offset matters for
+    for operands in ({"a": 1234567890, "d": 9}, {"a": 999, "d": 7}):
+        tokens = layout.prompt_tokens(operands) + layout.answer_tokens(
+            ir.program.meaning.expected(operands))
+        tokens = tokens[: model.config["n_ctx"]]
+        states = states_of(model, layout, tokens)
+        values = evaluate(ir.program, tokens).values
+        for entry in sums:
+            want = [sum(number_of(t.coefficient) * num(v) for t, v in zip(entry.sum_of, row))
+                    for row in zip(*(values[t.id] for t in entry.sum_of))]
+            got = as_numbers(entry, states[entry.sublayer])
+            assert got == pytest.approx([float(w) for w in want], abs=1e-6), entry.node

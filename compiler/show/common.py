@@ -10,7 +10,7 @@ import torch
 
 from compiler.explain import explain_rows
 from compiler.export.extras import needs
-from compiler.ir.maps import ResidualEntry, WeightEntry
+from compiler.ir.maps import ResidualEntry, WeightEntry, number_of
 from compiler.model.decode import greedy, trim
 
 # One colour per sublayer kind, shades by layer: a reader matches a node to the sublayer at a glance.
@@ -187,8 +187,14 @@ def legend_patch(colour: str, label: str):
 
 
 def as_numbers(entry, state: torch.Tensor) -> list[float]:
-    """What the entry's dims hold, as numbers: a one-hot's value index when its values are not numbers."""
+    """The values the entry's dims hold, as numbers: a one-hot's value index when its values are not
+    numbers. A sum's dimension holds its terms' shares, coefficient * (value - default); a picture
+    labelled with the sum must show the sum itself, so the defaults' part is added back (mul_digit's
+    `gen_at - stop_at`, with gen_at's default -1, read one too high before)."""
     decoded = entry.decode_all(state)
+    if entry.sum_of is not None:
+        offset = float(sum(number_of(t.coefficient) * number_of(t.default) for t in entry.sum_of))
+        return [float(x) + offset for x in decoded]
     numbers = []
     for value in decoded:
         try:
