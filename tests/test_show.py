@@ -131,3 +131,34 @@ def test_a_sum_is_drawn_at_its_own_value_not_its_stored_shares(tmp_path):
                     for row in zip(*(values[t.id] for t in entry.sum_of))]
             got = as_numbers(entry, states[entry.sublayer])
             assert got == pytest.approx([float(w) for w in want], abs=1e-6), entry.node
+
+
+def test_an_mlp_is_drawn_for_distinct_values_of_what_else_it_reads(tmp_path):
+    """The curves of a block reading two values are one per value of the other, chosen by value
+    and spread over its range: mul_digit's `(shift(value, LOOKBACK + 1) * m) % 10` once drew four
+    curves for 0, 4.8e-296, 9.6e-296 and 1.4e-295 (noise in a dimension nothing wrote yet)."""
+    from compiler.ir.slots import mlp_slot
+    from compiler.show.common import as_numbers, reading, residual_entries, sample_states, weight_entries
+    from compiler.show.mlp import MAX_SERIES, _series
+
+    path = saved_model(tmp_path, EXAMPLES / "mul_digit.rasp", "mul.pt")
+    model, payload = load_model(path)
+    layout = Layout.from_dict(payload["layout"])
+    states = sample_states(model, layout, layout.tokenize("1234567890*9="))
+    entries, slot = residual_entries(payload), mlp_slot(0)
+    observed = states[slot - 1].reshape(-1, states[slot - 1].shape[-1]).double()
+    checked = 0
+    for block in (e for e in weight_entries(payload) if e.block == "blocks.0.mlp"):
+        dims = (model.blocks[0].mlp.W_in[:, block.units[0]:block.units[1]] != 0).any(dim=1).nonzero()[:, 0].tolist()
+        read = reading(entries, dims, slot - 1)
+        if len(read) < 2:
+            continue
+        primary = max(read, key=lambda e: len(torch.unique(observed[:, list(e.dims)], dim=0)))
+        other = next(e for e in read if e is not primary)
+        shown = [as_numbers(other, fixed[None])[0] for _, fixed in _series(read, primary, observed)]
+        met = sorted({round(v, 6) for v in as_numbers(other, observed)})
+        assert len(shown) == min(MAX_SERIES, len(met)) and len(set(shown)) == len(shown)
+        assert min(shown) == met[0] and max(shown) == met[-1]  # spread over the whole range
+        assert all(v == 0 or abs(v) > 1e-6 for v in shown)
+        checked += 1
+    assert checked >= 2

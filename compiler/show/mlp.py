@@ -14,6 +14,7 @@ from compiler.ir.slots import mlp_slot
 from compiler.show.common import as_numbers, new_figure, reading, residual_entries, save, weight_entries
 
 MAX_SERIES = 4
+MAX_NAMED_UNITS = 16
 POINTS = 801
 
 
@@ -39,19 +40,23 @@ def _coordinates(primary, observed: torch.Tensor) -> torch.Tensor:
 
 
 def _series(read, primary, observed: torch.Tensor):
-    """(label, the others' coordinates) for each combination of the other read values the inputs showed."""
+    """(label, the others' coordinates) for combinations of the other read values the inputs
+    showed: distinct by value, not by raw coordinates (a numerical dimension that nothing wrote
+    holds rounding noise such as 1e-296, which would fill every series with "0"), and spread over
+    the combinations in value order so the curves show the range, at most MAX_SERIES of them."""
     others = [e for e in read if e is not primary]
     if not others:
         return [("", None)]
-    dims = [d for e in others for d in e.dims]
-    combos = torch.unique(observed[:, dims], dim=0)[:MAX_SERIES]
-    out = []
-    for combo in combos:
-        state = torch.zeros(1, observed.shape[1], dtype=torch.float64)
-        state[0, dims] = combo
-        label = ", ".join(f"{e.node} = {as_numbers(e, state)[0]:g}" for e in others)
-        out.append((label, state[0]))
-    return out
+    decoded = list(zip(*(as_numbers(e, observed) for e in others)))
+    first_row = {}
+    for row, values in enumerate(decoded):
+        first_row.setdefault(tuple(round(v, 6) for v in values), row)
+    distinct = sorted(first_row)
+    if len(distinct) > MAX_SERIES:
+        step = (len(distinct) - 1) / (MAX_SERIES - 1)
+        distinct = [distinct[round(i * step)] for i in range(MAX_SERIES)]
+    return [(", ".join(f"{e.node} = {v:g}" for e, v in zip(others, values)), observed[first_row[values]])
+            for values in distinct]
 
 
 def _writes(entries, node_id: int):
@@ -69,6 +74,8 @@ def _writes(entries, node_id: int):
 
 def _draw_block(top, bottom, mlp, entry, read, writes, observed, names):
     dims, written = writes
+    # A legend naming hundreds of units would cover the figure; past a few, the title's range says which.
+    named_units = entry.units[1] - entry.units[0] <= MAX_NAMED_UNITS
     primary = max(read, key=lambda e: len(torch.unique(observed[:, list(e.dims)], dim=0)))
     for n, (label, fixed) in enumerate(_series(read, primary, observed)):
         grid = _coordinates(primary, observed)
@@ -80,7 +87,7 @@ def _draw_block(top, bottom, mlp, entry, read, writes, observed, names):
         top.plot(xs, written(grid, after), linewidth=1.8, label=label or "the block's function")
         for unit in range(hidden.shape[1]):
             bottom.plot(xs, hidden[:, unit].numpy(), linewidth=1.0, linestyle=("-", "--", ":", "-.")[n % 4],
-                        label=f"unit {entry.units[0] + unit}" if n == 0 else None)
+                        label=f"unit {entry.units[0] + unit}" if n == 0 and named_units else None)
     after, _ = _block_output(mlp, entry.units, observed, dims)
     top.scatter(as_numbers(primary, observed), written(observed, after), s=14, color="black", zorder=3,
                 label="met on the example inputs")
@@ -91,7 +98,8 @@ def _draw_block(top, bottom, mlp, entry, read, writes, observed, names):
     top.grid(alpha=0.3)
     bottom.set_xlabel(f"{primary.node} (read, {names.where(primary.id)})", fontsize=8)
     bottom.set_ylabel("ReLU activation", fontsize=8)
-    bottom.legend(fontsize=6, loc="upper left", ncol=2)
+    if named_units:
+        bottom.legend(fontsize=6, loc="upper left", ncol=2)
     bottom.grid(alpha=0.3)
 
 
