@@ -126,6 +126,8 @@ class LayoutField:
     span: Span
     name: str
     width: Expr
+    order: str | None = None  # the field's own digit order, as written (checked by the resolver)
+    order_span: Span | None = None
 
 
 @dataclass(frozen=True)

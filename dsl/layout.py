@@ -12,6 +12,7 @@ from dsl.errors import AdderError, Span
 from dsl.meaning import evaluate as evaluate_meaning
 
 DIGIT_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+DIGIT_ORDERS = ("msb_first", "lsb_first")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Field:
     width: int
     start: int  # position of its first token
     is_answer: bool = False
+    order: str = "msb_first"  # the field's own digit order: the layout's unless the field overrides it
 
     @property
     def end(self) -> int:
@@ -30,8 +32,10 @@ class Field:
 @dataclass(frozen=True)
 class Layout:
     base: int
-    order: str  # "msb_first" or "lsb_first"
-    items: tuple[tuple[str, Any], ...]  # ("literal", token) or ("field", name, width), in sequence order
+    order: str  # "msb_first" or "lsb_first": the default digit order of every field
+    # ("literal", token), ("field", name, width) or ("field", name, width, order) where a field
+    # overrides the default order, in sequence order
+    items: tuple[tuple[str, Any], ...]
     answer_index: int  # index into items where the answer part begins
 
     # ----- derived facts
@@ -68,7 +72,8 @@ class Layout:
             if item[0] == "literal":
                 position += 1
             else:
-                result[item[1]] = Field(item[1], item[2], position, index >= self.answer_index)
+                result[item[1]] = Field(item[1], item[2], position, index >= self.answer_index,
+                                        self.item_order(item))
                 position += item[2]
         return result
 
@@ -95,18 +100,28 @@ class Layout:
         is produced but never fed back."""
         return self.sequence_length - 1
 
+    def item_order(self, item) -> str:
+        """The digit order of a field item: its own, or the layout's default."""
+        return item[3] if len(item) > 3 else self.order
+
+    @property
+    def mixed_orders(self) -> bool:
+        """Whether the fields are not all written in one digit order."""
+        return len({f.order for f in self.fields.values()}) > 1
+
     # ----- conversions
-    def digits_of(self, value: int, width: int) -> list[str]:
+    def digits_of(self, value: int, width: int, order: str | None = None) -> list[str]:
+        """`value` as `width` digits in `order` (the layout's default when None)."""
         if value < 0 or value >= self.base ** width:
             raise ValueError(f"{value} does not fit in {width} base-{self.base} digits")
         out = []
         for _ in range(width):
             out.append(DIGIT_ALPHABET[value % self.base])
             value //= self.base
-        return out if self.order == "lsb_first" else out[::-1]
+        return out if (order or self.order) == "lsb_first" else out[::-1]
 
-    def value_of(self, digits: list[str]) -> int:
-        ordered = digits if self.order == "msb_first" else digits[::-1]
+    def value_of(self, digits: list[str], order: str | None = None) -> int:
+        ordered = digits if (order or self.order) == "msb_first" else digits[::-1]
         value = 0
         for token in ordered:
             value = value * self.base + DIGIT_ALPHABET.index(token)
@@ -118,14 +133,14 @@ class Layout:
             if item[0] == "literal":
                 tokens.append(item[1])
             else:
-                tokens.extend(self.digits_of(operands[item[1]], item[2]))
+                tokens.extend(self.digits_of(operands[item[1]], item[2], self.item_order(item)))
         return tokens
 
     def answer_tokens(self, value: int) -> list[str]:
         """What follows the prompt: the answer's digits and the end token, if the layout has one."""
         tokens = []
         for item in self.items[self.answer_index:]:
-            tokens.extend([item[1]] if item[0] == "literal" else self.digits_of(value, item[2]))
+            tokens.extend([item[1]] if item[0] == "literal" else self.digits_of(value, item[2], self.item_order(item)))
         return tokens
 
     def written_answer(self, tokens: list[str]) -> str:
@@ -181,14 +196,19 @@ def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, 
                      "separators must differ from digits")
             items.append(("literal", token))
         else:
-            name, width = rest
+            name, width, *own_order = rest
             if name in names:
                 fail(f"field '{name}' appears twice in the layout", where, "give each field its own name")
             if not isinstance(width, int) or width < 1:
                 fail(f"field '{name}' must have a positive whole width, got {width}", where,
                      "a field holds at least one digit")
             names.add(name)
-            items.append(("field", name, width))
+            if own_order and own_order[0] is not None and own_order[0] not in DIGIT_ORDERS:
+                fail(f"'{own_order[0]}' is not a digit order", where,
+                     "after a field's width write msb_first or lsb_first, e.g. sum[N + 1, lsb_first]")
+            # A field that repeats the default stores nothing, so it reads as any other field.
+            own = own_order[0] if own_order and own_order[0] not in (None, order) else None
+            items.append(("field", name, width) if own is None else ("field", name, width, own))
     if not prompt or prompt[0][0] != "literal":
         fail("a layout starts with its begin token, e.g. \"<bos>\"", prompt[0][1] if prompt else span,
              'put a token string first: layout ...: "<bos>" a[N] ...')

@@ -102,7 +102,10 @@ class _Statements:
 
     @v_args(meta=True)
     def layout_field(self, meta, items):
-        return ast.LayoutField(self._span(meta), str(items[0]), items[1])
+        order = items[2]
+        return ast.LayoutField(self._span(meta), str(items[0]), items[1],
+                               None if order is None else str(order),
+                               None if order is None else self._tok_span(order))
 
 
 class _Expressions:

@@ -69,7 +69,8 @@ def expected_function(program, layout):
         tokens = layout.prompt_tokens(operands)
         for _ in range(layout.answer.width):
             tokens.append(evaluate(program, tokens).output[-1])
-        return layout.value_of(tokens[layout.prompt_length:])
+        return layout.value_of(tokens[layout.prompt_length:layout.prompt_length + layout.answer.width],
+                               layout.answer.order)
     return by_interpreter
 
 

@@ -127,7 +127,7 @@ def _assemble(layout, operands, answer, n, device):
         value = answer if index >= layout.answer_index else operands[item[1]]
         value = value.clamp(min=0)  # answers that do not fit are caught by the range check below
         digits = [torch.div(value, layout.base ** i, rounding_mode="floor") % layout.base for i in range(item[2])]
-        if layout.order == "msb_first":
+        if layout.item_order(item) == "msb_first":
             digits = digits[::-1]
         columns.append(torch.stack(digits, dim=1))
     return torch.cat(columns, dim=1)

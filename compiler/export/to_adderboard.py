@@ -48,11 +48,11 @@ def board_layout(payload: dict) -> dict:
     if layout["base"] != 10:
         _refuse(f"the model works in base {layout['base']}, the board in base 10")
     operands = [item for item in items[:answer_index] if item[0] == "field"]
-    if len(operands) != 2 or any(width != BOARD_WIDTH for _, _, width in operands):
-        shown = ", ".join(f"{name} of {width} digits" for _, name, width in operands)
+    if len(operands) != 2 or any(item[2] != BOARD_WIDTH for item in operands):
+        shown = ", ".join(f"{item[1]} of {item[2]} digits" for item in operands)
         _refuse(f"the board's inputs are two operands of {BOARD_WIDTH} digits; this model's are: {shown}")
     answer = items[answer_index]
-    names = [name for _, name, _ in operands]
+    names = [item[1] for item in operands]
     meaning = payload.get("meaning") or {}
     expression = re.sub(r"\s+", "", meaning.get("expression", ""))
     if expression not in (f"{names[0]}+{names[1]}", f"{names[1]}+{names[0]}"):
@@ -61,9 +61,11 @@ def board_layout(payload: dict) -> dict:
     if answer[2] < BOARD_WIDTH + 1:
         _refuse(f"the answer field {answer[1]} has {answer[2]} digits; a sum of two 10-digit numbers needs 11")
     vocab = payload["vocab"]
-    prompt = [["literal", vocab.index(item[1])] if item[0] == "literal" else ["field", names.index(item[1])]
+    # Each field is written in its own digit order (sum[N + 1, lsb_first] after msb_first operands).
+    order = lambda item: (item[3] if len(item) > 3 else layout["order"]) == "msb_first"
+    prompt = [["literal", vocab.index(item[1])] if item[0] == "literal" else ["field", names.index(item[1]), order(item)]
               for item in items[:answer_index]]
-    return {"prompt": prompt, "answer_width": answer[2], "msb_first": layout["order"] == "msb_first",
+    return {"prompt": prompt, "answer_width": answer[2], "msb_first": order(answer),
             "digit_ids": [vocab.index(str(d)) for d in range(10)]}
 
 
@@ -228,17 +230,17 @@ def build_model():
     return model, dict(METADATA)
 
 
-def _digits(value, width):
+def _digits(value, width, msb_first):
     digits = [(value // 10 ** i) % 10 for i in range(width)]  # least significant first
-    return digits[::-1] if BOARD["msb_first"] else digits
+    return digits[::-1] if msb_first else digits
 
 
 @torch.no_grad()
 def add(model, a: int, b: int) -> int:
     ids = BOARD["digit_ids"]
     tokens = []
-    for kind, what in BOARD["prompt"]:
-        tokens.extend([what] if kind == "literal" else [ids[d] for d in _digits((a, b)[what], 10)])
+    for kind, what, *msb_first in BOARD["prompt"]:  # a field: its operand and its digit order
+        tokens.extend([what] if kind == "literal" else [ids[d] for d in _digits((a, b)[what], 10, msb_first[0])])
     sequence = torch.tensor([tokens])
     for _ in range(BOARD["answer_width"]):  # greedy decoding, one token at a time
         next_token = model(sequence)[0, -1].argmax()

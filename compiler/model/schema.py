@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dsl.errors import AdderError
-from dsl.layout import DIGIT_ALPHABET, Layout, build_layout
+from dsl.layout import DIGIT_ALPHABET, DIGIT_ORDERS, Layout, build_layout
 from dsl.limits import MAX_POSITIONS
 from dsl.resolve import sources_digest
 from compiler.ir.maps import (HEAD_KEYS, HEAD_OPTIONAL_KEYS, RESIDUAL_KEYS, RESIDUAL_OPTIONAL_KEYS, SUM_TERM_KEYS,
@@ -221,7 +221,7 @@ def _layout(check: _Fields, data: dict, vocab: list, config: dict) -> Layout:
     """The layout, rebuilt by the same rules a layout declaration is checked by."""
     check.keys(data, "layout", ["base", "order", "answer_index", "items"])
     base = check.whole(data["base"], "layout.base", 2, len(DIGIT_ALPHABET))
-    if data["order"] not in ("msb_first", "lsb_first"):
+    if data["order"] not in DIGIT_ORDERS:
         check.fail("layout.order", f"{_show(data['order'])} is not msb_first or lsb_first")
     items = check.of_type(data["items"], list, "layout.items", "a list")
     if not 2 <= len(items) <= MAX_VOCAB + MAX_CONTEXT:
@@ -234,12 +234,16 @@ def _layout(check: _Fields, data: dict, vocab: list, config: dict) -> Layout:
         check.of_type(item, list, field, "a list")
         if len(item) == 2 and item[0] == "literal":
             parts.append(("literal", None, check.text(item[1], field, MAX_TOKEN)))
-        elif len(item) == 3 and item[0] == "field":
+        elif len(item) in (3, 4) and item[0] == "field":
             if not isinstance(item[1], str) or not IDENTIFIER.fullmatch(item[1]) or len(item[1]) > MAX_TOKEN:
                 check.fail(field, f"{_show(item[1])} is not a field name")
-            parts.append(("field", None, item[1], check.whole(item[2], field + " width", 1, MAX_CONTEXT)))
+            # A fourth entry is the field's own digit order; files written before it existed have none.
+            if len(item) == 4 and item[3] not in DIGIT_ORDERS:
+                check.fail(field + " order", f"{_show(item[3])} is not msb_first or lsb_first")
+            parts.append(("field", None, item[1], check.whole(item[2], field + " width", 1, MAX_CONTEXT),
+                          *item[3:]))
         else:
-            check.fail(field, f"{_show(item)} is not [\"literal\", token] or [\"field\", name, width]")
+            check.fail(field, f"{_show(item)} is not [\"literal\", token] or [\"field\", name, width(, order)]")
     try:
         layout = build_layout(base, data["order"], parts[:answer_index], parts[answer_index:], None, None)
     except AdderError as err:

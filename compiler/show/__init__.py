@@ -25,7 +25,7 @@ def default_prompt(layout: Layout) -> list[str]:
         digits = [(1 + i) % layout.base if k % 2 == 0 else (layout.base - 1 - i) % layout.base
                   for i in range(field.width)]
         operands[field.name] = layout.value_of([DIGIT_ALPHABET[d] for d in (
-            digits if layout.order == "msb_first" else digits[::-1])])
+            digits if field.order == "msb_first" else digits[::-1])], field.order)
     return layout.prompt_tokens(operands)
 
 

@@ -1,13 +1,14 @@
 """The layout declaration and the meaning, checked against each other where that is cheap."""
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 
 from dsl import ast
 from dsl import meaning as meaning_rules
 from dsl.ast import children
-from dsl.layout import Layout, Meaning, build_layout
+from dsl.layout import DIGIT_ORDERS, Layout, Meaning, build_layout
 from dsl.limits import MAX_MEANING_BITS, MAX_POSITIONS, show_count, show_number
 from dsl.resolve.names import MEANING_HINT
 
@@ -30,13 +31,22 @@ class LayoutAndMeaning:
                 positions += max(width, 0)
                 if positions > MAX_POSITIONS:
                     self.too_many_positions(item, width, positions)
-                entries.append(("field", item.span, item.name, width))
+                entries.append(("field", item.span, item.name, width, self.field_order(item)))
         n_prompt = len(st.prompt)
         self.layout = build_layout(base, st.order or "msb_first", entries[:n_prompt], entries[n_prompt:],
                                    st.span, self.sources.get(st.span.file),
                                    base_span=st.base.span if st.base is not None else None)
         self.layout_span = st.span
         self.answer_span = st.answer[0].span
+
+    def field_order(self, item: ast.LayoutField) -> str | None:
+        """A field's own digit order (`sum[N + 1, lsb_first]`), checked where it is written."""
+        if item.order is None or item.order in DIGIT_ORDERS:
+            return item.order
+        close = difflib.get_close_matches(item.order, DIGIT_ORDERS, n=1, cutoff=0.5)
+        raise self.error(f"'{item.order}' is not a digit order", item.order_span,
+                         (f"did you mean '{close[0]}'? " if close else "")
+                         + f"a field's own order is msb_first or lsb_first, e.g. {item.name}[..., lsb_first]")
 
     def too_many_positions(self, item: ast.LayoutField, width: int, positions: int):
         """The error for a layout longer than MAX_POSITIONS, at the field that takes it past the limit."""
