@@ -1,0 +1,63 @@
+"""Select terms on positions that pair each query with one key on a line k = alpha*q + beta (a
+reversal: k + q == c) are recognised by compiler.ir.position_terms.affine_match, checked on every
+pair of positions; a relation off one line is refused (issue #12)."""
+from fractions import Fraction
+
+import pytest
+
+from compiler.ir.position_terms import affine_match, pattern, split_positions
+from tests.test_position_terms import _b, _c, _op, K, Q
+
+
+def _sum_is(c):
+    return _b("eq", _op("add", K, Q), _c(c))
+
+
+@pytest.mark.parametrize("n, width", [(4, 4), (10, 10), (3, 7), (6, 2)])
+def test_a_reversal_of_a_field_is_a_line_of_slope_minus_one(n, width):
+    # "<bos>" a[n] "=" r[n] "<eos>"-like: the query at start(r) - 1 + i reads a's digit n - i,
+    # i.e. k + q == end(a) + start(r) - 1, with a field a at 1..n and the answer after "=".
+    end_a = n
+    start_r = n + 2
+    positions = tuple(range(2 * n + width))
+    match = affine_match(_sum_is(end_a + start_r - 1), positions, positions, 10)
+    assert match is not None
+    assert (match.alpha, match.beta) == (Fraction(-1), Fraction(end_a + start_r - 1))
+    holds = pattern(_sum_is(end_a + start_r - 1), positions, positions, 10)
+    for q, row in enumerate(holds):
+        for k, held in enumerate(row):
+            in_part = match.query_positions is None or q in match.query_positions
+            assert held == (in_part and k == match.alpha * q + match.beta)
+    # The distance split cannot express it: this is what the line adds.
+    assert split_positions(_sum_is(end_a + start_r - 1), positions, positions, 10) is None
+
+
+def test_values_affine_in_the_position_give_the_line_in_positions():
+    # place numbers 11 - p on the key side and p - 5 on the query side, k == q:
+    # 11 - k == q - 5, so k = 16 - q.
+    positions = range(14)
+    match = affine_match(_b("eq", K, Q), tuple(11 - p for p in positions),
+                         tuple(p - 5 for p in positions), 10)
+    assert (match.alpha, match.beta) == (Fraction(-1), Fraction(16))
+    assert match.query_positions == frozenset(range(8, 14))
+
+
+def test_a_look_back_is_a_line_of_slope_one():
+    positions = tuple(range(9))
+    match = affine_match(_b("eq", K, _op("sub", Q, _c(2))), positions, positions, 10)
+    assert (match.alpha, match.beta) == (1, -2) and match.query_positions == frozenset(range(2, 9))
+
+
+@pytest.mark.parametrize("predicate", [
+    _b("le", _op("add", K, Q), _c(9)),  # many keys per query
+    _b("eq", _op("mul", K, _c(2)), _op("mod", Q, _c(3))),  # one key per query, off any line
+    _b("or", _sum_is(9), _sum_is(12)),  # two lines
+])
+def test_a_relation_off_one_line_is_refused(predicate):
+    positions = tuple(range(12))
+    assert affine_match(predicate, positions, positions, 10) is None
+
+
+def test_a_term_that_never_selects_is_refused():
+    positions = tuple(range(5))
+    assert affine_match(_sum_is(100), positions, positions, 10) is None
