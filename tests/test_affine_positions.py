@@ -5,7 +5,14 @@ from fractions import Fraction
 
 import pytest
 
+from compiler.api import compile_file
+from compiler.check.program import program_from_payload
+from compiler.check.prove import prove
+from compiler.check.verify import verify
 from compiler.ir.position_terms import affine_match, pattern, split_positions
+from compiler.model.file import load_model, save_model
+from compiler.passes import encodings
+from compiler.passes.weights import attention
 from tests.test_position_terms import _b, _c, _op, K, Q
 
 
@@ -61,3 +68,61 @@ def test_a_relation_off_one_line_is_refused(predicate):
 def test_a_term_that_never_selects_is_refused():
     positions = tuple(range(5))
     assert affine_match(_sum_is(100), positions, positions, 10) is None
+
+
+# ----- the compiled reversal: a parabola in the positions, not a match over one-hot positions
+
+MIRROR = """const N = {n}
+layout base 10, msb_first: "<bos>" a[N] "=" => r[N] "<eos>"
+meaning r = {meaning}
+let value = digit(tokens)
+let mirror = select(indices, indices, k + q == end(a) + start(r) - 1)
+output "<eos>" if indices == end(r) else nearest_digit(mean(mirror, value))
+"""
+
+
+def _mirror(tmp_path, n):
+    digits = [f"a // {10 ** i} % 10 * {10 ** (n - 1 - i)}" for i in range(n)]
+    path = tmp_path / f"mirror{n}.rasp"
+    path.write_text(MIRROR.format(n=n, meaning=" + ".join(digits)))
+    return path
+
+
+def _compiled(path, tmp_path):
+    ir, stats, digest = compile_file(path)
+    saved = tmp_path / (path.stem + ".pt")
+    save_model(saved, ir, stats, digest)
+    return stats, load_model(saved)[1]
+
+
+def _without_lines(monkeypatch):
+    """The compiler as it was before lines: every such term a match over one-hot positions."""
+    for module in (encodings, attention):
+        monkeypatch.setattr(module, "position_lines", lambda *args: {})
+
+
+@pytest.mark.parametrize("n", [3, 4, 10])
+def test_a_reversal_is_proved_and_smaller_than_the_match(n, tmp_path, monkeypatch):
+    path = _mirror(tmp_path, n)
+    stats, payload = _compiled(path, tmp_path)
+    # indices is read as a number: one W_pos column holds the position, no one-hot.
+    assert not any(e["encoding"] == "categorical" and e["node"] == "indices" for e in payload["residual_map"])
+    program = program_from_payload(payload, None)
+    report = verify(payload, program, samples=3000, per_stratum=2, progress=False)
+    assert report.status == "holds", report.status
+    for dtype in ("float64", "float32"):
+        proof = prove(payload, program, dtype)
+        assert proof.status == "proved", proof.reason
+    _without_lines(monkeypatch)
+    table_stats, _ = _compiled(path, tmp_path)
+    assert stats["nonzero_params"] < table_stats["nonzero_params"]
+    n_ctx = stats["n_ctx"]
+    # The match costs three weights per position; the parabola one (the position's own column).
+    assert table_stats["nonzero_params"] - stats["nonzero_params"] >= 2 * n_ctx - 12
+
+
+def test_the_head_has_no_weight_per_position(tmp_path):
+    small, _ = _compiled(_mirror(tmp_path, 4), tmp_path)
+    large, _ = _compiled(_mirror(tmp_path, 12), tmp_path)
+    # Without the positional encodings (the leaderboard's count) the size does not grow with N.
+    assert small["nonzero_params_leaderboard"] == large["nonzero_params_leaderboard"]
