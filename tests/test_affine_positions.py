@@ -13,6 +13,8 @@ from compiler.ir.position_terms import affine_match, pattern, split_positions
 from compiler.model.file import load_model, save_model
 from compiler.passes import encodings
 from compiler.passes.weights import attention
+from compiler.ir.attrs import NODE
+from dsl.core import Aggregate
 from tests.test_position_terms import _b, _c, _op, K, Q
 
 
@@ -126,3 +128,34 @@ def test_the_head_has_no_weight_per_position(tmp_path):
     large, _ = _compiled(_mirror(tmp_path, 12), tmp_path)
     # Without the positional encodings (the leaderboard's count) the size does not grow with N.
     assert small["nonzero_params_leaderboard"] == large["nonzero_params_leaderboard"]
+
+
+def test_a_line_whose_top_falls_on_a_query_that_selects_nothing_is_refused():
+    # k + q == 8 and q >= 6: the queries 4 and 5 select nothing, but their line keys 4 and 3
+    # exist, so the parabola would pick them.
+    from compiler.passes.encodings import _line_realised
+    positions = tuple(range(12))
+    match = affine_match(_b("and", _sum_is(8), _b("ge", Q, _c(6))), positions, positions, 10)
+    assert match is not None and match.query_positions == frozenset({6, 7, 8})
+    assert not _line_realised(match, 12)
+    assert _line_realised(affine_match(_sum_is(8), positions, positions, 10), 12)
+
+
+def _mirror_lines(path):
+    """position_lines of the compiled mirror head's terms."""
+    ir, _, _ = compile_file(path)
+    graph, layout = ir.graph, ir.program.layout
+    (nid,) = [n for n, a in graph.nodes(data=True) if isinstance(a[NODE], Aggregate)]
+    terms = encodings.live_terms(graph.nodes[nid][NODE].selector, graph, layout.base)
+    return encodings.position_lines(terms, graph, layout.n_ctx, layout.base)
+
+
+def test_a_head_with_another_parabola_keeps_the_match(tmp_path):
+    # An offset term takes the head's curvature: the reversal then stays a match.
+    path = _mirror(tmp_path, 4)
+    assert list(_mirror_lines(path)) == [0]
+    path.write_text(path.read_text().replace(
+        "let mirror = select(indices, indices, k + q == end(a) + start(r) - 1)",
+        "let mirror = select(indices, indices, k + q == end(a) + start(r) - 1) & "
+        "select(indices, indices, k == q - 5)"))
+    assert _mirror_lines(path) == {}
