@@ -13,6 +13,7 @@ from compiler.ir.position_terms import affine_match, pattern, split_positions
 from compiler.model.file import load_model, save_model
 from compiler.passes import encodings
 from compiler.passes.weights import attention
+from tests.conftest import ROOT
 from compiler.ir.attrs import NODE
 from dsl.core import Aggregate
 from tests.test_position_terms import _b, _c, _op, K, Q
@@ -159,3 +160,15 @@ def test_a_head_with_another_parabola_keeps_the_match(tmp_path):
         "let mirror = select(indices, indices, k + q == end(a) + start(r) - 1) & "
         "select(indices, indices, k == q - 5)"))
     assert _mirror_lines(path) == {}
+
+
+def test_place_numbers_affine_in_the_position_read_the_line_too(tmp_path):
+    # bench/forms/reverse/places.rasp: end(a) - indices against indices - (start(r) - 1), k == q:
+    # the same line in positions, each side read back as a position through its affine map.
+    path = ROOT / "bench" / "forms" / "reverse" / "places.rasp"
+    stats, payload = _compiled(path, tmp_path)
+    assert not any(e["encoding"] == "categorical" for e in payload["residual_map"] if e["node"] == "indices")
+    program = program_from_payload(payload, None)
+    assert verify(payload, program, samples=3000, per_stratum=2, progress=False).status == "holds"
+    for dtype in ("float64", "float32"):
+        assert prove(payload, program, dtype).status == "proved"

@@ -129,16 +129,31 @@ def position_lines(terms, graph, n_ctx: int, base: int) -> dict[int, AffineMatch
     curved = any(s.relative is not None and s.relative[0] in ("offset", "ends") for s in splits.values())
     lines = {}
     for index, term in enumerate(terms):
-        if index in splits or not (isinstance(term.keys, Indices) and isinstance(term.queries, Indices)):
-            continue
         kind = relative_term(term, n_ctx, base)
         curved = curved or (kind is not None and kind[0] == "offset")
-        if kind is not None:
+        if index in splits or kind is not None or predicate_roles(term.predicate) != {"k", "q"}:
             continue
-        match = affine_match(term.predicate, tuple(range(n_ctx)), tuple(range(n_ctx)), base)
+        if position_affine(graph, term.keys.id) is None or position_affine(graph, term.queries.id) is None:
+            continue
+        match = affine_match(*_position_sides(term, graph), base)
         if match is not None and match.alpha == -1 and _line_realised(match, n_ctx):
             lines[index] = match
     return {} if curved or len(lines) > 1 else lines
+
+
+def position_affine(graph, nid) -> tuple | None:
+    """(a, b) when the value is a*position + b at every position (a != 0), read as a number, so
+    the position is (value - b) / a: `indices`, and place numbers like `end(a) - indices`."""
+    attrs = graph.nodes[nid]
+    if attrs[SOURCE] != "position":
+        return None
+    values = attrs[PER_POSITION]
+    if len(values) < 2 or any(isinstance(v, (str, bool)) for v in values):
+        return None
+    a, b = sympy.nsimplify(values[1] - values[0]), sympy.nsimplify(values[0])
+    if a == 0 or any(sympy.nsimplify(v) != a * p + b for p, v in enumerate(values)):
+        return None
+    return a, b
 
 
 def _line_realised(match: AffineMatch, n_ctx: int) -> bool:

@@ -28,7 +28,8 @@ from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
 from compiler.ir.attrs import ENCODING, HELPER_DIM, LABEL, NODE, POSITION_FEATURES, SHARE, VALUES
 from compiler.passes.encodings import (
-    constant_term, head_mode, live_terms, lone_offset, position_lines, position_splits, predicate_roles, relative_term,
+    constant_term, head_mode, live_terms, lone_offset, position_affine, position_lines, position_splits,
+    predicate_roles, relative_term,
 )
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
@@ -255,7 +256,7 @@ def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
     qk_dim = 0
     for term, roles, truth in terms:
         if roles == {"line"}:
-            qk_dim = _line_scores(head, M, term, truth.beta, reads, qk_dim)
+            qk_dim = _line_scores(head, graph, M, term, truth.beta, reads, qk_dim)
         elif roles == {"k", "q"}:
             keys, queries = reads.categorical(term.keys.id), reads.categorical(term.queries.id)
             for vk, key_read in keys.items():
@@ -280,13 +281,19 @@ def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
             qk_dim += 1
 
 
-def _line_scores(head: Head, M, term, beta, reads: Reads, qk_dim: int) -> int:
+def _position_read(graph, reads: Reads, nid) -> Affine:
+    """The position, read off a value affine in it: (value - b) / a."""
+    a, b = position_affine(graph, nid)
+    return (reads.numeric(nid) + Affine.constant(-b)).scale(1 / a)
+
+
+def _line_scores(head: Head, graph, M, term, beta, reads: Reads, qk_dim: int) -> int:
     """The key beta - q (a reversal) scores M - M*(k + q - beta)^2: M there, at most 0 at any
     other key, as a table would. That is -M*(k - q)^2, the head's curvature, plus
     -M*(4kq - 2*beta*k - 2*beta*q + beta^2) + M: one dimension with the key's position against
     (2*beta - 4q)*M, one with a constant key against the rest. Reads `indices` as a number."""
     beta = sympy.Rational(beta.numerator, beta.denominator)
-    k, q = reads.numeric(term.keys.id), reads.numeric(term.queries.id)
+    k, q = (_position_read(graph, reads, side.id) for side in (term.keys, term.queries))
     head.curvature += -M
     head.add_read("K", qk_dim, k)
     head.add_read("Q", qk_dim, q.scale(-4 * M) + Affine.constant(2 * M * beta))
