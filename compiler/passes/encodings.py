@@ -120,9 +120,9 @@ def position_splits(terms, graph, n_ctx: int, base: int) -> dict[int, PositionSp
 
 
 def position_lines(terms, graph, n_ctx: int, base: int) -> dict[int, AffineMatch]:
-    """For the terms of one select: index -> the line k = beta - q a term on `indices` selects on
-    (a reversal, compiler.ir.position_terms.affine_match), for each term that is neither a
-    relative term nor split. Such a term scores M - M*(k + q - beta)^2: the head's curvature
+    """For the terms of one select: index -> the line k = beta - q (in positions) a term selects
+    on (a reversal, compiler.ir.position_terms.affine_match), for each term whose two sides are
+    affine in the position (position_affine) and that is neither a relative term nor split. Such a term scores M - M*(k + q - beta)^2: the head's curvature
     gives -M*(k - q)^2, one query-key dimension the rest, so the head may have no other
     parabola. A line whose top falls on a key of a query that selects nothing stays a table."""
     splits = position_splits(terms, graph, n_ctx, base)
