@@ -20,6 +20,7 @@ distance comparison it amounts to).
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -118,3 +119,42 @@ def _distance_part(holds, query_part, key_part):
     if needed == {0, reach} and reach >= 2:
         return ("ends", reach)
     return False
+
+
+class AffineMatch(NamedTuple):
+    """A term on positions that selects one key per selecting query, on an affine line: the
+    query q reads the key alpha*q + beta (a reversal: alpha = -1). None for the query part when
+    every query selects."""
+    alpha: Fraction
+    beta: Fraction
+    query_positions: frozenset | None
+
+
+@lru_cache(maxsize=256)
+def affine_match(predicate, keys: tuple, queries: tuple, base: int) -> AffineMatch | None:
+    """The line k = alpha*q + beta that `predicate` selects on (over the positions' key and query
+    values, as split_positions), or None when some selecting query selects other than one key or
+    the keys do not lie on one line. Such a term is not a function of q - k alone (split_positions
+    refuses k + q == c), but a score quadratic in the positions, -s*(k - alpha*q - beta)^2, peaks at
+    exactly that key: one column of positions and a few query and key weights instead of a
+    one-hot match. Checked on every pair of positions, so it holds exactly or is None."""
+    return _line_of(pattern(predicate, keys, queries, base))
+
+
+def _line_of(holds) -> AffineMatch | None:
+    chosen = {}
+    for q, row in enumerate(holds):
+        selected = [k for k, held in enumerate(row) if held]
+        if len(selected) > 1:
+            return None
+        if selected:
+            chosen[q] = selected[0]
+    if not chosen:
+        return None
+    (q0, k0), *rest = sorted(chosen.items())
+    alpha = Fraction(rest[0][1] - k0, rest[0][0] - q0) if rest else Fraction(0)
+    beta = k0 - alpha * q0
+    if any(k != alpha * q + beta for q, k in chosen.items()):
+        return None
+    selecting = frozenset(chosen)
+    return AffineMatch(alpha, beta, None if len(selecting) == len(holds) else selecting)

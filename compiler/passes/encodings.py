@@ -36,7 +36,7 @@ from compiler.ir.attrs import AT_ZERO, ENCODING, LABEL, MAX_WIDTH, NODE, PER_POS
 from compiler.ir.contract import compiler_pass
 from compiler.ir.compile_ir import CompileIR
 from compiler.ir.reads import constant_args
-from compiler.ir.position_terms import PositionSplit, pattern, split_positions
+from compiler.ir.position_terms import AffineMatch, PositionSplit, affine_match, pattern, split_positions
 
 READABLE = {"const", "embed", "derived", "mlp", "attention", "width"}
 
@@ -117,6 +117,49 @@ def position_splits(terms, graph, n_ctx: int, base: int) -> dict[int, PositionSp
     if curved > 1:
         splits = {i: s for i, s in splits.items() if s.relative is None or s.relative[0] != "ends"}
     return splits
+
+
+def position_lines(terms, graph, n_ctx: int, base: int) -> dict[int, AffineMatch]:
+    """For the terms of one select: index -> the line k = beta - q (in positions) a term selects
+    on (a reversal, compiler.ir.position_terms.affine_match), for each term whose two sides are
+    affine in the position (position_affine) and that is neither a relative term nor split. Such a term scores M - M*(k + q - beta)^2: the head's curvature
+    gives -M*(k - q)^2, one query-key dimension the rest, so the head may have no other
+    parabola. A line whose top falls on a key of a query that selects nothing stays a table."""
+    splits = position_splits(terms, graph, n_ctx, base)
+    curved = any(s.relative is not None and s.relative[0] in ("offset", "ends") for s in splits.values())
+    lines = {}
+    for index, term in enumerate(terms):
+        kind = relative_term(term, n_ctx, base)
+        curved = curved or (kind is not None and kind[0] == "offset")
+        if index in splits or kind is not None or predicate_roles(term.predicate) != {"k", "q"}:
+            continue
+        if position_affine(graph, term.keys.id) is None or position_affine(graph, term.queries.id) is None:
+            continue
+        match = affine_match(*_position_sides(term, graph), base)
+        if match is not None and match.alpha == -1 and _line_realised(match, n_ctx):
+            lines[index] = match
+    return {} if curved or len(lines) > 1 else lines
+
+
+def position_affine(graph, nid) -> tuple | None:
+    """(a, b) when the value is a*position + b at every position (a != 0), read as a number, so
+    the position is (value - b) / a: `indices`, and place numbers like `end(a) - indices`."""
+    attrs = graph.nodes[nid]
+    if attrs[SOURCE] != "position":
+        return None
+    values = attrs[PER_POSITION]
+    if len(values) < 2 or any(isinstance(v, (str, bool)) for v in values):
+        return None
+    a, b = sympy.nsimplify(values[1] - values[0]), sympy.nsimplify(values[0])
+    if a == 0 or any(sympy.nsimplify(v) != a * p + b for p, v in enumerate(values)):
+        return None
+    return a, b
+
+
+def _line_realised(match: AffineMatch, n_ctx: int) -> bool:
+    """The parabola's top, the key beta - q, is a key only for the queries that select it."""
+    return all(not 0 <= match.beta - q <= q for q in range(n_ctx)
+               if match.query_positions is not None and q not in match.query_positions)
 
 
 def position_parts(graph, nid, n_ctx: int, base: int) -> list[tuple]:
@@ -252,12 +295,15 @@ def choose_encodings(ir: CompileIR) -> CompileIR:
         if isinstance(node, (Aggregate, SelectorWidth)):
             terms = live_terms(node.selector, graph, base)
             splits = position_splits(terms, graph, program.layout.n_ctx, base)
+            lines = position_lines(terms, graph, program.layout.n_ctx, base)
             for index, term in enumerate(terms):
                 roles = predicate_roles(term.predicate)
                 if relative_term(term, program.layout.n_ctx, base):
                     continue  # a position-relative term reads nothing from the residual stream
                 if index in splits:
                     continue  # its one-sided parts are columns of W_pos of their own
+                if index in lines:
+                    continue  # a parabola in the positions, read from `indices` as a number
                 if roles == {"k", "q"}:
                     for side in (term.keys, term.queries):
                         needs_categorical.setdefault(side.id, "a select compares it with another value")

@@ -28,7 +28,8 @@ from dsl.errors import AdderError
 from dsl.semantics import eval_predicate, num
 from compiler.ir.attrs import ENCODING, HELPER_DIM, LABEL, NODE, POSITION_FEATURES, SHARE, VALUES
 from compiler.passes.encodings import (
-    constant_term, head_mode, live_terms, lone_offset, position_splits, predicate_roles, relative_term,
+    constant_term, head_mode, live_terms, lone_offset, position_affine, position_lines, position_splits,
+    predicate_roles, relative_term,
 )
 from compiler.ir.compile_ir import Affine, CompileIR
 from compiler.ir.reads import Reads
@@ -126,6 +127,7 @@ def _head_terms(plan: _HeadPlan):
     graph, base = plan.ir.graph, plan.ir.program.layout.base
     live = live_terms(plan.node.selector, graph, base)
     splits = position_splits(live, graph, plan.n_ctx, base)
+    lines = position_lines(live, graph, plan.n_ctx, base)
     columns = {part: _feature_read(dim, complemented)
                for part, (dim, complemented, _) in plan.attrs.get(POSITION_FEATURES, {}).items()}
     terms, relative = [], []
@@ -135,6 +137,8 @@ def _head_terms(plan: _HeadPlan):
         kind = relative_term(term, plan.n_ctx, base)
         if kind is not None:
             relative.append(kind)
+        elif index in lines:
+            terms.append((term, {"line"}, lines[index]))
         elif index in splits:
             split = splits[index]
             if split.relative is not None:
@@ -251,7 +255,9 @@ def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
     base = plan.ir.program.layout.base
     qk_dim = 0
     for term, roles, truth in terms:
-        if roles == {"k", "q"}:
+        if roles == {"line"}:
+            qk_dim = _line_scores(head, graph, M, term, truth.beta, reads, qk_dim)
+        elif roles == {"k", "q"}:
             keys, queries = reads.categorical(term.keys.id), reads.categorical(term.queries.id)
             for vk, key_read in keys.items():
                 column = Affine()
@@ -273,6 +279,27 @@ def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
                 head.add_read("Q", qk_dim, indicator, M)
                 head.b_K[qk_dim] = sympy.Integer(1)
             qk_dim += 1
+
+
+def _position_read(graph, reads: Reads, nid) -> Affine:
+    """The position, read off a value affine in it: (value - b) / a."""
+    a, b = position_affine(graph, nid)
+    return (reads.numeric(nid) + Affine.constant(-b)).scale(1 / a)
+
+
+def _line_scores(head: Head, graph, M, term, beta, reads: Reads, qk_dim: int) -> int:
+    """The key beta - q (a reversal) scores M - M*(k + q - beta)^2: M there, at most 0 at any
+    other key, as a table would. That is -M*(k - q)^2, the head's curvature, plus
+    -M*(4kq - 2*beta*k - 2*beta*q + beta^2) + M: one dimension with the key's position against
+    (2*beta - 4q)*M, one with a constant key against the rest. Reads `indices` as a number."""
+    beta = sympy.Rational(beta.numerator, beta.denominator)
+    k, q = (_position_read(graph, reads, side.id) for side in (term.keys, term.queries))
+    head.curvature += -M
+    head.add_read("K", qk_dim, k)
+    head.add_read("Q", qk_dim, q.scale(-4 * M) + Affine.constant(2 * M * beta))
+    head.b_K[qk_dim + 1] = sympy.Integer(1)
+    head.add_read("Q", qk_dim + 1, q.scale(2 * M * beta) + Affine.constant(M - M * beta ** 2))
+    return qk_dim + 2
 
 
 def _value_weights(head: Head, plan: _HeadPlan, reads: Reads):
