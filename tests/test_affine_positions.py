@@ -134,12 +134,12 @@ def test_the_head_has_no_weight_per_position(tmp_path):
 def test_a_line_whose_top_falls_on_a_query_that_selects_nothing_is_refused():
     # k + q == 8 and q >= 6: the queries 4 and 5 select nothing, but their line keys 4 and 3
     # exist, so the parabola would pick them.
-    from compiler.passes.encodings import _line_realised
+    from compiler.passes.encodings import line_realised
     positions = tuple(range(12))
     match = affine_match(_b("and", _sum_is(8), _b("ge", Q, _c(6))), positions, positions, 10)
     assert match is not None and match.query_positions == frozenset({6, 7, 8})
-    assert not _line_realised(match, 12)
-    assert _line_realised(affine_match(_sum_is(8), positions, positions, 10), 12)
+    assert not line_realised(match, 12)
+    assert line_realised(affine_match(_sum_is(8), positions, positions, 10), 12)
 
 
 def _mirror_lines(path):

@@ -139,7 +139,7 @@ def test_an_mlp_is_drawn_for_distinct_values_of_what_else_it_reads(tmp_path):
     curves for 0, 4.8e-296, 9.6e-296 and 1.4e-295 (noise in a dimension nothing wrote yet)."""
     from compiler.ir.slots import mlp_slot
     from compiler.show.common import as_numbers, reading, residual_entries, sample_states, weight_entries
-    from compiler.show.mlp import MAX_SERIES, _series
+    from compiler.show.mlp import MAX_SERIES, curve_series
 
     path = saved_model(tmp_path, EXAMPLES / "mul_digit.rasp", "mul.pt")
     model, payload = load_model(path)
@@ -155,7 +155,7 @@ def test_an_mlp_is_drawn_for_distinct_values_of_what_else_it_reads(tmp_path):
             continue
         primary = max(read, key=lambda e: len(torch.unique(observed[:, list(e.dims)], dim=0)))
         other = next(e for e in read if e is not primary)
-        shown = [as_numbers(other, fixed[None])[0] for _, fixed in _series(read, primary, observed)]
+        shown = [as_numbers(other, fixed[None])[0] for _, fixed in curve_series(read, primary, observed)]
         met = sorted({round(v, 6) for v in as_numbers(other, observed)})
         assert len(shown) == min(MAX_SERIES, len(met)) and len(set(shown)) == len(shown)
         assert min(shown) == met[0] and max(shown) == met[-1]  # spread over the whole range

@@ -136,7 +136,7 @@ def position_lines(terms, graph, n_ctx: int, base: int) -> dict[int, AffineMatch
         if position_affine(graph, term.keys.id) is None or position_affine(graph, term.queries.id) is None:
             continue
         match = affine_match(*_position_sides(term, graph), base)
-        if match is not None and match.alpha == -1 and _line_realised(match, n_ctx):
+        if match is not None and match.alpha == -1 and line_realised(match, n_ctx):
             lines[index] = match
     return {} if curved or len(lines) > 1 else lines
 
@@ -156,7 +156,7 @@ def position_affine(graph, nid) -> tuple | None:
     return a, b
 
 
-def _line_realised(match: AffineMatch, n_ctx: int) -> bool:
+def line_realised(match: AffineMatch, n_ctx: int) -> bool:
     """The parabola's top, the key beta - q, is a key only for the queries that select it."""
     return all(not 0 <= match.beta - q <= q for q in range(n_ctx)
                if match.query_positions is not None and q not in match.query_positions)

@@ -39,7 +39,7 @@ def _coordinates(primary, observed: torch.Tensor) -> torch.Tensor:
     return grid
 
 
-def _series(read, primary, observed: torch.Tensor):
+def curve_series(read, primary, observed: torch.Tensor):
     """(label, the others' coordinates) for combinations of the other read values the inputs
     showed: distinct by value, not by raw coordinates (a numerical dimension that nothing wrote
     holds rounding noise such as 1e-296, which would fill every series with "0"), and spread over
@@ -77,7 +77,7 @@ def _draw_block(top, bottom, mlp, entry, read, writes, observed, names):
     # A legend naming hundreds of units would cover the figure; past a few, the title's range says which.
     named_units = entry.units[1] - entry.units[0] <= MAX_NAMED_UNITS
     primary = max(read, key=lambda e: len(torch.unique(observed[:, list(e.dims)], dim=0)))
-    for n, (label, fixed) in enumerate(_series(read, primary, observed)):
+    for n, (label, fixed) in enumerate(curve_series(read, primary, observed)):
         grid = _coordinates(primary, observed)
         if fixed is not None:
             others = [d for d in range(grid.shape[1]) if d != primary.dims[0]]
