@@ -141,3 +141,28 @@ def test_the_smallest_adder_is_proved(lsb_payload):
 def test_a_broken_small_adder_is_not_proved(lsb_payload, name, edit, status):
     proof = prove(_edited(lsb_payload, name, edit), program_from_payload(lsb_payload, None))
     assert proof.status in status, proof.reason
+
+
+@pytest.fixture(scope="module")
+def width_payload(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prove_width") / "m.pt"
+    ir, stats, digest = compile_file(ROOT / "bench" / "forms" / "count_digit" / "width.rasp")
+    save_model(path, ir, stats, digest)
+    return load_model(path)[1]
+
+
+def test_a_width_head_with_unwritten_value_dimensions_is_proved(width_payload):
+    # The head's value vector is as wide as its query-key part; only the dimension W_O writes
+    # carries the width's 1. The others once counted as a miss of 1 ("could not prove").
+    for dtype in ("float64", "float32"):
+        proof = prove(width_payload, program_from_payload(width_payload, None), dtype)
+        assert proof.status == "proved", proof.reason
+
+
+def test_a_width_head_reading_half_its_value_is_a_counterexample(width_payload):
+    # Every key offers the constant 1 through the value bias: halved, the head reads w/2 / (w + 1).
+    entry = next(e for e in width_payload["weight_map"] if e.get("node") == "count" and "head" in e)
+    layer, head = int(entry["block"].split(".")[1]), entry["head"]
+    halved = _edited(width_payload, f"blocks.{layer}.attn.b_V", lambda t: t[head].mul_(0.5))
+    proof = prove(halved, program_from_payload(width_payload, None))
+    assert proof.status == "counterexample", proof.reason

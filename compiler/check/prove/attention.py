@@ -184,17 +184,20 @@ class _Truth:
 def _exact_value(state: ProofState, nid, mode, k_assign, w, value, k):
     """The value vector a selected key should carry (what the compiler meant V to read)."""
     node = state.graph.nodes[nid][NODE]
-    if mode == "width":
-        return torch.ones_like(value)
-    exact_value = state.value_of(node.value.id, k_assign, k)
-    out = torch.zeros_like(value)
-    entry = state.entries[node.id]
-    if entry["encoding"] == "numerical":
+    # A value dimension that W_O writes nowhere reaches no residual dimension: whatever it holds is
+    # what it should hold (a head's value vector is as wide as its query-key part, so a width or
+    # one-hot head often has such dimensions).
+    unwritten = w["W_O"].abs().sum(1) == 0
+    exact_value = None if mode == "width" else state.value_of(node.value.id, k_assign, k)
+    entry = state.entries.get(node.id)
+    # Every key of a width head offers 1; the sink's share of the weight makes it a width.
+    out = torch.ones_like(value) if mode == "width" else torch.zeros_like(value)
+    if mode != "width" and entry["encoding"] == "numerical":
         out[0] = float(num(exact_value) - num(node.default))
         if (w["W_V"][:, 1:].abs().sum() > 0) or (w["b_V"][1:].abs().sum() > 0):
             raise CannotProve(f"the numerical head for '{state.name(nid)}' uses more than one value dimension"
                               f"{state.at(nid)}")
-    else:
+    elif mode != "width":
         # value dim j carries the indicator of the value whose dimension its W_O column writes
         for j in range(value.shape[0]):
             column = w["W_O"][j]
@@ -203,6 +206,7 @@ def _exact_value(state: ProofState, nid, mode, k_assign, w, value, k):
             written = int(column.abs().argmax())
             text = entry["values"][entry["dims"].index(written)]
             out[j] = 1.0 if text == str(exact_value) else 0.0
+    out = torch.where(unwritten, value, out)
     miss = float((value - out).abs().max())
     if miss >= MISS_LIMIT:
         raise Miss(f"the head for '{state.name(nid)}' reads {state.describe(k_assign)} at position {k} "
