@@ -126,8 +126,9 @@ class LayoutField:
     span: Span
     name: str
     width: Expr
-    order: str | None = None  # the field's own digit order, as written (checked by the resolver)
-    order_span: Span | None = None
+    # What follows the width, as written (checked by the resolver): the field's own digit order,
+    # `signed`, or both, each with where it is written.
+    options: tuple[tuple[str, Span], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from dsl.meaning import evaluate as evaluate_meaning
 
 DIGIT_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 DIGIT_ORDERS = ("msb_first", "lsb_first")
+SIGNED = "signed"
+# A signed answer field writes one of these before its digits; "+" for zero.
+SIGN_TOKENS = ("+", "-")
 
 
 @dataclass(frozen=True)
@@ -22,19 +25,26 @@ class Field:
     start: int  # position of its first token
     is_answer: bool = False
     order: str = "msb_first"  # the field's own digit order: the layout's unless the field overrides it
+    signed: bool = False  # a sign token at `start`, then `width` digits of the magnitude
+
+    @property
+    def length(self) -> int:
+        """Tokens it takes: its digits, and its sign if it has one."""
+        return self.width + self.signed
 
     @property
     def end(self) -> int:
         """Position of its last token."""
-        return self.start + self.width - 1
+        return self.start + self.length - 1
 
 
 @dataclass(frozen=True)
 class Layout:
     base: int
     order: str  # "msb_first" or "lsb_first": the default digit order of every field
-    # ("literal", token), ("field", name, width) or ("field", name, width, order) where a field
-    # overrides the default order, in sequence order
+    # ("literal", token), ("field", name, width), ("field", name, width, order) where a field
+    # overrides the default order, or ("field", name, width, order, "signed") for a signed answer,
+    # in sequence order
     items: tuple[tuple[str, Any], ...]
     answer_index: int  # index into items where the answer part begins
 
@@ -53,7 +63,8 @@ class Layout:
 
     @property
     def vocab(self) -> list[str]:
-        return self.digits + self.literals
+        signs = [t for t in SIGN_TOKENS if t not in self.literals] if self.answer.signed else []
+        return self.digits + self.literals + signs
 
     @property
     def begin(self) -> str:
@@ -73,8 +84,8 @@ class Layout:
                 position += 1
             else:
                 result[item[1]] = Field(item[1], item[2], position, index >= self.answer_index,
-                                        self.item_order(item))
-                position += item[2]
+                                        self.item_order(item), self.item_signed(item))
+                position += item[2] + self.item_signed(item)
         return result
 
     @property
@@ -88,7 +99,7 @@ class Layout:
     @property
     def sequence_length(self) -> int:
         """Tokens in a whole sequence, end token (if any) included."""
-        return sum(1 if item[0] == "literal" else item[2] for item in self.items)
+        return sum(1 if item[0] == "literal" else item[2] + self.item_signed(item) for item in self.items)
 
     @property
     def prompt_length(self) -> int:
@@ -103,6 +114,11 @@ class Layout:
     def item_order(self, item) -> str:
         """The digit order of a field item: its own, or the layout's default."""
         return item[3] if len(item) > 3 else self.order
+
+    @staticmethod
+    def item_signed(item) -> bool:
+        """Whether a field item is a signed answer."""
+        return len(item) > 4 and item[4] == SIGNED
 
     @property
     def mixed_orders(self) -> bool:
@@ -137,11 +153,32 @@ class Layout:
         return tokens
 
     def answer_tokens(self, value: int) -> list[str]:
-        """What follows the prompt: the answer's digits and the end token, if the layout has one."""
+        """What follows the prompt: the answer's sign (if it is signed) and digits, and the end
+        token, if the layout has one."""
         tokens = []
         for item in self.items[self.answer_index:]:
-            tokens.extend([item[1]] if item[0] == "literal" else self.digits_of(value, item[2], self.item_order(item)))
+            if item[0] == "literal":
+                tokens.append(item[1])
+            elif self.item_signed(item):
+                tokens += [SIGN_TOKENS[value < 0]] + self.digits_of(abs(value), item[2], self.item_order(item))
+            else:
+                tokens += self.digits_of(value, item[2], self.item_order(item))
         return tokens
+
+    def answer_value(self, tokens: list[str]) -> int:
+        """The answer written by the answer field's tokens (its sign included)."""
+        answer = self.answer
+        if not answer.signed:
+            return self.value_of(tokens, answer.order)
+        if tokens[0] not in SIGN_TOKENS:
+            raise ValueError(f"{tokens[0]!r} is not a sign")
+        magnitude = self.value_of(tokens[1:], answer.order)
+        return -magnitude if tokens[0] == "-" else magnitude
+
+    def answer_fits(self, value: int) -> bool:
+        """Whether the answer field can write `value`."""
+        top = self.base ** self.answer.width
+        return -top < value < top if self.answer.signed else 0 <= value < top
 
     def written_answer(self, tokens: list[str]) -> str:
         """What a decoder prints for an answer's tokens: the digits, without the end token."""
@@ -186,7 +223,7 @@ def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, 
              f"digits are written 0-9 then a-z, so a base needs 2 to {len(DIGIT_ALPHABET)} of them")
     digits = set(DIGIT_ALPHABET[:base])
     items, names = [], set()
-    for kind, where, *rest in prompt + answer:
+    for index, (kind, where, *rest) in enumerate(prompt + answer):
         if kind == "literal":
             token = rest[0]
             if not token:
@@ -196,7 +233,9 @@ def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, 
                      "separators must differ from digits")
             items.append(("literal", token))
         else:
-            name, width, *own_order = rest
+            name, width, *options = rest
+            own_order = options[:1]
+            signed = len(options) > 1 and options[1] in (True, SIGNED)
             if name in names:
                 fail(f"field '{name}' appears twice in the layout", where, "give each field its own name")
             if not isinstance(width, int) or width < 1:
@@ -206,9 +245,15 @@ def build_layout(base: int, order: str, prompt: list, answer: list, span: Span, 
             if own_order and own_order[0] is not None and own_order[0] not in DIGIT_ORDERS:
                 fail(f"'{own_order[0]}' is not a digit order", where,
                      "after a field's width write msb_first or lsb_first, e.g. sum[N + 1, lsb_first]")
+            if signed and index < len(prompt):
+                fail(f"operand field '{name}' cannot be signed: only the answer may carry a sign", where,
+                     "operands are digits only; write the sign into the answer, e.g. => diff[N, signed]")
             # A field that repeats the default stores nothing, so it reads as any other field.
             own = own_order[0] if own_order and own_order[0] not in (None, order) else None
-            items.append(("field", name, width) if own is None else ("field", name, width, own))
+            if signed:
+                items.append(("field", name, width, own or order, SIGNED))
+            else:
+                items.append(("field", name, width) if own is None else ("field", name, width, own))
     if not prompt or prompt[0][0] != "literal":
         fail("a layout starts with its begin token, e.g. \"<bos>\"", prompt[0][1] if prompt else span,
              'put a token string first: layout ...: "<bos>" a[N] ...')

@@ -102,10 +102,8 @@ class _Statements:
 
     @v_args(meta=True)
     def layout_field(self, meta, items):
-        order = items[2]
-        return ast.LayoutField(self._span(meta), str(items[0]), items[1],
-                               None if order is None else str(order),
-                               None if order is None else self._tok_span(order))
+        options = tuple((str(token), self._tok_span(token)) for token in items[2:] if token is not None)
+        return ast.LayoutField(self._span(meta), str(items[0]), items[1], options)
 
 
 class _Expressions:

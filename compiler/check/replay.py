@@ -67,10 +67,9 @@ def expected_function(program, layout):
     # Without a stated meaning the program itself is the reference: run the interpreter.
     def by_interpreter(operands):
         tokens = layout.prompt_tokens(operands)
-        for _ in range(layout.answer.width):
+        for _ in range(layout.answer.length):
             tokens.append(evaluate(program, tokens).output[-1])
-        return layout.value_of(tokens[layout.prompt_length:layout.prompt_length + layout.answer.width],
-                               layout.answer.order)
+        return layout.answer_value(tokens[layout.prompt_length:layout.prompt_length + layout.answer.length])
     return by_interpreter
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dsl.layout import SIGN_TOKENS
 from dsl.meaning import Unsupported, magnitude_bound
 from dsl.semantics import EvaluationError, evaluate
 from compiler.api import run_prompts
@@ -125,6 +126,10 @@ def _assemble(layout, operands, answer, n, device):
             columns.append(torch.full((n, 1), layout.vocab.index(item[1]), device=device))
             continue
         value = answer if index >= layout.answer_index else operands[item[1]]
+        if layout.item_signed(item):
+            plus, minus = (layout.vocab.index(t) for t in SIGN_TOKENS)
+            columns.append(torch.where(value < 0, minus, plus)[:, None])
+            value = value.abs()
         value = value.clamp(min=0)  # answers that do not fit are caught by the range check below
         digits = [torch.div(value, layout.base ** i, rounding_mode="floor") % layout.base for i in range(item[2])]
         if layout.item_order(item) == "msb_first":
@@ -242,7 +247,7 @@ def _random_on_tensors(model, layout, meaning, samples, seed, device, entry, rep
     smallest_gap = float("inf")
     top = layout.base ** layout.answer.width
     for operands, answer, ids in tensor_batches(layout, meaning, samples, seed, batch, device):
-        fits = (answer >= 0) & (answer < top)
+        fits = (answer.abs() < top) if layout.answer.signed else (answer >= 0) & (answer < top)
         wrong, gap = teacher_forced_ids(model, layout, ids)
         wrong = wrong | ~fits.cpu()
         smallest_gap = min(smallest_gap, float(gap.min()))

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from dsl.errors import AdderError
+from dsl.layout import SIGNED
 from compiler import __version__
 from compiler.stats import parameter_counts
 
@@ -58,6 +59,8 @@ def board_layout(payload: dict) -> dict:
     if expression not in (f"{names[0]}+{names[1]}", f"{names[1]}+{names[0]}"):
         _refuse(f"the board asks for a + b; this model's answer {answer[1]} means "
                 f"{meaning.get('expression', 'nothing declared')!r}")
+    if len(answer) > 4 and answer[4] == SIGNED:
+        _refuse(f"the answer field {answer[1]} is signed; the board's add() returns the digits of a sum, no sign")
     if answer[2] < BOARD_WIDTH + 1:
         _refuse(f"the answer field {answer[1]} has {answer[2]} digits; a sum of two 10-digit numbers needs 11")
     vocab = payload["vocab"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dsl.errors import AdderError
-from dsl.layout import DIGIT_ALPHABET, DIGIT_ORDERS, Layout, build_layout
+from dsl.layout import DIGIT_ALPHABET, DIGIT_ORDERS, SIGNED, Layout, build_layout
 from dsl.limits import MAX_POSITIONS
 from dsl.resolve import sources_digest
 from compiler.ir.maps import (HEAD_KEYS, HEAD_OPTIONAL_KEYS, RESIDUAL_KEYS, RESIDUAL_OPTIONAL_KEYS, SUM_TERM_KEYS,
@@ -234,16 +234,19 @@ def _layout(check: _Fields, data: dict, vocab: list, config: dict) -> Layout:
         check.of_type(item, list, field, "a list")
         if len(item) == 2 and item[0] == "literal":
             parts.append(("literal", None, check.text(item[1], field, MAX_TOKEN)))
-        elif len(item) in (3, 4) and item[0] == "field":
+        elif len(item) in (3, 4, 5) and item[0] == "field":
             if not isinstance(item[1], str) or not IDENTIFIER.fullmatch(item[1]) or len(item[1]) > MAX_TOKEN:
                 check.fail(field, f"{_show(item[1])} is not a field name")
             # A fourth entry is the field's own digit order; files written before it existed have none.
-            if len(item) == 4 and item[3] not in DIGIT_ORDERS:
+            if len(item) >= 4 and item[3] not in DIGIT_ORDERS:
                 check.fail(field + " order", f"{_show(item[3])} is not msb_first or lsb_first")
+            # A fifth says the field is a signed answer (build_layout checks that it is the answer).
+            if len(item) == 5 and item[4] != SIGNED:
+                check.fail(field + " sign", f"{_show(item[4])} is not \"signed\"")
             parts.append(("field", None, item[1], check.whole(item[2], field + " width", 1, MAX_CONTEXT),
                           *item[3:]))
         else:
-            check.fail(field, f"{_show(item)} is not [\"literal\", token] or [\"field\", name, width(, order)]")
+            check.fail(field, f"{_show(item)} is not [\"literal\", token] or [\"field\", name, width(, order(, \"signed\"))]")
     try:
         layout = build_layout(base, data["order"], parts[:answer_index], parts[answer_index:], None, None)
     except AdderError as err:

@@ -14,10 +14,11 @@ Adds to every node:
                 layer turns it into w;
     "mlp"       any other elementwise function: hidden units of an MLP;
     "fused"     an elementwise function used only by other MLP functions: computed inside them;
-    "readout"   the output `nearest(x, candidates)` of a readable number x, optionally as
-                `TOKEN if cond else nearest(...)` with a readable two-valued cond: the unembedding
-                scores each candidate c as 2*c*x - c*c, the nearest wins, cond lifts TOKEN over all,
-                and no sublayer is needed.
+    "readout"   the output `nearest(x, candidates)` of a readable number x, optionally inside a
+                chain `T1 if c1 else T2 if c2 else ... nearest(...)` of constant tokens, each with a
+                readable two-valued condition: the unembedding scores each candidate c as
+                2*c*x - c*c, the nearest wins, each condition lifts its token over everything
+                inside it, and no sublayer is needed.
 Numerical is the default because it costs one dimension; categorical is chosen where the value is
 a token, a program annotates it, or a select compares keys with queries (a table needs one-hots).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import lru_cache
+from typing import NamedTuple
 
 import sympy
 
@@ -428,31 +430,45 @@ def _computes(graph, nid) -> bool:
                or (graph.nodes[p][REALIZE] == "derived" and _computes(graph, p)) for p in graph.predecessors(nid))
 
 
+class ReadoutLift(NamedTuple):
+    """One level of a readout chain: `token` wins wherever `condition` equals `when`."""
+    node: Map  # the if_else
+    condition: object
+    token: str
+    when: bool
+
+
 def readout_parts(graph, output_id):
-    """(nearest node, condition node or None, token or None, token when condition is true?) when the
-    output can be read out by the unembedding alone, else None. Decided on realisations so far."""
-    node = graph.nodes[output_id][NODE]
+    """(nearest node, its chain of ReadoutLift, outermost first) when the output can be read out
+    by the unembedding alone, else None. Decided on realisations so far."""
     readable = lambda n: graph.nodes[n.id].get(REALIZE) in READABLE
-    if isinstance(node, Map) and node.op == "nearest":
-        return (node, None, None, None) if readable(node.args[0]) else None
-    if isinstance(node, Map) and node.op == "if_else":
+    node, lifts = graph.nodes[output_id][NODE], []
+    while isinstance(node, Map) and node.op == "if_else":
         condition, then, otherwise = node.args
         for token_side, other, when in ((then, otherwise, True), (otherwise, then, False)):
-            # A nearest that value sets found constant is a token like the other side: no readout.
             if graph.nodes[token_side.id].get(REALIZE) == "const" and isinstance(other, Map) and \
-                    other.op == "nearest" and graph.nodes[other.id].get(REALIZE) != "const" and \
-                    readable(other.args[0]) and readable(condition) and \
-                    len(graph.nodes[condition.id][VALUES]) <= 2 and \
-                    token_side.value not in dict(other.args[1].value):
-                return (other, condition, token_side.value, when)
-    return None
+                    other.op in ("if_else", "nearest") and graph.nodes[other.id].get(REALIZE) != "const" \
+                    and readable(condition) and len(graph.nodes[condition.id][VALUES]) <= 2:
+                lifts.append(ReadoutLift(node, condition, token_side.value, when))
+                node = other
+                break
+        else:
+            return None
+    # A nearest that value sets found constant is a token like the chain's: no readout. Each token
+    # of the chain owns its column of W_U, so it may be neither a candidate nor another level's.
+    if not (isinstance(node, Map) and node.op == "nearest" and readable(node.args[0])):
+        return None
+    tokens = [lift.token for lift in lifts]
+    if len(set(tokens)) < len(tokens) or set(tokens) & set(dict(node.args[1].value)):
+        return None
+    return node, tuple(lifts)
 
 
 def readout_nodes(graph, output_id) -> set:
     parts = readout_parts(graph, output_id)
     if parts is None:
         return set()
-    return {output_id, parts[0].id}
+    return {output_id, parts[0].id} | {lift.node.id for lift in parts[1]}
 
 
 def _derivable(node: Map, attrs, graph) -> bool:

@@ -48,7 +48,7 @@ def probe_program(program: Program) -> list[tuple[dict, list[str], Evaluation]]:
                 tokens += layout.answer_tokens(answer)
                 evaluation = evaluate(program, tokens[:layout.n_ctx])
             else:
-                for _ in range(layout.answer.width):
+                for _ in range(layout.answer.length):
                     evaluation = evaluate(program, list(tokens))  # tokens grows on
                     tokens.append(evaluation.output[-1])
         except EvaluationError as err:

@@ -94,7 +94,7 @@ class _Checker:
 
     def work_per_input(self) -> int:
         aggregates = sum(isinstance(n, (Aggregate, SelectorWidth)) for n in self.program.nodes)
-        runs = 1 if self.program.meaning is not None else self.layout.answer.width
+        runs = 1 if self.program.meaning is not None else self.layout.answer.length
         return self.layout.n_ctx * self.layout.n_ctx * max(aggregates, 1) * runs
 
     def model_batch(self) -> int:

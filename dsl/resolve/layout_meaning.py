@@ -8,7 +8,7 @@ import math
 from dsl import ast
 from dsl import meaning as meaning_rules
 from dsl.ast import children
-from dsl.layout import DIGIT_ORDERS, Layout, Meaning, build_layout
+from dsl.layout import DIGIT_ORDERS, SIGNED, Layout, Meaning, build_layout
 from dsl.limits import MAX_MEANING_BITS, MAX_POSITIONS, show_count, show_number
 from dsl.resolve.names import MEANING_HINT
 
@@ -31,7 +31,9 @@ class LayoutAndMeaning:
                 positions += max(width, 0)
                 if positions > MAX_POSITIONS:
                     self.too_many_positions(item, width, positions)
-                entries.append(("field", item.span, item.name, width, self.field_order(item)))
+                order, signed = self.field_options(item)
+                positions += signed
+                entries.append(("field", item.span, item.name, width, order, signed))
         n_prompt = len(st.prompt)
         self.layout = build_layout(base, st.order or "msb_first", entries[:n_prompt], entries[n_prompt:],
                                    st.span, self.sources.get(st.span.file),
@@ -39,14 +41,26 @@ class LayoutAndMeaning:
         self.layout_span = st.span
         self.answer_span = st.answer[0].span
 
-    def field_order(self, item: ast.LayoutField) -> str | None:
-        """A field's own digit order (`sum[N + 1, lsb_first]`), checked where it is written."""
-        if item.order is None or item.order in DIGIT_ORDERS:
-            return item.order
-        close = difflib.get_close_matches(item.order, DIGIT_ORDERS, n=1, cutoff=0.5)
-        raise self.error(f"'{item.order}' is not a digit order", item.order_span,
-                         (f"did you mean '{close[0]}'? " if close else "")
-                         + f"a field's own order is msb_first or lsb_first, e.g. {item.name}[..., lsb_first]")
+    def field_options(self, item: ast.LayoutField) -> tuple[str | None, bool]:
+        """A field's own digit order (`sum[N + 1, lsb_first]`) and whether it is signed
+        (`diff[N, signed]`), each checked where it is written."""
+        order, signed = None, False
+        for text, span in item.options:
+            if text == SIGNED and not signed:
+                signed = True
+            elif text in DIGIT_ORDERS and order is None:
+                order = text
+            elif text == SIGNED or text in DIGIT_ORDERS:
+                raise self.error(f"field '{item.name}' says '{text}' twice" if text == SIGNED or text == order
+                                 else f"field '{item.name}' has two digit orders", span,
+                                 f"write at most one digit order and one 'signed', e.g. {item.name}[..., lsb_first, signed]")
+            else:
+                close = difflib.get_close_matches(text, DIGIT_ORDERS + (SIGNED,), n=1, cutoff=0.5)
+                raise self.error(f"'{text}' is not a digit order or 'signed'", span,
+                                 (f"did you mean '{close[0]}'? " if close else "")
+                                 + f"a field's own order is msb_first or lsb_first, e.g. {item.name}[..., lsb_first]; "
+                                 f"an answer field may be signed, e.g. {item.name}[..., signed]")
+        return order, signed
 
     def too_many_positions(self, item: ast.LayoutField, width: int, positions: int):
         """The error for a layout longer than MAX_POSITIONS, at the field that takes it past the limit."""
@@ -115,13 +129,13 @@ class LayoutAndMeaning:
             except (ValueError, ArithmeticError):
                 continue  # no answer at this input: the verifier reports it
             at = ", ".join(f"{name} = {show_number(v)}" for name, v in values.items())
-            if value < 0:
+            if value < 0 and not answer.signed:
                 raise self.error(f"the meaning of '{answer.name}' can be negative ({show_number(value)} at {at}), but an answer "
                                  "field holds digits", st.value.span,
-                                 "add an offset that keeps it at 0 or more, as examples/sub.rasp does with "
-                                 "a - b + 10 ** N")
-            if value >= limit:
-                needed = _digit_count(value, layout.base)
+                                 f"declare the answer signed, e.g. => {answer.name}[{answer.width}, signed], or add an "
+                                 "offset that keeps it at 0 or more, as examples/sub.rasp does with a - b + 10 ** N")
+            if abs(value) >= limit:
+                needed = _digit_count(abs(value), layout.base)
                 error = self.error(f"the layout's widths do not add up: '{answer.name}' has {answer.width} "
                                    f"digit(s), but its meaning can be {show_number(value)} ({at}), which needs "
                                    f"{needed}",

@@ -1,6 +1,6 @@
 """The unembedding: W_U and b_U, from the output's one-hot or, for a nearest-candidate readout,
 from the number it reads. Each entry is traced to the node it serves: a readout's candidate
-logits to its nearest node, a condition's lift and every other token's logit to the output."""
+logits to its nearest node, each chain level's lift to its if_else, every other token's logit to the output."""
 from __future__ import annotations
 
 from dsl.semantics import num
@@ -28,19 +28,20 @@ def build_unembedding(ir: CompileIR, reads: Reads, weights: Weights):
 
 def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     """logit(c) = 2*c*x - c*c + shift = x*x - (x - c)**2 + shift: the nearest candidate scores
-    highest. Tokens that are not candidates get a constant logit below every winning score; with a
-    condition, its token gets a logit that beats every candidate exactly when the condition selects
-    it. The shift is free (argmax ignores it), so it is chosen to leave the most biases at zero."""
+    highest. Tokens that are not candidates get a constant logit below every winning score; each
+    level of a condition chain gets a logit that beats every candidate and every level inside it
+    exactly when its condition selects it. The shift is free (argmax ignores it), so it is chosen to leave the most biases at zero."""
     vocab = ir.program.layout.vocab
     output = ir.program.output.id
-    node, condition, token, when = readout_parts(ir.graph, output)
+    node, lifts = readout_parts(ir.graph, output)
     x = reads.numeric(node.args[0].id)
     candidates = node.args[1].value
     xs = [num(v) for v in ir.graph.nodes[node.args[0].id][VALUES]]
     worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
     best_possible = max(max(2 * c * v - c * c for _, c in candidates) for v in xs)
     biases = {candidate: 2 * c * x.bias - c * c for candidate, c in candidates}
-    others = [t for t in vocab if t not in biases and t != token]
+    chain = {lift.token for lift in lifts}
+    others = [t for t in vocab if t not in biases and t not in chain]
     shift, floor = _readout_shift(biases, worst_winner, len(others))
     for candidate, c in candidates:
         column = vocab.index(candidate)
@@ -54,23 +55,29 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
         if floor != 0:
             weights.b_U[vocab.index(other)] = floor
             weights.trace("b_U", vocab.index(other), (output,))
-    if condition is not None:
-        # selected = cond (or 1 - cond): an affine read; lift the token by enough to beat every candidate.
-        chosen = reads.numeric(condition.id)
-        values = [num(v) for v in ir.graph.nodes[condition.id][VALUES]]
-        if len(values) == 2:
-            low, high = values
-            chosen = chosen.scale(1 / (high - low)) + Affine.constant(-low / (high - low))
-        if not when:
-            chosen = chosen.scale(-1) + Affine.constant(1)
-        lift = best_possible + shift - floor + 1
-        column = vocab.index(token)
-        for dim, coeff in chosen.coeffs.items():
-            weights.W_U[(dim, column)] = weights.W_U.get((dim, column), 0) + lift * coeff
-            weights.trace("W_U", (dim, column), (output,))
-        if floor + lift * chosen.bias != 0:
-            weights.b_U[column] = floor + lift * chosen.bias
-            weights.trace("b_U", column, (output,))
+    # Innermost first: each level's token must beat every candidate and every level inside it.
+    lift = best_possible + shift - floor
+    for level in reversed(lifts):
+        lift = lift + 1
+        _lift_token(ir, reads, weights, level, lift, floor)
+
+
+def _lift_token(ir: CompileIR, reads: Reads, weights: Weights, level, lift, floor):
+    """The token's logit is floor + lift * selected, selected = cond (or 1 - cond): an affine read."""
+    chosen = reads.numeric(level.condition.id)
+    values = [num(v) for v in ir.graph.nodes[level.condition.id][VALUES]]
+    if len(values) == 2:
+        low, high = values
+        chosen = chosen.scale(1 / (high - low)) + Affine.constant(-low / (high - low))
+    if not level.when:
+        chosen = chosen.scale(-1) + Affine.constant(1)
+    column = ir.program.layout.vocab.index(level.token)
+    for dim, coeff in chosen.coeffs.items():
+        weights.W_U[(dim, column)] = weights.W_U.get((dim, column), 0) + lift * coeff
+        weights.trace("W_U", (dim, column), (level.node.id,))
+    if floor + lift * chosen.bias != 0:
+        weights.b_U[column] = floor + lift * chosen.bias
+        weights.trace("b_U", column, (level.node.id,))
 
 
 def _readout_shift(biases: dict, worst_winner, n_others: int):
