@@ -22,7 +22,8 @@ def payload(tmp_path_factory):
 def test_add10_is_proved_for_every_input(payload):
     proof = prove(payload, program_from_payload(payload, None), "float32")
     assert proof.status == "proved", proof.reason
-    assert max(proof.errors.values()) < 1e-5
+    # float32 rounding is bounded, not ignored: the errors are those of float32 arithmetic
+    assert 1e-6 < max(proof.errors.values()) < 1e-3
     assert proof.margins["smallest logit margin after errors"] > 0.9
     assert all(gap >= 10 for name, gap in proof.margins.items() if "score gap" in name)
 

@@ -19,9 +19,11 @@ Each check also carries an error bound forward:
 Because the checks cover every token sequence, not only correct ones, greedy generation is
 covered by induction: if every earlier answer token is right, the next one is too.
 
-Arithmetic is treated as exact over the stored weights. Float rounding of the weights shows up as
-small misses of a sublayer's exact value; those are carried forward as part of its error bound, and
-the checks downstream decide whether the margins absorb them.
+Every operation the model performs is bounded for its rounding in the dtype it runs in
+(compiler.check.prove.rounding: the standard IEEE-754 error model, gamma_k bounds for sums and
+products, a relative bound for the softmax); the bounds join the error carried forward. Float
+rounding of the stored weights shows up as small misses of a sublayer's exact value, carried
+the same way. The checks downstream decide whether the margins absorb them.
 
 A check that fails is not yet a counterexample: combinations are taken value by value, and many
 cannot occur together for any input. So a failure is replayed: the verifier's inputs run through

@@ -2,6 +2,7 @@
 the sink), which bounds the weight it leaks, and so the error of its output."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import sympy
@@ -10,6 +11,7 @@ import torch
 from dsl.semantics import eval_predicate, num
 from compiler.ir.attrs import NODE, REALIZE, SLOT
 from compiler.check.prove.head_bounds import KeyOption, head_bound
+from compiler.check.prove.rounding import residual_rounding
 from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState, vector_text
 from compiler.passes.encodings import head_mode, predicate_roles
 
@@ -64,7 +66,10 @@ def check_head(state: ProofState, nid):
     for n in q_nodes + k_nodes:
         if n not in state.error:
             raise CannotProve(f"the head for '{label}' reads '{state.name(n)}' before it is proved{state.at(nid)}")
-    dq = state.input_error(w["W_Q"], at)
+    errors = state.error_column(1, at)[:, 0]
+    # Each projection's own rounding joins the errors its inputs bring: the query's and the key's,
+    # bounded over every combination first, so that every score error below can use them.
+    dq = state.input_error(w["W_Q"], at) + _query_rounding(state, nid, q_nodes, w, errors)
     dk = state.input_error(w["W_K"], at)
     dv = state.input_error(w["W_V"], at)
     W_O_abs = w["W_O"].abs()
@@ -72,31 +77,42 @@ def check_head(state: ProofState, nid):
     worst_output, smallest_gap = 0.0, float("inf")
     sink = w["sink"]
     # What a key offers depends on its position and values, not on the query: computed once.
-    offered = [_key_options(state, nid, mode, k_nodes, k, w, dq) for k in range(state.n)]
-    value_miss = max((offer.miss for options in offered for offer in options), default=0.0)
+    offered = [_key_options(state, nid, mode, k_nodes, k, w, dq, errors) for k in range(state.n)]
+    options = [offer for per_key in offered for offer in per_key]
+    value_miss = max((offer.miss for offer in options), default=0.0)
+    dk = dk + _largest(offer.k_rounding for offer in options)
+    dv = dv + _largest(offer.v_rounding for offer in options)
     truth = _Truth(state, node.selector.terms)
+    most_keys = 0
+    # How large the weighted sum of values may be: at most the largest value (the weights add up
+    # to at most 1), and for a sum head, whose weights are tiny and whose W_O scales them back up,
+    # the sum of each key's largest weight times its value.
+    value_reach = torch.zeros(w["W_V"].shape[1], dtype=torch.float64)
     for q in range(state.n):
         at_q = state.position_vector(q)
+        visible = [k for k in range(q + 1) if q - k <= w["window"]]  # others are masked: no weight at all
+        most_keys = max(most_keys, len(visible))
+        position_terms = {k: _position_term(w, k - q) for k in visible}
+        top = max([p for p, _ in position_terms.values()] + ([sink] if sink != -math.inf else []))
         for q_assign in state.combos(q_nodes, q, nid):
             query_values = truth.side_values("q", q_assign, q)
             qv = (state.vector(q_assign) + at_q) @ w["W_Q"] + w["b_Q"]
-            q_error = float((qv.abs() * dk).sum() + (dq * dk).sum())
-            keys = []  # per key position: one KeyOption per combination of its values
-            for k in range(q + 1):
-                if q - k > w["window"]:
-                    continue  # masked: the key gets no weight at all
-                e = k - q + w["center"]
-                keys.append([KeyOption(truth.selected(truth.side_values("k", o.k_assign, k), query_values),
-                                       float(qv @ o.kv) + w["slope"] * e + w["curvature"] * e ** 2,
-                                       q_error + o.k_error, o.value, o.exact)
-                             for o in offered[k]])
-            bound, gap = head_bound(mode, keys, sink, q, node, dv, value_dims_out)
+            keys = _scored_keys(state, w, truth, offered, visible, position_terms, top, qv, dq, dk, query_values)
+            if mode == "sum" and sink != -math.inf:  # each weight is at most exp(score - sink)
+                weighted = sum(torch.stack([math.exp(min(o.score + o.score_error - sink, 700)) * (o.value.abs() + dv)
+                                            for o in opts]).amax(0) for opts in keys.values() if opts)
+                value_reach = torch.maximum(value_reach, weighted)
+            bound, gap = head_bound(mode, list(keys.values()), sink, q, node, dv, value_dims_out)
             worst_output = max(worst_output, bound)
             smallest_gap = min(smallest_gap, gap)
     # A value read off by rounding moves the output by at most that much per unit of weight
     # (a sum head's weights add up to at most one per key).
     worst_output += value_miss * float(value_dims_out.max()) * (state.n if mode == "sum" else 1)
     worst_output += _check_write_scale(state, nid, w["W_O"], mode, target, label)
+    largest_value = _largest(o.value.abs() for o in options) + dv
+    if mode == "sum" and sink != -math.inf:
+        largest_value = torch.minimum(largest_value, value_reach)
+    worst_output += _output_rounding(state, layer, w, largest_value, most_keys + 1, target["dims"])
     if worst_output >= MISS_LIMIT:
         raise CannotProve(f"the head for '{label}' (layer {layer}) may leak an error of {worst_output:.3g}, "
                           f"a quarter of a step or more{state.at(nid)}")
@@ -105,6 +121,40 @@ def check_head(state: ProofState, nid):
     else:
         state.error[nid] = worst_output
     state.margins[f"head '{label}' score gap"] = smallest_gap
+
+
+def _scored_keys(state: ProofState, w, truth, offered, visible, position_terms, top, qv, dq, dk,
+                 query_values) -> dict:
+    """Per visible key position, one KeyOption per combination of its values, for one query:
+    its realised score, and how far input errors and the model's rounding may move it."""
+    rounding, sink = state.rounding, w["sink"]
+    gamma = float(rounding.gamma(w["W_Q"].shape[1]))
+    q_error = float((qv.abs() * dk).sum() + (dq * dk).sum())
+    q_reach = qv.abs() + dq
+    raw = []
+    for k in visible:
+        term, term_size = position_terms[k]
+        for o in offered[k]:
+            content = float(qv @ o.kv)
+            # the product q.k in the model's dtype, the position term cast to it and added
+            rounded = gamma * float(q_reach @ (o.kv.abs() + dk))
+            # the model's score is content + (term - top): top, the largest position term, is
+            # taken off in float64 before the cast, so the cast and the addition round against
+            # the shifted score, not against the term
+            shifted = abs(content) + abs(term - top)
+            raw.append((k, o, content + term, q_error + o.k_error + rounded
+                        + rounding.u * (term_size + abs(top)) + 2 * rounding.u * shifted, shifted))
+    # softmax takes the largest score m off before exp: s - m rounds against |s| + |m|
+    m = _largest_score_size([(score - top, error) for _, _, score, error, _ in raw]
+                            + ([(sink - top, 0.0)] if sink != -math.inf else []))
+    # The sink's score rounds too (the cast of sink - top, the subtraction of m); every key's
+    # score error takes that on, which covers each comparison with the sink.
+    sink_error = 0.0 if sink == -math.inf else rounding.u * (2 * abs(sink - top) + m)
+    keys = {k: [] for k in visible}
+    for k, o, score, error, shifted in raw:
+        keys[k].append(KeyOption(truth.selected(truth.side_values("k", o.k_assign, k), query_values),
+                                 score, error + rounding.u * (shifted + m) + sink_error, o.value, o.exact))
+    return keys
 
 
 def _check_write_scale(state: ProofState, nid, W_O, mode, target, label):
@@ -142,9 +192,11 @@ class _KeyOffer(NamedTuple):
     value: torch.Tensor  # its value vector
     exact: torch.Tensor  # the value vector it should carry
     miss: float  # how far the two differ
+    k_rounding: torch.Tensor  # the rounding of its key projection, per key dimension
+    v_rounding: torch.Tensor  # the rounding of its value projection, per value dimension
 
 
-def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq) -> list[_KeyOffer]:
+def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq, errors) -> list[_KeyOffer]:
     """One _KeyOffer per combination of the key's values at position k."""
     options = []
     at_k = state.position_vector(k)
@@ -153,9 +205,67 @@ def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq) -> list[_KeyOf
         kv = x @ w["W_K"] + w["b_K"]
         value = x @ w["W_V"] + w["b_V"]
         exact = _exact_value(state, nid, mode, k_assign, w, value, k)
+        reach = x.abs() + errors
         options.append(_KeyOffer(k_assign, kv, float((kv.abs() * dq).sum()), value, exact,
-                                 float((value - exact).abs().max())))
+                                 float((value - exact).abs().max()),
+                                 state.rounding.matmul(reach, w["W_K"], w["b_K"]),
+                                 state.rounding.matmul(reach, w["W_V"], w["b_V"])))
     return options
+
+
+def _query_rounding(state: ProofState, nid, q_nodes, w, errors) -> torch.Tensor:
+    """The most the query projection rounds, per query dimension, over every query."""
+    worst = torch.zeros(w["W_Q"].shape[1], dtype=torch.float64)
+    for q in range(state.n):
+        combos = state.combos(q_nodes, q, nid)
+        X = state.vectors(q_nodes, combos, q) + state.position_vector(q)
+        worst = torch.maximum(worst, state.rounding.matmul(X.abs() + errors, w["W_Q"], w["b_Q"]).amax(0))
+    return worst
+
+
+def _largest(vectors) -> torch.Tensor | float:
+    vectors = list(vectors)
+    return torch.stack(vectors).amax(0) if vectors else 0.0
+
+
+def _largest_score_size(scores) -> float:
+    """How large the realised largest score may be, from each score's (value, error)."""
+    if not scores:
+        return 0.0
+    high = max(value + error for value, error in scores)
+    low = max(value - error for value, error in scores)
+    return max(abs(high), abs(low))
+
+
+def _position_term(w, distance) -> tuple[float, float]:
+    """The score term a key `distance` back (a negative number) gets from its position, and the
+    size of its parts (what the model's float64 arithmetic on them rounds against)."""
+    e = distance + w["center"]
+    slope, curve = w["slope"] * e, w["curvature"] * e ** 2
+    return slope + curve, abs(slope) + abs(curve)
+
+
+def _output_rounding(state: ProofState, layer, w, largest_value, entries, dims) -> float:
+    """What the head's output may lose to rounding after its scores: each softmax weight off by
+    a relative rho, the weighted sum of values over `entries` (the keys and the sink), at most
+    `largest_value` per value dimension, the product with W_O (a sum over every head's terms
+    into a dimension) and the residual addition."""
+    rounding = state.rounding
+    rho = rounding.softmax_relative(entries)
+    mix = float(rounding.gamma(entries))
+    z_error = (rho * largest_value + mix * (1 + rho) * largest_value
+               + entries * rounding.softmax_absolute(entries) * largest_value)
+    z_size = (1 + rho) * (1 + mix) * largest_value
+    W_O_layer = state.weights[f"blocks.{layer}.attn.W_O"]
+    b_O = state.weights[f"blocks.{layer}.attn.b_O"]
+    W_O = w["W_O"].abs()
+    worst = 0.0
+    for d in dims:
+        terms = int((W_O_layer[:, :, d] != 0).sum()) + int(b_O[d] != 0)
+        column = W_O[:, d]
+        error = float(z_error @ column) + float(rounding.gamma(terms)) * (float(z_size @ column) + abs(float(b_O[d])))
+        worst = max(worst, error)
+    return worst + residual_rounding(state, dims)
 
 
 class _Truth:

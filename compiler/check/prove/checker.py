@@ -9,6 +9,7 @@ from compiler.check.prove.attention import check_head
 from compiler.check.prove.embeddings import check_embeddings, check_write_hygiene
 from compiler.check.prove.mlp import check_mlp
 from compiler.check.prove.paired import check_pair_head
+from compiler.check.prove.rounding import Rounding
 from compiler.check.prove.state import ProofState
 from compiler.check.prove.unembedding import check_unembedding
 from compiler.check.prove.width import check_width_mlp
@@ -16,6 +17,10 @@ from compiler.progress import Progress
 
 
 class Checker(ProofState):
+    def __init__(self, ir, residual_map, weights, config, weight_map=(), dtype="float64"):
+        super().__init__(ir, residual_map, weights, config, weight_map)
+        self.rounding = Rounding(dtype)  # every check bounds the rounding of the dtype the model runs in
+
     def run(self, progress: Progress | None = None):
         """Every check in order; `seconds` gets the time each sublayer's checks took (sublayer
         number -> seconds), so a slow proof shows where it spends its time."""

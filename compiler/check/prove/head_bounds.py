@@ -73,23 +73,37 @@ def _mean_bound(keys, sink, dv, V, scale):
     empty = _weight_when_none_selected(keys, sink, s, V)
     if s.low == math.inf:
         return _nothing_selectable(empty, scale, dv, sink, s)
-    spread = math.exp(min(s.high - s.low, 700)) - 1
+    # Selected keys at different positions share the weight: how unevenly is the spread. With
+    # at most one position that can be selected (a line select), nothing shares it, and only
+    # one of that position's combinations is there at a time.
+    # Unevenly shared, the weights move the mean by at most the spread times half the range of
+    # the selected values (the deviations from an even share add up to zero, so each value
+    # counts from the middle of the range); the weight that leaks to other keys and the sink
+    # moves it by twice the leak times the largest value.
+    shared = sum(any(o.selected for o in opts) for opts in keys) > 1
+    spread = math.exp(min(s.high - s.low, 700)) - 1 if shared else 0.0
     leak = len(keys) * math.exp(min(s.unselected - s.low, 700)) + math.exp(min(sink - s.low, 700))
-    bound = (2 * spread + 2 * leak) * V + max(empty, 0)
+    bound = spread * _selected_range(keys, dv) / 2 + 2 * leak * V + max(empty, 0)
     return bound * scale + float(dv.max()) * scale, min(s.low - s.unselected, s.low - sink)
 
 
+def _selected_range(keys, dv) -> float:
+    """The largest spread, over value dimensions, of the values selected keys may carry."""
+    values = torch.stack([o.value for opts in keys for o in opts if o.selected])
+    return float((values.amax(0) - values.amin(0)).max()) + 2 * float(dv.max())
+
+
 def _width_bound(keys, sink, dv, V, scale):
-    """A width head shares its weight with the sink exactly (1 / (width + 1) each): the sink's
-    score must match the selected keys' as closely as they match each other."""
+    """A width head shares its weight with the sink exactly (1 / (width + 1) each), and every key
+    offers 1: w selected keys whose scores sit t from the sink's give sigma(t + ln w) where
+    w / (w + 1) is meant, off by at most |t| / 4 (the logistic's steepest slope) whatever w is."""
     s = _selection(keys)
     empty = _weight_when_none_selected(keys, sink, s, 1)
     if s.low == math.inf:
         return _nothing_selectable(empty, scale, dv, sink, s)
-    spread = max(math.exp(min(s.high - s.low, 700)) - 1, math.exp(min(abs(sink - s.low), 700)) - 1,
-                 math.exp(min(abs(s.high - sink), 700)) - 1)
+    shift = max(abs(s.high - sink), abs(s.low - sink))
     leak = len(keys) * math.exp(min(s.unselected - s.low, 700))
-    bound = (2 * spread + 2 * leak) * V + max(empty, 0)
+    bound = (shift / 4 + 2 * leak) * V + max(empty, 0)
     return bound * scale + float(dv.max()) * scale, s.low - s.unselected
 
 

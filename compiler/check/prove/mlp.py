@@ -8,6 +8,7 @@ import math
 import torch
 
 from compiler.ir.attrs import LAYER, SLOT
+from compiler.check.prove.rounding import residual_rounding
 from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState, position_note
 
 
@@ -51,6 +52,8 @@ def check_mlp(state: ProofState, nid):
     d_pre = state.input_error(W_in, at)
     worst, margin = 0.0, math.inf
     errors = state.error_column(len(target), at)
+    read_errors = state.error_column(1, at)[:, 0]
+    out_terms = _output_terms(state, nid, target)
     positions = state.positions_for(inputs)
     for position in positions:
         # Every combination at once: one row of X per combination.
@@ -70,17 +73,37 @@ def check_mlp(state: ProofState, nid):
             raise Miss(f"the MLP for '{state.name(nid)}' gives {state.decoded(nid, got)} where "
                        f"{exact_values[i]} was expected (off by {float(miss[i]):.3g}), on "
                        f"{state.describe(combos[i])}{position_note(positions, position)}{state.at(nid)}")
+        # The model's own arithmetic: the input product rounds before the ReLU decides, the
+        # output product after it, and the residual addition last.
+        reach = X.abs() + read_errors
+        pre_rounding = state.rounding.matmul(reach, W_in, b_in)
+        pre_error = d_pre + pre_rounding
         if pre.shape[1]:
-            if not bool((pre.abs() > d_pre).all()):
-                i = int(((pre.abs() - d_pre).amin(dim=1)).argmin())
-                raise CannotProve(f"an MLP unit for '{state.name(nid)}' may switch under input errors of up to "
-                                  f"{float(d_pre.max()):.3g}, on {state.describe(combos[i])}"
+            if not bool((pre.abs() > pre_error).all()):
+                i = int(((pre.abs() - pre_error).amin(dim=1)).argmin())
+                raise CannotProve(f"an MLP unit for '{state.name(nid)}' may switch under input errors and "
+                                  f"rounding of up to {float(pre_error.max()):.3g}, on {state.describe(combos[i])}"
                                   f"{position_note(positions, position)}{state.at(nid)}")
-            margin = min(margin, float((pre.abs() - d_pre).min()))
-        propagated = _propagated_error(pre > 0, W_in, W_out, target, in_place, errors)
-        worst = max(worst, float((miss + propagated).max()))
+            margin = min(margin, float((pre.abs() - pre_error).min()))
+        active = pre > 0
+        hidden_reach = torch.where(active, pre + pre_error, torch.zeros_like(pre))
+        rounded = ((pre_rounding * active) @ W_out.abs() + state.rounding.matmul(hidden_reach, W_out, b_out, out_terms)
+                   if pre.shape[1] else torch.zeros(len(combos), len(target), dtype=torch.float64))
+        propagated = _propagated_error(active, W_in, W_out, target, in_place, errors)
+        worst = max(worst, float((miss + propagated + rounded.amax(dim=1)).max()))
+    worst += residual_rounding(state, target)
     state.error[nid] = worst
     state.margins[f"MLP '{state.name(nid)}' ReLU margin"] = margin
+
+
+def _output_terms(state: ProofState, nid, target) -> torch.Tensor:
+    """Per target dimension, the nonzero terms of the layer's output sum into it: every unit
+    of the layer that writes it (a sum's dimension may take other values' units too) and the bias."""
+    prefix = f"blocks.{state.graph.nodes[nid][LAYER]}.mlp."
+    if prefix + "W_out" not in state.weights:
+        return torch.zeros(len(target), dtype=torch.float64)
+    return ((state.weights[prefix + "W_out"][:, target] != 0).sum(0)
+            + (state.weights[prefix + "b_out"][target] != 0)).to(torch.float64)
 
 
 def _propagated_error(active, W_in, W_out, target, in_place, errors):

@@ -10,6 +10,7 @@ import torch
 from dsl.semantics import num
 from compiler.ir.attrs import NODE, PAIRED_WITH, SLOT
 from compiler.check.prove.attention import head_of
+from compiler.check.prove.rounding import Rounding, residual_rounding
 from compiler.check.prove.state import MISS_LIMIT, CannotProve, Miss, ProofState
 from compiler.passes.encodings import relative_term
 
@@ -49,12 +50,14 @@ def check_pair_head(state: ProofState, nid):
         if n not in state.error:
             raise CannotProve(f"the head for '{label}' reads '{state.name(n)}' before it is proved{state.at(nid)}")
     dv = float(state.input_error(w["W_V"], at)[0])
+    read_errors = state.error_column(1, at)[:, 0]
     # The value each key carries, checked against the exact one (a rounded miss adds to the
     # value's error), and the most it can be away from zero.
-    largest, read_miss = [0.0] * state.n, 0.0
+    largest, read_miss, v_rounding = [0.0] * state.n, 0.0, 0.0
     for k in range(state.n):
         for assign in state.combos(v_nodes, k, nid):
-            carried = float((state.vector(assign) @ w["W_V"] + w["b_V"])[0])
+            x = state.vector(assign)
+            carried = float((x @ w["W_V"] + w["b_V"])[0])
             exact = float(num(state.value_of(value_node, assign, k)) - default)
             if abs(carried - exact) >= MISS_LIMIT:
                 raise Miss(f"the head for '{label}' reads {state.describe(assign)} at position {k} as "
@@ -62,7 +65,9 @@ def check_pair_head(state: ProofState, nid):
                            f"{state.at(nid)}")
             read_miss = max(read_miss, abs(carried - exact))
             largest[k] = max(largest[k], abs(exact))
-    dv += read_miss
+            v_rounding = max(v_rounding, float(state.rounding.matmul(x.abs() + read_errors, w["W_V"], w["b_V"])[0]))
+    dv += read_miss + v_rounding
+    rounding = state.rounding
     worst = 0.0
     largest = torch.tensor(largest, dtype=torch.float64)
     for q in range(state.n):
@@ -74,7 +79,16 @@ def check_pair_head(state: ProofState, nid):
         weights = torch.softmax(scores, dim=0)[:len(keys)]
         want = torch.tensor([coefficients.get(q - k, 0.0) for k in keys.tolist()], dtype=torch.float64)
         error = (out_scale * weights - want).abs() * largest[keys] + abs(out_scale) * weights * dv
+        # The model takes this pattern in float64 too, then casts it to its dtype: each weight is
+        # off by twice float64's softmax rounding (the model's and this proof's) and one cast;
+        # then come the weighted sum of values and the residual addition.
+        entries = len(scores)
+        rho = 2 * Rounding("float64").softmax_relative(entries) + rounding.u
+        reach = abs(out_scale) * (1 + rho) * weights * (largest[keys] + dv)
+        error = (error + rho * reach + float(rounding.gamma(entries + 1)) * (1 + rho) * reach
+                 + rounding.softmax_absolute(entries) * abs(out_scale) * (largest[keys] + dv))
         worst = max(worst, float(error.sum()))
+    worst += residual_rounding(state, target["dims"])
     if worst >= MISS_LIMIT:
         raise CannotProve(f"the head for '{label}' (layer {layer}) may leak an error of {worst:.3g}, "
                           f"a quarter of a step or more{state.at(nid)}")

@@ -19,10 +19,16 @@ def check_unembedding(state: ProofState):
     stored = sorted(n for n, helper in state.owners(reads, at) if not helper)
     d_logit = state.input_error(W_U, at)
     smallest = math.inf
+    read_errors = state.error_column(1, at)[:, 0]
+    # A tied unembedding is W_E^T times logit_scale, a product the model rounds in its dtype.
+    tied = "unembed.logit_scale" in state.weights
     positions = state.answer_positions(stored)
     for position in positions:
         combos = state.combos(stored, position, output)
-        logits = state.vectors(stored, combos, position) @ W_U + b_U
+        X = state.vectors(stored, combos, position)
+        logits = X @ W_U + b_U
+        reach = X.abs() + read_errors
+        rounded = state.rounding.matmul(reach, W_U, b_U, None if not tied else (W_U != 0).sum(0) * 2 + (b_U != 0))
         codes, table = state.values_over(output, combos, position)
         right = torch.tensor([vocab.index(table[c]) for c in codes.tolist()])
         chosen = logits.gather(1, right[:, None])[:, 0]
@@ -33,7 +39,8 @@ def check_unembedding(state: ProofState):
             raise Miss(f"the output gives {written!r} where {table[codes[i]]!r} was expected (logit gap "
                        f"{float(chosen[i] - others[i]):.3g}), on {state.describe(combos[i])}"
                        f"{position_note(positions, position)}{state.at(output)}")
-        gaps = chosen - others - d_logit[right] - d_logit.max()
+        off = d_logit + rounded  # [combinations, vocab]
+        gaps = chosen - others - off.gather(1, right[:, None])[:, 0] - off.amax(dim=1)
         smallest = min(smallest, float(gaps.min()))
     if smallest <= 0:
         raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g} "

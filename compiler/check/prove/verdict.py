@@ -45,7 +45,8 @@ def prove(payload: dict, program, dtype: str = "float64", seed: int = 20261122, 
     weights = {k: v.to(getattr(torch, dtype)).to(torch.float64)
                for k, v in per_head(payload["state_dict"], payload["config"]).items()}
     try:
-        checker = Checker(ir, payload["residual_map"], weights, payload["config"], payload.get("weight_map", []))
+        checker = Checker(ir, payload["residual_map"], weights, payload["config"], payload.get("weight_map", []),
+                          dtype)
         with Progress(f"{dtype} proof, stored values", len(checker.entries), progress) as bar:
             checker.run(bar)
     except CannotProve as err:
