@@ -396,6 +396,18 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def _note_unmet_requirements(payload, model_path, prompts):
+    """A prompt outside the program's `require` still runs, but its answer is unspecified: say so."""
+    if not any(re.search(r"^\s*require\b", text, re.M) for text in payload["program"]["sources"].values()):
+        return
+    layout = program_from_payload(payload, None, model_path).layout
+    for prompt in prompts:
+        unmet = [r for r in layout.requires if not r.holds(layout.operands_in(prompt))]
+        if unmet:
+            print(f"note: {''.join(prompt[1:])} does not meet require {unmet[0].text} ({unmet[0].where}); "
+                  f"the program's answer there is unspecified", file=sys.stderr)
+
+
 def cmd_run(args) -> int:
     model, payload = load_model(args.model)
     layout = Layout.from_dict(payload["layout"])
@@ -424,6 +436,7 @@ def cmd_run(args) -> int:
     else:
         texts = args.prompts or [line for line in sys.stdin.read().splitlines() if line.strip()]
         prompts = [_prompt_tokens(layout, text, i + 1) for i, text in enumerate(texts)]
+    _note_unmet_requirements(payload, args.model, prompts)
     answers = run_prompts(model, layout, prompts, RUN_BATCH, progress=True)
     if args.json:
         print(json.dumps([{"prompt": "".join(p[1:]), "answer": a} for p, a in zip(prompts, answers)], indent=2))

@@ -116,6 +116,11 @@ class MeaningDecl(Statement):
 
 
 @dataclass(frozen=True)
+class RequireDecl(Statement):
+    condition: Expr
+
+
+@dataclass(frozen=True)
 class LayoutLiteral:
     span: Span
     token: str

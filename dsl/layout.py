@@ -5,7 +5,7 @@ verifier and the exports can all speak of "a + b" rather than raw token lists.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dsl.errors import AdderError, Span
@@ -47,6 +47,21 @@ class Layout:
     # in sequence order
     items: tuple[tuple[str, Any], ...]
     answer_index: int  # index into items where the answer part begins
+    # `require a >= b`: the inputs the program is specified on (every one when empty). Not part of
+    # the model file's layout: it comes with the program, whose sources the model file embeds.
+    requires: tuple["Requirement", ...] = field(default=(), compare=False)
+
+    def admits(self, operands: dict[str, int]) -> bool:
+        """Whether an input meets every requirement."""
+        return all(r.holds(operands) for r in self.requires)
+
+    def admits_tensor(self, operands: dict):
+        """Per row of int64 operand tensors, whether it meets every requirement (None: all do)."""
+        mask = None
+        for r in self.requires:
+            part = r.holds_tensor(operands)
+            mask = part if mask is None else mask & part
+        return mask
 
     # ----- derived facts
     @property
@@ -151,6 +166,10 @@ class Layout:
             else:
                 tokens.extend(self.digits_of(operands[item[1]], item[2], self.item_order(item)))
         return tokens
+
+    def operands_in(self, tokens: list[str]) -> dict[str, int]:
+        """The operand values a prompt's tokens hold."""
+        return {f.name: self.value_of(tokens[f.start:f.start + f.width], f.order) for f in self.operands}
 
     def answer_tokens(self, value: int) -> list[str]:
         """What follows the prompt: the answer's sign (if it is signed) and digits, and the end
@@ -292,3 +311,24 @@ class Meaning:
     def expected_tensor(self, operands: dict):
         """Expected answers for int64 tensors of operands (dsl.meaning.Unsupported if not exact)."""
         return evaluate_meaning(self.expression, operands, self.constants, tensors=True)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """`require a >= b`: a condition over operand values that every input the program is
+    specified on meets."""
+
+    text: str  # the condition as written, for reports
+    expression: Any  # dsl.ast expression over operand names and constants
+    constants: dict
+    where: str  # file:line, for reports
+
+    def holds(self, operands: dict[str, int]) -> bool:
+        try:
+            return bool(evaluate_meaning(self.expression, operands, self.constants))
+        except (ZeroDivisionError, ArithmeticError):
+            return False  # a condition with no value at an input does not admit it
+
+    def holds_tensor(self, operands: dict):
+        import torch
+        return torch.as_tensor(evaluate_meaning(self.expression, operands, self.constants, tensors=True)).bool()

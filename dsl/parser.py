@@ -23,11 +23,11 @@ _TERMINAL_WORDS = {
 }
 # Whole families of terminals are named by what they make up, so that a hint reads "expected an
 # expression" rather than a list of every token an expression can start with.
-_STATEMENT_STARTS = ("CONST", "LET", "DEF", "IMPORT", "LAYOUT", "MEANING", "OUTPUT")
+_STATEMENT_STARTS = ("CONST", "LET", "DEF", "IMPORT", "LAYOUT", "MEANING", "REQUIRE", "OUTPUT")
 _EXPRESSION_STARTS = {"NAME", "INT", "STRING", "LPAR", "MINUS", "NOT", "TRUE", "FALSE", "LBRACE"}
 _OPERATOR_LITERALS = {"+", "-", "*", "/", "//", "%", "**", "&", "and", "or", "if"}
 _CLOSERS = {"RPAR": "(", "RSQB": "[", "RBRACE": "{"}
-NEW_STATEMENT = "a new statement ('const', 'let', 'def', 'import', 'layout', 'meaning' or 'output')"
+NEW_STATEMENT = "a new statement ('const', 'let', 'def', 'import', 'layout', 'meaning', 'require' or 'output')"
 
 
 @lru_cache(maxsize=1)

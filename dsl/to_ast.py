@@ -9,7 +9,7 @@ from dsl.errors import AdderError, Span
 from dsl.limits import MAX_NUMBER_DIGITS
 
 # Words the grammar uses; the lexer would accept them as names where no keyword fits.
-KEYWORDS = {"const", "let", "def", "import", "output", "meaning", "layout", "if", "else", "or", "and", "not",
+KEYWORDS = {"const", "let", "def", "import", "output", "meaning", "require", "layout", "if", "else", "or", "and", "not",
             "true", "false"}
 
 
@@ -74,6 +74,10 @@ class _Statements:
     @v_args(meta=True)
     def meaning_decl(self, meta, items):
         return ast.MeaningDecl(self._span(meta), str(items[0]), items[1])
+
+    @v_args(meta=True)
+    def require_decl(self, meta, items):
+        return ast.RequireDecl(self._span(meta), items[0])
 
     @v_args(meta=True)
     def layout_decl(self, meta, items):

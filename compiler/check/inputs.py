@@ -26,6 +26,10 @@ Assignment = dict[str, int]
 
 # ----- sizes and the whole space -------------------------------------------------------------------
 
+# Random draws per input wanted before giving up on a `require` that few inputs meet.
+REJECTION_LIMIT = 100
+
+
 def input_space_size(layout: Layout) -> int:
     """How many operand assignments the layout admits: the product of base**width over operands."""
     size = 1
@@ -42,7 +46,9 @@ def exhaustive(layout: Layout) -> Iterator[Assignment]:
     names = [f.name for f in fields]
     ranges = [range(layout.base ** f.width) for f in fields]
     for values in itertools.product(*ranges):
-        yield dict(zip(names, values))
+        operands = dict(zip(names, values))
+        if layout.admits(operands):  # a program's `require` leaves the rest unspecified
+            yield operands
 
 
 # ----- edge cases ----------------------------------------------------------------------------------
@@ -112,7 +118,7 @@ def edge_cases(layout: Layout) -> list[Assignment]:
                 for fill in ("zero", "max"):
                     rows.append(tuple(value if j == i else (0 if fill == "zero" else tops[j])
                                       for j in range(len(fields))))
-    return [dict(zip(names, row)) for row in _unique(rows)]
+    return [operands for row in _unique(rows) if layout.admits(operands := dict(zip(names, row)))]
 
 
 # ----- carry structure -----------------------------------------------------------------------------
@@ -263,7 +269,7 @@ def stratified_labeled(layout: Layout, per_stratum: int, seed: int) -> list[tupl
         fill(("nocarry", length), make)
 
     out += [(label, assignment(a, b)) for label, a, b in _runs(base, width, top_a, top_b)]
-    return out
+    return [(label, operands) for label, operands in out if layout.admits(operands)]
 
 
 def _runs(base: int, width: int, top_a: int, top_b: int):
@@ -299,8 +305,25 @@ def random_batches(layout: Layout, count: int, seed: int, batch: int = 65536) ->
         raise ValueError("batch must be at least 1")
     rng = random.Random(seed)
     fields = [(f.name, layout.base ** f.width) for f in layout.operands]
+    draw = lambda: {name: rng.randrange(top) for name, top in fields}
     left = count
-    while left > 0:
-        size = min(batch, left)
-        yield [{name: rng.randrange(top) for name, top in fields} for _ in range(size)]
-        left -= size
+    if not layout.requires:
+        while left > 0:
+            size = min(batch, left)
+            yield [draw() for _ in range(size)]
+            left -= size
+        return
+    # A program's `require`: draws that do not meet it are dropped. Where few do, give up after
+    # REJECTION_LIMIT draws per input wanted: fewer inputs come back, and the caller reports
+    # how many it checked.
+    attempts = REJECTION_LIMIT * count
+    while left > 0 and attempts > 0:
+        kept = []
+        while len(kept) < min(batch, left) and attempts > 0:
+            attempts -= 1
+            operands = draw()
+            if layout.admits(operands):
+                kept.append(operands)
+        if kept:
+            yield kept
+        left -= len(kept)

@@ -103,7 +103,7 @@ def first_wrong_input(payload: dict, program, dtype: str, *, seed: int = 2026112
         candidates = inputs.edge_cases(layout)[:budget // 2]
         if len(layout.operands) >= 2:
             candidates += inputs.stratified(layout, 1, seed)[:budget // 4]
-        candidates += next(inputs.random_batches(layout, max(1, budget - len(candidates)), seed + 4, budget))
+        candidates += next(inputs.random_batches(layout, max(1, budget - len(candidates)), seed + 4, budget), [])
     for start in range(0, len(candidates), 8192):
         chunk, rows, answers, _ = sequences(layout, candidates[start:start + 8192], expected_fn)
         if not rows:

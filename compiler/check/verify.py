@@ -56,6 +56,7 @@ class Report:
     meaning: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     proof: dict = field(default_factory=dict)  # dtype -> Proof.to_dict(), with --prove
+    requires: list = field(default_factory=list)  # the program's `require`s: [{"condition", "at"}]
 
     @property
     def status(self) -> str:
@@ -79,7 +80,8 @@ class Report:
         return {"ok": self.ok, "status": self.status, "result": RESULT_TEXT[self.status],
                 "exit_code": self.exit_code, "seed": self.seed, "checks": self.checks,
                 "counterexamples": self.counterexamples, "inside": self.inside, "margins": self.margins,
-                "meaning": self.meaning, "timings": self.timings, "proof": self.proof}
+                "meaning": self.meaning, "timings": self.timings, "proof": self.proof,
+                "requires": self.requires}
 
 
 def _record_undefined(report, entry, undefined, dtype, source):
@@ -102,17 +104,33 @@ def tensor_batches(layout, meaning, count: int, seed: int, batch: int, device: s
     bound = magnitude_bound(meaning.expression, bounds, meaning.constants)
     if bound is None or bound >= INT64_SAFE or layout.base ** layout.answer.width >= INT64_SAFE:
         return None
+    for requirement in layout.requires:
+        size = magnitude_bound(requirement.expression, bounds, requirement.constants)
+        if size is None or size >= INT64_SAFE:
+            return None
     try:
-        meaning.expected_tensor({name: torch.zeros(1, dtype=torch.long) for name in bounds})
+        zeros = {name: torch.zeros(1, dtype=torch.long) for name in bounds}
+        meaning.expected_tensor(zeros)
+        layout.admits_tensor(zeros)
     except (Unsupported, TypeError, RuntimeError):
         return None
 
     def generate():
         generator = torch.Generator(device=device).manual_seed(seed)
-        for start in range(0, count, batch):
-            n = min(batch, count - start)
+        left, attempts = count, inputs.REJECTION_LIMIT * count
+        while left > 0 and attempts > 0:
+            n = min(batch, left)
             operands = {name: torch.randint(0, top + 1, (n,), generator=generator, device=device)
                         for name, top in bounds.items()}
+            attempts -= n
+            admitted = layout.admits_tensor(operands)
+            if admitted is not None:  # a `require`: only the inputs that meet it
+                admitted = admitted.expand(n)
+                operands = {name: values[admitted] for name, values in operands.items()}
+                n = int(admitted.sum())
+                if not n:
+                    continue
+            left -= n
             answer = torch.as_tensor(meaning.expected_tensor(operands), device=device).expand(n)
             yield operands, answer, _assemble(layout, operands, answer, n, device)
     return generate()
@@ -166,6 +184,9 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
     sets = _input_sets(layout, samples, per_stratum, seed)
     fast_random = samples and size > EXHAUSTIVE_LIMIT and \
         tensor_batches(layout, program.meaning, 1, seed, 1, device) is not None
+    report.requires = [{"condition": r.text, "at": r.where} for r in layout.requires]
+    if report.requires:
+        emit(_requires_line(report.requires))
     _check_meaning(program, layout, report, seed)
     if report.meaning.get("stated"):
         emit(_meaning_line(report.meaning))
@@ -271,7 +292,7 @@ def _check_meaning(program, layout, report, seed):
     candidates = inputs.edge_cases(layout)
     if len(layout.operands) >= 2:
         candidates += inputs.stratified(layout, 2, seed)
-    candidates += next(inputs.random_batches(layout, 200, seed + 1, 200))
+    candidates += next(inputs.random_batches(layout, 200, seed + 1, 200), [])
     wrong, first = 0, None
     for operands in candidates:
         expected, answer_tokens, why = expected_answer(layout, program.meaning.expected, operands)
@@ -297,7 +318,7 @@ def _check_meaning(program, layout, report, seed):
 def _greedy(model, layout, expected_fn, report, dtype, seed, count, device):
     batch = inputs.edge_cases(layout)[:count]
     if count > len(batch):
-        batch += next(inputs.random_batches(layout, count - len(batch), seed + 2, count))
+        batch += next(inputs.random_batches(layout, count - len(batch), seed + 2, count), [])
     prompts = [layout.prompt_tokens(o) for o in batch]
     answers = run_prompts(model, layout, prompts)
     entry = {"checked": len(batch), "wrong": 0}
@@ -321,7 +342,7 @@ def _inside(model, payload, program, report, dtype, seed, count, expected_fn, de
         batch += inputs.stratified(layout, 1, seed)
     batch = batch[:count]
     if len(batch) < count:
-        batch += next(inputs.random_batches(layout, count - len(batch), seed + 3, count))
+        batch += next(inputs.random_batches(layout, count - len(batch), seed + 3, count), [])
     batch, rows, _, _ = sequences(layout, batch, expected_fn)  # undefined inputs are reported elsewhere
     rows = [r[:-1] for r in rows]
     if not rows:
@@ -400,6 +421,8 @@ def heading(program_path: str, seed: int) -> str:
 def summary(report: Report, program_path: str) -> str:
     """The whole report, in the order verify() emits its lines."""
     lines = [heading(program_path, report.seed)]
+    if report.requires:
+        lines.append(_requires_line(report.requires))
     if report.meaning.get("stated"):
         lines.append(_meaning_line(report.meaning))
     for name in report.checks:
@@ -408,6 +431,11 @@ def summary(report: Report, program_path: str) -> str:
     lines += [_proof_line(dtype, proof) for dtype, proof in report.proof.items()]
     lines.append(_result_line(report))
     return "\n".join(lines)
+
+
+def _requires_line(requires) -> str:
+    conditions = " and ".join(f"{r['condition']} ({r['at']})" for r in requires)
+    return f"  inputs: those with {conditions}; on the others the program is unspecified"
 
 
 def _meaning_line(m) -> str:

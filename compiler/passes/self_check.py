@@ -67,7 +67,7 @@ def self_check(ir: CompileIR) -> CompileIR:
     extra = min(RANDOM_INPUTS, WORK_BUDGET // checker.work_per_input())
     cases = list(ir.probes)
     if extra:
-        cases += checker.evaluated(next(random_batches(layout, extra, SEED, extra)))
+        cases += checker.evaluated(next(random_batches(layout, extra, SEED, extra), []))
     if cases:
         checker.against_interpreter(cases)
         return ir

@@ -30,6 +30,8 @@ class ResolverBase:
         self.embedded: dict[str, str] | None = None
         self.layout: Layout | None = None
         self.meaning: Meaning | None = None
+        self.meaning_decl_st = None  # checked against the widths once every requirement is known
+        self.requirements: list = []  # dsl.layout.Requirement, in the order written
         self.output: tuple[Node, Span] | None = None
         self.import_stack: list[str] = []
         self.def_stack: list[str] = []

@@ -45,6 +45,8 @@ class Declarations:
             self.layout_decl(st)
         elif isinstance(st, ast.MeaningDecl):
             self.meaning_decl(st)
+        elif isinstance(st, ast.RequireDecl):
+            self.require_decl(st)
         elif isinstance(st, ast.OutputDecl):
             if self.output is not None:
                 raise self.error("the program already has an output", st.span,

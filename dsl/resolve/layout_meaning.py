@@ -4,13 +4,14 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+from dataclasses import replace
 
 from dsl import ast
 from dsl import meaning as meaning_rules
 from dsl.ast import children
-from dsl.layout import DIGIT_ORDERS, SIGNED, Layout, Meaning, build_layout
+from dsl.layout import DIGIT_ORDERS, SIGNED, Layout, Meaning, Requirement, build_layout
 from dsl.limits import MAX_MEANING_BITS, MAX_POSITIONS, show_count, show_number
-from dsl.resolve.names import MEANING_HINT
+from dsl.resolve.names import MEANING_HINT, REQUIRE_HINT
 
 
 class LayoutAndMeaning:
@@ -109,7 +110,68 @@ class LayoutAndMeaning:
                              "a meaning computes the answer, which has at most as many digits as the answer "
                              "field: use smaller powers and products") from None
         self.meaning = Meaning(st.field, text, expression, constants)
-        self.check_answer_width(st)
+        self.meaning_decl_st = st  # its widths are checked once every requirement is known
+
+    def require_decl(self, st: ast.RequireDecl):
+        """`require a >= b`: a condition over the operands that the program's inputs meet."""
+        layout = self.require_layout(st.span)
+        condition = st.condition
+        self.check_meaning_names(condition, {f.name for f in layout.operands}, REQUIRE_HINT)
+        problem = meaning_rules.check(condition)
+        if problem:
+            raise self.error(f"a requirement is a condition over the operands; it cannot contain {problem}",
+                             condition.span, REQUIRE_HINT)
+        if not _is_condition(condition):
+            raise self.error("a requirement must be a condition (a comparison, or several joined with "
+                             "and, or, not), not a number", condition.span, REQUIRE_HINT)
+        operand_bits = {f.name: (layout.base ** f.width - 1).bit_length() for f in layout.operands}
+        try:
+            meaning_rules.bit_bound(condition, operand_bits, dict(self.constants), MAX_MEANING_BITS)
+        except meaning_rules.TooLarge as err:
+            raise self.error(f"this part of the requirement can need {show_count(err.bits)} bits for the largest "
+                             f"operands; at most {MAX_MEANING_BITS:,} are supported", err.expression.span,
+                             REQUIRE_HINT) from None
+        self.requirements.append((st, Requirement(self.source_text(condition), condition, dict(self.constants),
+                                                  f"{st.span.file.rsplit('/', 1)[-1]}:{st.span.line}")))
+
+    def finish_layout(self):
+        """Once every statement is read: the requirements join the layout, some input must meet
+        them all, and the meaning must fit the answer on the inputs that do."""
+        if self.layout is None:
+            return
+        if self.requirements:
+            self.layout = replace(self.layout, requires=tuple(r for _, r in self.requirements))
+            self.check_satisfiable()
+        if self.meaning_decl_st is not None:
+            self.check_answer_width(self.meaning_decl_st)
+
+    def check_satisfiable(self):
+        """Some input must meet every requirement: each operand at its smallest, largest and a few
+        values between, in every combination, then seeded random inputs. A requirement no input
+        meets leaves nothing to verify or prove."""
+        layout = self.layout
+        tried = 0
+        for operands in _candidate_inputs(layout):
+            tried += 1
+            if layout.admits(operands):
+                return
+        alone = next((st for st, requirement in self.requirements
+                      if not any(requirement.holds(o) for o in _candidate_inputs(layout))), None)
+        st = alone or self.requirements[-1][0]
+        what = "this requirement" if alone else (
+            "this requirement together with the one(s) at line(s) "
+            + ", ".join(str(s.span.line) for s, _ in self.requirements[:-1]))
+        raise self.error(f"no input of the layout meets {what} (none of {tried:,} tried, each operand "
+                         f"at 0, 1, its largest and values between, and random ones, does)",
+                         st.condition.span, "a requirement narrows the inputs, e.g. require a >= b; check that "
+                         "it can hold with the operands' widths, and that several requirements do not contradict")
+
+    def source_text(self, expression) -> str:
+        source = self.sources.get(expression.span.file, "")
+        if source and expression.span.line == expression.span.end_line:
+            line = source.splitlines()[expression.span.line - 1]
+            return line[expression.span.column - 1:expression.span.end_column - 1]
+        return "<expression>"
 
     def check_answer_width(self, st: ast.MeaningDecl):
         """The answer field must hold every answer: try the meaning where operands are smallest and largest.
@@ -124,6 +186,8 @@ class LayoutAndMeaning:
         limit = layout.base ** answer.width
         for corner in itertools.product(*[(0, layout.base ** f.width - 1) for f in operands]):
             values = dict(zip((f.name for f in operands), corner))
+            if not layout.admits(values):
+                continue  # outside the requirements the answer is unspecified
             try:
                 value = meaning.expected(values)
             except (ValueError, ArithmeticError):
@@ -144,13 +208,45 @@ class LayoutAndMeaning:
                 error.notes.append(f"the meaning is at {st.span}: meaning {st.field} = {meaning.text}")
                 raise error
 
-    def check_meaning_names(self, e, operand_names):
+    def check_meaning_names(self, e, operand_names, hint=MEANING_HINT):
         if isinstance(e, ast.Name):
             if e.name not in operand_names and e.name not in self.constants:
-                raise self.error(f"a meaning may use operand fields {sorted(operand_names)} and constants; "
-                                 f"'{e.name}' is neither", e.span, MEANING_HINT)
+                what = "a requirement" if hint is REQUIRE_HINT else "a meaning"
+                raise self.error(f"{what} may use operand fields {sorted(operand_names)} and constants; "
+                                 f"'{e.name}' is neither", e.span, hint)
         for child in children(e):
-            self.check_meaning_names(child, operand_names)
+            self.check_meaning_names(child, operand_names, hint)
+
+
+def _is_condition(e) -> bool:
+    """Whether an expression is a truth value: a comparison, true/false, or such joined with
+    and, or, not (a requirement that is a number, `require a`, is a mistake)."""
+    if isinstance(e, ast.Compare):
+        return True
+    if isinstance(e, ast.UnaryOp) and e.op == "not":
+        return _is_condition(e.operand)
+    if isinstance(e, ast.BinOp) and e.op in ("and", "or"):
+        return _is_condition(e.left) and _is_condition(e.right)
+    if isinstance(e, ast.IfElse):
+        return _is_condition(e.then) and _is_condition(e.otherwise)
+    return False
+
+
+def _candidate_inputs(layout: Layout):
+    """Inputs to search for one that meets the requirements: per operand 0, 1, 2, its largest,
+    one less, and a spread of values between (every combination while few), then random ones."""
+    import random
+    values = []
+    for f in layout.operands:
+        top = layout.base ** f.width - 1
+        picks = {0, 1, 2, top, top - 1, top // 2, top // 2 + 1} | {top * i // 16 for i in range(17)}
+        values.append(sorted(v for v in picks if 0 <= v <= top))
+    if math.prod(len(v) for v in values) <= 20_000:
+        for combination in itertools.product(*values):
+            yield dict(zip((f.name for f in layout.operands), combination))
+    rng = random.Random(20261204)
+    for _ in range(2_000):
+        yield {f.name: rng.randrange(layout.base ** f.width) for f in layout.operands}
 
 
 def _digit_count(value: int, base: int) -> int:

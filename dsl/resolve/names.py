@@ -20,6 +20,8 @@ RESERVED_NAMES = BUILTIN_FUNCTIONS | {"tokens", "indices", "k", "q"}
 MODEL_FILE_MAGIC = b"PK\x03\x04"
 NUMBER_HINT = ("a program's constants are sizes, offsets and factors; keep them smaller (a very large one "
                "is also beyond what a float weight can hold)")
+REQUIRE_HINT = ("a requirement is a condition on the operands' values, with numbers, consts, + - * // % **, "
+                "comparisons, and, or, not, e.g. require a >= b")
 MEANING_HINT = ("a meaning states the answer from the operands' values, with numbers, consts, + - * // % **, "
                 "comparisons, conditionals, min, max and abs, e.g. meaning sum = a + b")
 # How each built-in is called, for hints that show the right shape of a call.

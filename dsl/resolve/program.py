@@ -54,6 +54,11 @@ def load_program(path: str | Path, overrides: dict[str, int] | None = None, text
     if resolver.layout is None:
         raise AdderError("the program has no layout declaration", end, resolver.sources[main],
                          'add one, e.g. layout base 10, msb_first: "<bos>" a[N] "+" b[N] "=" => sum[N + 1] "<eos>"')
+    try:
+        resolver.finish_layout()
+    except AdderError as err:
+        _note_overrides(err, resolver)
+        raise
     resolver.check_token_literals()
     if resolver.output is None:
         raise AdderError("the program has no output statement", end, resolver.sources[main],
