@@ -103,3 +103,22 @@ def test_a_model_of_another_program_keeps_its_own_requirement(tmp_path):
     assert not program_from_payload(payload, None).layout.admits({"a": 2, "b": 3})
     assert torch.equal(program_from_payload(payload, None).layout.admits_tensor(
         {"a": torch.tensor([1, 5]), "b": torch.tensor([2, 5])}), torch.tensor([False, True]))
+
+
+def test_the_tutorials_decrement_does_what_the_tutorial_says(tmp_path, capsys):
+    path = tmp_path / "dec.pt"
+    ir, stats, digest = compile_file(ROOT / "docs" / "tutorial" / "decrement.rasp")
+    save_model(path, ir, stats, digest)
+    assert (ir.lowered[0]["n_layers"], stats["nonzero_params"]) == (1, 53)
+    layout = ir.program.layout
+    prompts = [layout.prompt_tokens({"a": a}) for a in (1300000000, 1)]
+    assert run_prompts(load_compiled(ir), layout, prompts) == ["1299999999", "0000000000"]
+    assert main(["verify", str(path), "--samples", "2000", "--prove"]) == 0
+    assert "inputs: those with a >= 1 (decrement.rasp:7)" in capsys.readouterr().out
+    # without is_digit the search passes over the "=": a model equal to its program, which
+    # verify shows wrong against the meaning
+    broken = tmp_path / "decrement.rasp"
+    broken.write_text((ROOT / "docs" / "tutorial" / "decrement.rasp").read_text().replace(
+        "value == 0 and is_digit(tokens)", "value == 0"))
+    ir, stats, digest = compile_file(broken)
+    assert run_prompts(load_compiled(ir), layout, prompts[:1]) == ["1300000000"]
