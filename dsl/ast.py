@@ -39,6 +39,16 @@ class Call(Expr):
 
 
 @dataclass(frozen=True)
+class RangeCall(Expr):
+    """sum(p in 0..N-1: body) or product(...): the body for p from low to high, both included."""
+    function: str
+    variable: str
+    low: Expr
+    high: Expr
+    body: Expr
+
+
+@dataclass(frozen=True)
 class Mapping(Expr):
     """{"token": value, ...}: the candidates of a readout."""
 
@@ -165,4 +175,6 @@ def children(e: Expr) -> tuple:
         return (e.condition, e.then, e.otherwise)
     if isinstance(e, Call):
         return e.args + tuple(v for _, v in e.kwargs)
+    if isinstance(e, RangeCall):
+        return (e.low, e.high, e.body)
     return ()

@@ -74,6 +74,14 @@ def _evaluate(e, operands: dict, constants: dict, tensors: bool):
             then, otherwise = num(e.then), num(e.otherwise)
             return torch.where(torch.as_tensor(condition), torch.as_tensor(then), torch.as_tensor(otherwise))
         return rec(e.then) if condition else rec(e.otherwise)
+    if isinstance(e, ast.RangeCall):
+        low, high = int(rec(e.low)), int(rec(e.high))
+        total = 0 if e.function == "sum" else 1
+        for place in range(low, high + 1):
+            value = _number(_evaluate(e.body, {**operands, e.variable: place}, constants, tensors)) if tensors \
+                else _evaluate(e.body, {**operands, e.variable: place}, constants, tensors)
+            total = total + value if e.function == "sum" else total * value
+        return total
     if isinstance(e, ast.Call) and e.function in ("min", "max", "abs"):
         args = [num(a) for a in e.args]
         if tensors:
@@ -101,6 +109,8 @@ def check(e) -> str | None:
         return check(e.condition) or check(e.then) or check(e.otherwise)
     if isinstance(e, ast.Call) and e.function in ("min", "max", "abs"):
         return next((r for r in map(check, e.args) if r), None)
+    if isinstance(e, ast.RangeCall):
+        return check(e.low) or check(e.high) or check(e.body)
     if isinstance(e, ast.Call):
         return f"a call to {e.function}(...)"
     return f"a {type(e).__name__.lower()}"
@@ -139,7 +149,19 @@ def magnitude_bound(e, bounds: dict, constants: dict) -> int | None:
     if isinstance(e, ast.Call) and e.function in ("min", "max", "abs"):
         parts = [rec(a) for a in e.args]
         return None if None in parts else max(parts)
+    if isinstance(e, ast.RangeCall):
+        low, high = range_of(e, constants)
+        body = magnitude_bound(e.body, {**bounds, e.variable: max(abs(low), abs(high))}, constants)
+        count = max(0, high - low + 1)
+        if body is None:
+            return None
+        return count * body if e.function == "sum" else max(body, 1) ** count
     return None
+
+
+def range_of(e, constants: dict) -> tuple[int, int]:
+    """The first and last whole number of a range call (its ends are made of constants)."""
+    return int(_evaluate(e.low, {}, constants, False)), int(_evaluate(e.high, {}, constants, False))
 
 
 class TooLarge(Exception):
@@ -178,6 +200,12 @@ def _bits(e, operand_bits, constants, limit):
     if isinstance(e, ast.IfElse):
         rec(e.condition)
         return max(rec(e.then), rec(e.otherwise))
+    if isinstance(e, ast.RangeCall):
+        low, high = range_of(e, constants)
+        count = max(0, high - low + 1)
+        inner = {**operand_bits, e.variable: max(abs(low), abs(high)).bit_length()}
+        body = bit_bound(e.body, inner, constants, limit)
+        return body + count.bit_length() if e.function == "sum" else body * count
     if isinstance(e, ast.Call):
         return max(rec(a) for a in e.args)
     if not isinstance(e, ast.BinOp):

@@ -55,7 +55,8 @@ def _expected_words(expected: set[str]) -> str:
     if len(operators) >= 3:
         groups.append("an operator")
         # after a name, '(' would make it a call and '=' a keyword argument: true, but noise here
-        names -= operators | {"LPAR", "EQUAL"}
+        # and after `f(x`, 'in' would make it a sum over a range (meanings only): noise too
+        names -= operators | {"LPAR", "EQUAL", "IN"}
     if len(names & set(_STATEMENT_STARTS)) >= 3:
         groups.append(NEW_STATEMENT)
         names -= set(_STATEMENT_STARTS)

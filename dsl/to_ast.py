@@ -8,8 +8,10 @@ from dsl import ast
 from dsl.errors import AdderError, Span
 from dsl.limits import MAX_NUMBER_DIGITS
 
+# Functions over a range of whole numbers, in a meaning: sum(p in 0..N-1: ...), product(...).
+RANGE_FUNCTIONS = ("sum", "product")
 # Words the grammar uses; the lexer would accept them as names where no keyword fits.
-KEYWORDS = {"const", "let", "def", "import", "output", "meaning", "require", "layout", "if", "else", "or", "and", "not",
+KEYWORDS = {"const", "let", "def", "import", "output", "meaning", "require", "layout", "in", "if", "else", "or", "and", "not",
             "true", "false"}
 
 
@@ -139,6 +141,15 @@ class _Expressions:
             raise AdderError(f"'{items[0]}' is a keyword, but an expression was expected here",
                              self._tok_span(items[0]), hint="expected an expression")
         return ast.Name(self._span(meta), str(items[0]))
+
+    @v_args(meta=True)
+    def range_call(self, meta, items):
+        function, variable, _in, low, high, body = items
+        if str(function) not in RANGE_FUNCTIONS:
+            raise AdderError(f"'{function}(... in ...: ...)' is not a function over a range; write "
+                             f"sum(p in LOW..HIGH: ...) or product(p in LOW..HIGH: ...)", self._tok_span(function),
+                             hint="for example sum(p in 0..N-1: a // 10 ** p % 10), the digit sum of a")
+        return ast.RangeCall(self._span(meta), str(function), self._new_name(variable), low, high, body)
 
     @v_args(meta=True)
     def call(self, meta, items):

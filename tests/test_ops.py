@@ -29,7 +29,7 @@ output t
 # Quoted words in the grammar that are no elementwise op: punctuation, the conditional's words
 # (if_else), & (which combines selectors) and the words of statements.
 NOT_OPS = {"(", ")", "{", "}", "[", "]", ",", ":", "=", "=>", "&", "if", "else", "true", "false", "const", "let",
-           "def", "import", "output", "meaning", "layout", "base"}
+           "def", "import", "output", "meaning", "layout", "base", "..", "require"}
 NUMERIC_OPERANDS = {NUMBERS, ORDERED, EQUATABLE}
 POINTS = [sympy.Integer(v) for v in range(-6, 7)] + [sympy.Rational(1, 2)]  # every constant among them
 CONSTANTS = [sympy.Integer(2), sympy.Integer(3), sympy.Rational(1, 2)]

@@ -62,6 +62,11 @@ class Expressions:
         args = (self.expr(e.condition, scope), self.expr(e.then, scope), self.expr(e.otherwise, scope))
         return self.elementwise("if_else", args, e.span, (e.condition.span, e.then.span, e.otherwise.span))
 
+    def expr_RangeCall(self, e, scope):
+        raise self.error(f"{e.function}(p in ...: ...) is a sum over numbers, for a meaning or a requirement; "
+                         "a program sums over positions", e.span,
+                         "in a program, sum(select(...), value) adds the values of the keys a query selects")
+
     def expr_Mapping(self, e, scope):
         raise self.error("a map of candidates only goes in nearest(value, {...})", e.span,
                          f"for example {SIGNATURES['nearest']}")

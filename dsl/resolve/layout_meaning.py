@@ -91,8 +91,7 @@ class LayoutAndMeaning:
             raise self.error(f"a meaning defines the answer field '{layout.answer.name}', not '{st.field}'",
                              self.name_span(st, st.field), f"write: meaning {layout.answer.name} = ...")
         operand_names = {f.name for f in layout.operands}
-        self.check_meaning_names(st.value, operand_names)
-        expression = st.value
+        expression = self.meaning_expression(st.value, operand_names, MEANING_HINT)
         source = self.sources.get(st.span.file, "")
         text = source.splitlines()[expression.span.line - 1][expression.span.column - 1:expression.span.end_column - 1] \
             if source and expression.span.line == expression.span.end_line else "<expression>"
@@ -115,8 +114,7 @@ class LayoutAndMeaning:
     def require_decl(self, st: ast.RequireDecl):
         """`require a >= b`: a condition over the operands that the program's inputs meet."""
         layout = self.require_layout(st.span)
-        condition = st.condition
-        self.check_meaning_names(condition, {f.name for f in layout.operands}, REQUIRE_HINT)
+        condition = self.meaning_expression(st.condition, {f.name for f in layout.operands}, REQUIRE_HINT)
         problem = meaning_rules.check(condition)
         if problem:
             raise self.error(f"a requirement is a condition over the operands; it cannot contain {problem}",
@@ -208,14 +206,86 @@ class LayoutAndMeaning:
                 error.notes.append(f"the meaning is at {st.span}: meaning {st.field} = {meaning.text}")
                 raise error
 
-    def check_meaning_names(self, e, operand_names, hint=MEANING_HINT):
+    def meaning_expression(self, e, operand_names, hint):
+        """A meaning's or a requirement's expression with every call of a def written out, its
+        names checked, and each range's ends constant."""
+        expression = inline_defs(e, {}, self.defs, self.error)
+        self.check_meaning_names(expression, operand_names, hint)
+        return expression
+
+    def check_meaning_names(self, e, operand_names, hint=MEANING_HINT, bound=frozenset()):
+        what = "a requirement" if hint is REQUIRE_HINT else "a meaning"
         if isinstance(e, ast.Name):
-            if e.name not in operand_names and e.name not in self.constants:
-                what = "a requirement" if hint is REQUIRE_HINT else "a meaning"
+            if e.name not in operand_names and e.name not in self.constants and e.name not in bound:
                 raise self.error(f"{what} may use operand fields {sorted(operand_names)} and constants; "
                                  f"'{e.name}' is neither", e.span, hint)
+        if isinstance(e, ast.RangeCall):
+            if e.variable in operand_names or e.variable in self.constants:
+                raise self.error(f"the place variable '{e.variable}' of {e.function}(...) is already the name of "
+                                 f"{'an operand' if e.variable in operand_names else 'a const'}", e.span,
+                                 "give it a name of its own, e.g. p")
+            for end in (e.low, e.high):
+                name = next((n for n in _names(end) if n.name not in self.constants), None)
+                if name is not None:
+                    raise self.error(f"the ends of the range of {e.function}(...) must be made of constants; "
+                                     f"'{name.name}' is not a const", name.span,
+                                     "a range runs over places, e.g. sum(p in 0..N-1: ...) with const N")
+            low, high = meaning_rules.range_of(e, dict(self.constants))
+            if high - low + 1 > MAX_RANGE:
+                raise self.error(f"{e.function}(...) runs over {high - low + 1:,} numbers; at most {MAX_RANGE:,} "
+                                 f"are supported", e.span, "a range of places has as many numbers as a field has digits")
+            self.check_meaning_names(e.body, operand_names, hint, bound | {e.variable})
+            return
         for child in children(e):
-            self.check_meaning_names(child, operand_names, hint)
+            self.check_meaning_names(child, operand_names, hint, bound)
+
+
+def _names(e):
+    """Every name in an expression."""
+    if isinstance(e, ast.Name):
+        yield e
+    for child in children(e):
+        yield from _names(child)
+
+
+# The most numbers one sum(p in LOW..HIGH: ...) of a meaning runs over.
+MAX_RANGE = 100_000
+
+
+def inline_defs(e, env: dict, defs: dict, error, depth: int = 0):
+    """`e` with each call of a def replaced by its body, the arguments in place of its parameters
+    (and its lets in place of their names): a meaning is evaluated as one expression."""
+    if depth > 64:
+        raise error("defs call each other more than 64 deep inside a meaning", e.span,
+                    "write the meaning with fewer nested defs")
+    rec = lambda x: inline_defs(x, env, defs, error, depth)
+    if isinstance(e, ast.Name):
+        return env.get(e.name, e)
+    if isinstance(e, ast.Call) and e.function in defs:
+        definition = defs[e.function]
+        if e.kwargs or len(e.args) != len(definition.params):
+            raise error(f"def '{e.function}' takes {len(definition.params)} argument(s) "
+                        f"({', '.join(definition.params)}), given {len(e.args) + len(e.kwargs)}", e.span,
+                        f"call it as {e.function}({', '.join(definition.params)})")
+        inner = {name: rec(arg) for name, arg in zip(definition.params, e.args)}
+        for let in definition.lets:
+            inner[let.name] = inline_defs(let.value, inner, defs, error, depth + 1)
+        return inline_defs(definition.body, inner, defs, error, depth + 1)
+    if isinstance(e, ast.RangeCall):
+        inner = {k: v for k, v in env.items() if k != e.variable}  # the place variable hides a parameter
+        return replace(e, low=rec(e.low), high=rec(e.high), body=inline_defs(e.body, inner, defs, error, depth))
+    if isinstance(e, ast.BinOp):
+        return replace(e, left=rec(e.left), right=rec(e.right))
+    if isinstance(e, ast.UnaryOp):
+        return replace(e, operand=rec(e.operand))
+    if isinstance(e, ast.Compare):
+        return replace(e, operands=tuple(rec(x) for x in e.operands))
+    if isinstance(e, ast.IfElse):
+        return replace(e, condition=rec(e.condition), then=rec(e.then), otherwise=rec(e.otherwise))
+    if isinstance(e, ast.Call):
+        return replace(e, args=tuple(rec(a) for a in e.args), kwargs=tuple((k, rec(v)) for k, v in e.kwargs))
+    return e
+
 
 
 def _is_condition(e) -> bool:
