@@ -34,6 +34,34 @@ def test_the_matrix_product_bound_covers_torch_in_float32(scale):
     assert float(bound.max()) < 1e3 * float((computed - exact).abs().max()) + 1e-30
 
 
+def test_the_cancelling_sum_bounds_cover_torch_in_float32():
+    # MLP-like sums: inputs near large kinks (x * w - b with both large), and hinge outputs
+    # that cancel in pairs. The signed bounds are tighter than gamma_k times all magnitudes and
+    # must still cover what torch computes.
+    generator = torch.Generator().manual_seed(13)
+    rounding = Rounding("float32")
+    x = (torch.rand(4096, 3, generator=generator, dtype=torch.float64) * 30).float().double()
+    W = (torch.randint(-40, 41, (3, 64), generator=generator) / 4).double()
+    b = (torch.randn(64, generator=generator, dtype=torch.float64) * 800).float().double()
+    exact = torch.addmm(b, x, W)
+    computed = torch.addmm(b.float(), x.float(), W.float()).double()
+    bound = rounding.affine_sum(x, torch.zeros_like(x), W, b)
+    error = (computed - exact).abs()
+    assert bool((error <= bound).all())
+    assert float((error / bound).max()) > 0.1  # close to what torch really loses, not vacuous
+    assert not bool((error <= rounding.u * exact.abs()).all())  # one rounding of the result is not enough
+    assert bool((bound <= rounding.matmul(x.abs(), W, b) * 1.0001).all())
+    h = torch.relu(exact).float().double()
+    W_out = torch.tensor([1.0, -1.0] * 32, dtype=torch.float64)[:, None] * (torch.rand(64, 1, generator=generator,
+                                                                                       dtype=torch.float64) * 4)
+    W_out = W_out.float().double()
+    b_out = torch.tensor([0.25], dtype=torch.float64)
+    exact_out = torch.addmm(b_out, h, W_out)
+    computed_out = torch.addmm(b_out.float(), h.float(), W_out.float()).double()
+    terms = ((h != 0).double() @ (W_out != 0).double()) + 1
+    assert bool(((computed_out - exact_out).abs() <= rounding.signed_sum(h, W_out, b_out, terms)).all())
+
+
 def test_the_softmax_bound_covers_torch_in_float32():
     generator = torch.Generator().manual_seed(11)
     scores = (torch.randn(256, 40, generator=generator, dtype=torch.float64) * 30).float()

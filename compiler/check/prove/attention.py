@@ -83,6 +83,10 @@ def check_head(state: ProofState, nid):
     dk = dk + _largest(offer.k_rounding for offer in options)
     dv = dv + _largest(offer.v_rounding for offer in options)
     truth = _Truth(state, node.selector.terms)
+    # Per key position, its key vectors as one matrix (and their sizes plus the key error), so
+    # that a query's products with all of them are two matrix products.
+    stacked = {k: (torch.stack([o.kv for o in opts]), torch.stack([o.kv.abs() for o in opts]) + dk)
+               for k, opts in enumerate(offered) if opts}
     most_keys = 0
     # How large the weighted sum of values may be: at most the largest value (the weights add up
     # to at most 1), and for a sum head, whose weights are tiny and whose W_O scales them back up,
@@ -97,7 +101,8 @@ def check_head(state: ProofState, nid):
         for q_assign in state.combos(q_nodes, q, nid):
             query_values = truth.side_values("q", q_assign, q)
             qv = (state.vector(q_assign) + at_q) @ w["W_Q"] + w["b_Q"]
-            keys = _scored_keys(state, w, truth, offered, visible, position_terms, top, qv, dq, dk, query_values)
+            keys = _scored_keys(state, w, truth, offered, stacked, visible, position_terms, top, qv, dq, dk,
+                                query_values)
             if mode == "sum" and sink != -math.inf:  # each weight is at most exp(score - sink)
                 weighted = sum(torch.stack([math.exp(min(o.score + o.score_error - sink, 700)) * (o.value.abs() + dv)
                                             for o in opts]).amax(0) for opts in keys.values() if opts)
@@ -123,7 +128,7 @@ def check_head(state: ProofState, nid):
     state.margins[f"head '{label}' score gap"] = smallest_gap
 
 
-def _scored_keys(state: ProofState, w, truth, offered, visible, position_terms, top, qv, dq, dk,
+def _scored_keys(state: ProofState, w, truth, offered, stacked, visible, position_terms, top, qv, dq, dk,
                  query_values) -> dict:
     """Per visible key position, one KeyOption per combination of its values, for one query:
     its realised score, and how far input errors and the model's rounding may move it."""
@@ -134,10 +139,11 @@ def _scored_keys(state: ProofState, w, truth, offered, visible, position_terms, 
     raw = []
     for k in visible:
         term, term_size = position_terms[k]
-        for o in offered[k]:
-            content = float(qv @ o.kv)
-            # the product q.k in the model's dtype, the position term cast to it and added
-            rounded = gamma * float(q_reach @ (o.kv.abs() + dk))
+        contents = (stacked[k][0] @ qv).tolist()
+        # the product q.k in the model's dtype, the position term cast to it and added
+        sizes = (stacked[k][1] @ q_reach).tolist()
+        for o, content, size in zip(offered[k], contents, sizes):
+            rounded = gamma * size
             # the model's score is content + (term - top): top, the largest position term, is
             # taken off in float64 before the cast, so the cast and the addition round against
             # the shifted score, not against the term
@@ -197,19 +203,20 @@ class _KeyOffer(NamedTuple):
 
 
 def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq, errors) -> list[_KeyOffer]:
-    """One _KeyOffer per combination of the key's values at position k."""
+    """One _KeyOffer per combination of the key's values at position k (the products for all
+    combinations at once)."""
+    combos = state.combos(k_nodes, k, nid)
+    X = state.vectors(k_nodes, combos, k) + state.position_vector(k)
+    KV, V = X @ w["W_K"] + w["b_K"], X @ w["W_V"] + w["b_V"]
+    reach = X.abs() + errors
+    k_rounding = state.rounding.matmul(reach, w["W_K"], w["b_K"])
+    v_rounding = state.rounding.matmul(reach, w["W_V"], w["b_V"])
+    k_errors = (KV.abs() @ dq).tolist()
     options = []
-    at_k = state.position_vector(k)
-    for k_assign in state.combos(k_nodes, k, nid):
-        x = state.vector(k_assign) + at_k
-        kv = x @ w["W_K"] + w["b_K"]
-        value = x @ w["W_V"] + w["b_V"]
-        exact = _exact_value(state, nid, mode, k_assign, w, value, k)
-        reach = x.abs() + errors
-        options.append(_KeyOffer(k_assign, kv, float((kv.abs() * dq).sum()), value, exact,
-                                 float((value - exact).abs().max()),
-                                 state.rounding.matmul(reach, w["W_K"], w["b_K"]),
-                                 state.rounding.matmul(reach, w["W_V"], w["b_V"])))
+    for i, k_assign in enumerate(combos):
+        exact = _exact_value(state, nid, mode, k_assign, w, V[i], k)
+        options.append(_KeyOffer(k_assign, KV[i], k_errors[i], V[i], exact, float((V[i] - exact).abs().max()),
+                                 k_rounding[i], v_rounding[i]))
     return options
 
 

@@ -75,8 +75,7 @@ def check_mlp(state: ProofState, nid):
                        f"{state.describe(combos[i])}{position_note(positions, position)}{state.at(nid)}")
         # The model's own arithmetic: the input product rounds before the ReLU decides, the
         # output product after it, and the residual addition last.
-        reach = X.abs() + read_errors
-        pre_rounding = state.rounding.matmul(reach, W_in, b_in)
+        pre_rounding = state.rounding.affine_sum(X, read_errors, W_in, b_in, product=pre - b_in)
         pre_error = d_pre + pre_rounding
         if pre.shape[1]:
             if not bool((pre.abs() > pre_error).all()):
@@ -87,7 +86,10 @@ def check_mlp(state: ProofState, nid):
             margin = min(margin, float((pre.abs() - pre_error).min()))
         active = pre > 0
         hidden_reach = torch.where(active, pre + pre_error, torch.zeros_like(pre))
-        rounded = ((pre_rounding * active) @ W_out.abs() + state.rounding.matmul(hidden_reach, W_out, b_out, out_terms)
+        # An inactive unit adds an exact zero: only the active ones count as terms of the sum
+        # (and the units of other values that write the same dimensions, all of them).
+        terms = out_terms - (W_out != 0).sum(0) + active.to(torch.float64) @ (W_out != 0).to(torch.float64)
+        rounded = ((pre_rounding * active) @ W_out.abs() + state.rounding.signed_sum(hidden_reach, W_out, b_out, terms)
                    if pre.shape[1] else torch.zeros(len(combos), len(target), dtype=torch.float64))
         propagated = _propagated_error(active, W_in, W_out, target, in_place, errors)
         worst = max(worst, float((miss + propagated + rounded.amax(dim=1)).max()))

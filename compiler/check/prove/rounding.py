@@ -64,6 +64,39 @@ class Rounding:
         terms = terms.to(torch.float64)
         return self.gamma(terms) * magnitude + 2 * terms * self.tiny  # a product and an addition per term
 
+    def signed_sum(self, reach: torch.Tensor, W: torch.Tensor, b: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+        """The rounding of h @ W + b where 0 <= h <= reach (ReLU outputs), per output entry."""
+        positive = reach @ W.clamp(min=0) + b.clamp(min=0)
+        negative = reach @ (-W).clamp(min=0) + (-b).clamp(min=0)
+        return self.sum_bound(positive, negative, terms)
+
+    def affine_sum(self, x: torch.Tensor, error: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
+                   terms: torch.Tensor | None = None, product: torch.Tensor | None = None) -> torch.Tensor:
+        """The rounding of x~ @ W + b where |x~ - x| <= error entrywise, per output entry (with
+        `terms` where the model's sum has more terms than W's nonzero entries; `product` is
+        x @ W where the caller has it). The positive terms of x @ W add up to (|x| @ |W| +
+        x @ W) / 2, the negative ones to (|x| @ |W| - x @ W) / 2."""
+        magnitude = x.abs() @ W.abs()
+        signed = x @ W if product is None else product
+        spread = error @ W.abs()
+        positive = (magnitude + signed) / 2 + spread + b.clamp(min=0)
+        negative = (magnitude - signed) / 2 + spread + (-b).clamp(min=0)
+        if terms is None:
+            terms = (W != 0).sum(0) + (b != 0)
+        return self.sum_bound(positive.clamp(min=0), negative.clamp(min=0), torch.as_tensor(terms).to(torch.float64))
+
+    def sum_bound(self, positive: torch.Tensor, negative: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+        """The rounding of a sum of `terms` products whose positive ones add up to at most
+        `positive` and negative ones to at most `negative` in magnitude: tighter than gamma_k
+        times all magnitudes when terms cancel. Each of the k - 1 additions rounds against a
+        partial sum, and no partial sum exceeds the larger of the two totals (each computed one
+        off by at most gamma_k times all magnitudes); each product rounds against itself."""
+        magnitude = positive + negative
+        gamma = self.gamma(terms)
+        partial = torch.maximum(positive, negative) + gamma * magnitude
+        return (self.u * (terms - 1).clamp(min=0) * partial + self.u * (1 + gamma) * magnitude
+                + 2 * terms * self.tiny)
+
     def softmax_relative(self, entries: int) -> float:
         """How far each softmax weight over `entries` scores may be from its exact value, relative
         to it: exp (4u), the sum of the entries, the division (softmax_absolute adds the part

@@ -27,8 +27,9 @@ def check_unembedding(state: ProofState):
         combos = state.combos(stored, position, output)
         X = state.vectors(stored, combos, position)
         logits = X @ W_U + b_U
-        reach = X.abs() + read_errors
-        rounded = state.rounding.matmul(reach, W_U, b_U, None if not tied else (W_U != 0).sum(0) * 2 + (b_U != 0))
+        rounded = state.rounding.affine_sum(X, read_errors, W_U, b_U)
+        if tied:  # each entry of W_U is itself a rounded product: one more u on every term
+            rounded = rounded + state.rounding.u * ((X.abs() + read_errors) @ W_U.abs())
         codes, table = state.values_over(output, combos, position)
         right = torch.tensor([vocab.index(table[c]) for c in codes.tolist()])
         chosen = logits.gather(1, right[:, None])[:, 0]
