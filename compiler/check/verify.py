@@ -445,7 +445,8 @@ def _meaning_line(m) -> str:
 
 def _check_lines(report, name) -> list[str]:
     c = report.checks[name]
-    lines = [f"  {name:<34} {c['checked'] - c['wrong']:>9,}/{c['checked']:,} right"]
+    lines = [f"  {name:<34} {c['checked'] - c['wrong']:>9,}/{c['checked']:,} right"
+             + ("  (no input drawn meets the requirements)" if not c["checked"] and report.requires else "")]
     for c in report.counterexamples[:SHOWN_COUNTEREXAMPLES]:
         if c.get("check") == name:
             lines.append(f"  counterexample [{c['dtype']}, {c['source']}]: {c['operands']} -> {c['got']}, "
