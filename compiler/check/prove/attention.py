@@ -85,7 +85,8 @@ def check_head(state: ProofState, nid):
     truth = _Truth(state, node.selector.terms)
     # Per key position, its key vectors as one matrix (and their sizes plus the key error), so
     # that a query's products with all of them are two matrix products.
-    stacked = {k: (torch.stack([o.kv for o in opts]), torch.stack([o.kv.abs() for o in opts]) + dk)
+    stacked = {k: (torch.stack([o.kv for o in opts]), torch.stack([o.kv.abs() for o in opts]) + dk,
+                   [truth.side_values("k", o.k_assign, k) for o in opts])  # and what each key compares
                for k, opts in enumerate(offered) if opts}
     most_keys = 0
     # How large the weighted sum of values may be: at most the largest value (the weights add up
@@ -142,24 +143,24 @@ def _scored_keys(state: ProofState, w, truth, offered, stacked, visible, positio
         contents = (stacked[k][0] @ qv).tolist()
         # the product q.k in the model's dtype, the position term cast to it and added
         sizes = (stacked[k][1] @ q_reach).tolist()
-        for o, content, size in zip(offered[k], contents, sizes):
+        for o, side, content, size in zip(offered[k], stacked[k][2], contents, sizes):
             rounded = gamma * size
             # the model's score is content + (term - top): top, the largest position term, is
             # taken off in float64 before the cast, so the cast and the addition round against
             # the shifted score, not against the term
             shifted = abs(content) + abs(term - top)
-            raw.append((k, o, content + term, q_error + o.k_error + rounded
+            raw.append((k, o, side, content + term, q_error + o.k_error + rounded
                         + rounding.u * (term_size + abs(top)) + 2 * rounding.u * shifted, shifted))
     # softmax takes the largest score m off before exp: s - m rounds against |s| + |m|
-    m = _largest_score_size([(score - top, error) for _, _, score, error, _ in raw]
+    m = _largest_score_size([(score - top, error) for _, _, _, score, error, _ in raw]
                             + ([(sink - top, 0.0)] if sink != -math.inf else []))
     # The sink's score rounds too (the cast of sink - top, the subtraction of m); every key's
     # score error takes that on, which covers each comparison with the sink.
     sink_error = 0.0 if sink == -math.inf else rounding.u * (2 * abs(sink - top) + m)
     keys = {k: [] for k in visible}
-    for k, o, score, error, shifted in raw:
-        keys[k].append(KeyOption(truth.selected(truth.side_values("k", o.k_assign, k), query_values),
-                                 score, error + rounding.u * (shifted + m) + sink_error, o.value, o.exact))
+    for k, o, side, score, error, shifted in raw:
+        keys[k].append(KeyOption(truth.selected(side, query_values), score,
+                                 error + rounding.u * (shifted + m) + sink_error, o.value, o.exact, o.size))
     return keys
 
 
@@ -200,6 +201,7 @@ class _KeyOffer(NamedTuple):
     miss: float  # how far the two differ
     k_rounding: torch.Tensor  # the rounding of its key projection, per key dimension
     v_rounding: torch.Tensor  # the rounding of its value projection, per value dimension
+    size: float  # the largest |entry| of its value vector
 
 
 def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq, errors) -> list[_KeyOffer]:
@@ -212,11 +214,12 @@ def _key_options(state: ProofState, nid, mode, k_nodes, k, w, dq, errors) -> lis
     k_rounding = state.rounding.matmul(reach, w["W_K"], w["b_K"])
     v_rounding = state.rounding.matmul(reach, w["W_V"], w["b_V"])
     k_errors = (KV.abs() @ dq).tolist()
+    sizes = V.abs().amax(1).tolist() if V.shape[1] else [0.0] * len(combos)
     options = []
     for i, k_assign in enumerate(combos):
         exact = _exact_value(state, nid, mode, k_assign, w, V[i], k)
         options.append(_KeyOffer(k_assign, KV[i], k_errors[i], V[i], exact, float((V[i] - exact).abs().max()),
-                                 k_rounding[i], v_rounding[i]))
+                                 k_rounding[i], v_rounding[i], sizes[i]))
     return options
 
 

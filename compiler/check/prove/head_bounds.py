@@ -18,6 +18,7 @@ class KeyOption(NamedTuple):
     score_error: float  # the most input errors can move that score
     value: torch.Tensor  # the value vector the head reads there
     exact: torch.Tensor  # the value vector it should read
+    size: float = math.inf  # the largest |entry| of value (given once, read at every query)
 
 
 class Selection(NamedTuple):
@@ -38,7 +39,7 @@ def head_bound(mode, keys, sink, q, node, dv, out_scale):
     if mode not in _BOUNDS:
         raise CannotProve(f"no proof rule for {mode} heads")
     keys, sink = _fold_null_keys(keys, sink)
-    V = max((float(o.value.abs().max()) for opts in keys for o in opts), default=0.0) + float(dv.max())
+    V = max((o.size for opts in keys for o in opts), default=0.0) + float(dv.max())
     return _BOUNDS[mode](keys, sink, dv, V, scale)
 
 
@@ -146,7 +147,8 @@ def _sum_bound(keys, sink, q, node, dv, scale):
     for index, opts in enumerate(keys):
         k = q - len(keys) + 1 + index  # keys are the contiguous unmasked ones up to q
         worst_k = 0.0
-        for selected, score, err, value, exact in opts:
+        for o in opts:
+            selected, score, err, exact = o.selected, o.score, o.score_error, o.exact
             weight = math.exp(min(score + err - sink, 700)) * scale
             if selected:
                 decay = node.decay if node.decay is not None else 1
@@ -155,12 +157,12 @@ def _sum_bound(keys, sink, q, node, dv, scale):
                 deviation = max(abs(weight - want), abs(low - want)) * float(exact.abs().max())
                 worst_k = max(worst_k, deviation + weight * float(dv.max()))
             else:
-                worst_k = max(worst_k, weight * (float(value.abs().max()) + float(dv.max())))
+                worst_k = max(worst_k, weight * (o.size + float(dv.max())))
         total_error += worst_k
     # The sink's share of the denominator is 1 + mass: it shrinks the whole sum by that factor.
     mass = sum(max(math.exp(min(o.score + o.score_error - sink, 700)) for o in opts) for opts in keys)
     largest_sum = sum(max(math.exp(min(o.score + o.score_error - sink, 700)) * scale *
-                          (float(o.value.abs().max()) + float(dv.max())) for o in opts) for opts in keys)
+                          (o.size + float(dv.max())) for o in opts) for opts in keys)
     return total_error + mass * largest_sum, sink - max((o.score for opts in keys for o in opts), default=-math.inf)
 
 
@@ -171,7 +173,7 @@ def _fold_null_keys(keys, sink):
     """Keys never selected whose value vector is exactly zero act as sinks: the weight they take
     adds nothing to the output. Fold them into one sink logit (a lower bound on their share)."""
     null = [i for i, opts in enumerate(keys)
-            if opts and all(not o.selected and float(o.value.abs().max()) == 0 for o in opts)]
+            if opts and all(not o.selected and o.size == 0 for o in opts)]
     if not null:
         return keys, sink
     logits = [sink] + [min(o.score - o.score_error for o in keys[i]) for i in null]
