@@ -198,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `adderc run ... | head`: the reader has all it wanted
+    except BrokenPipeError:
         sys.stderr.close()
-        return 0
+        # `adderc run ... | head`: the reader has all it wanted. Any other command stopped before
+        # its verdict (`verify | head -1` must not pass for a model that fails): 128 + SIGPIPE.
+        return 0 if args.command == "run" else 141
     except Exception as err:  # a compiler bug: say so plainly; ADDERC_DEBUG=1 shows the traceback
         if os.environ.get("ADDERC_DEBUG"):
             raise

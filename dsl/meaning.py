@@ -51,6 +51,8 @@ def _evaluate(e, operands: dict, constants: dict, tensors: bool):
         if e.op == "**":
             if tensors and not isinstance(right, int):
                 raise Unsupported("a power with a variable exponent")
+            if not tensors and right < 0:  # exact, never a float: 10 ** -1 is 1/10
+                return Fraction(left) ** right
             return left ** right
         if e.op == "/":
             if tensors:

@@ -81,3 +81,10 @@ def test_the_meaning_follows_N_and_its_width_is_checked():
     assert wider.meaning.expected({"a": 99999999}) == 72
     with pytest.raises(AdderError, match="needs 3"):
         load_program(EXAMPLE, {"N": 12})  # 9 * 12 = 108 does not fit s[2]
+
+
+def test_a_negative_power_is_a_fraction_never_a_rounded_float(tmp_path):
+    meaning = _meaning(tmp_path, "meaning s = sum(p in -1..0: 10 ** p) + a")
+    with pytest.raises(ValueError, match="not a whole number"):
+        meaning.expected({"a": 0, "b": 0})
+    assert _meaning(tmp_path, "meaning s = 10 ** (0 - 1) * 10 + a").expected({"a": 1, "b": 0}) == 2

@@ -122,3 +122,20 @@ def test_the_tutorials_decrement_does_what_the_tutorial_says(tmp_path, capsys):
         "value == 0 and is_digit(tokens)", "value == 0"))
     ir, stats, digest = compile_file(broken)
     assert run_prompts(load_compiled(ir), layout, prompts[:1]) == ["1300000000"]
+
+
+def test_verify_cut_short_by_a_closed_pipe_does_not_pass(tmp_path):
+    # `adderc verify model.pt | head -1`: the verdict never comes, so the status must not be 0.
+    import subprocess
+    import sys
+    program = tmp_path / "wrong.rasp"
+    program.write_text(EXAMPLE.read_text().replace("meaning diff = a - b", "meaning diff = a - b - 1")
+                       .replace("require a >= b", "require a >= b + 1"))
+    path = tmp_path / "wrong.pt"
+    save_model(path, *compile_file(program))
+    process = subprocess.Popen([sys.executable, "-c", "import sys; from compiler.cli import main; sys.exit(main())",
+                                "verify", str(path), "--samples", "200000"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, cwd=ROOT)
+    process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(timeout=300) not in (0, 2)

@@ -63,8 +63,8 @@ class Expressions:
         return self.elementwise("if_else", args, e.span, (e.condition.span, e.then.span, e.otherwise.span))
 
     def expr_RangeCall(self, e, scope):
-        raise self.error(f"{e.function}(p in ...: ...) is a sum over numbers, for a meaning or a requirement; "
-                         "a program sums over positions", e.span,
+        raise self.error(f"{e.function}(p in ...: ...) runs over numbers, for a meaning or a requirement; "
+                         "a program works over positions", e.span,
                          "in a program, sum(select(...), value) adds the values of the keys a query selects")
 
     def expr_Mapping(self, e, scope):

@@ -87,6 +87,9 @@ class LayoutAndMeaning:
 
     def meaning_decl(self, st: ast.MeaningDecl):
         layout = self.require_layout(st.span)
+        if self.meaning_decl_st is not None:
+            raise self.error("the program already has a meaning", st.span,
+                             f"a program has one meaning; the first one is at {self.meaning_decl_st.span}")
         if st.field != layout.answer.name:
             raise self.error(f"a meaning defines the answer field '{layout.answer.name}', not '{st.field}'",
                              self.name_span(st, st.field), f"write: meaning {layout.answer.name} = ...")
@@ -217,6 +220,10 @@ class LayoutAndMeaning:
         what = "a requirement" if hint is REQUIRE_HINT else "a meaning"
         if isinstance(e, ast.Name):
             if e.name not in operand_names and e.name not in self.constants and e.name not in bound:
+                layout = self.layout
+                if layout is not None and e.name == layout.answer.name:
+                    raise self.error(f"'{e.name}' is the answer field; {what} is over the operands "
+                                     f"{sorted(operand_names)} and constants", e.span, hint)
                 raise self.error(f"{what} may use operand fields {sorted(operand_names)} and constants; "
                                  f"'{e.name}' is neither", e.span, hint)
         if isinstance(e, ast.RangeCall):
@@ -230,6 +237,11 @@ class LayoutAndMeaning:
                     raise self.error(f"the ends of the range of {e.function}(...) must be made of constants; "
                                      f"'{name.name}' is not a const", name.span,
                                      "a range runs over places, e.g. sum(p in 0..N-1: ...) with const N")
+            for end in (e.low, e.high):
+                value = meaning_rules.evaluate(end, {}, dict(self.constants))
+                if getattr(value, "denominator", 1) != 1 or isinstance(value, float):
+                    raise self.error(f"the ends of a range are whole numbers; this one is {value}", end.span,
+                                     "write the range with whole numbers, e.g. 0..N-1, or (N - 1) // 2")
             low, high = meaning_rules.range_of(e, dict(self.constants))
             if high - low + 1 > MAX_RANGE:
                 raise self.error(f"{e.function}(...) runs over {high - low + 1:,} numbers; at most {MAX_RANGE:,} "
