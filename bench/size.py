@@ -4,7 +4,7 @@ table and the heads' ALiBi slopes, curvatures, centres and windows; and the two 
 tying" counts AdderBoard ranks by, board rule and strict), layers and d_model.
 
     python bench/size.py             # every example at its own width; add10 and add_lsb also at N = 20, 100, 1000
-    python bench/size.py --targets   # issue #12's size targets, each with its measured figure
+    python bench/size.py --targets   # issues #12's and #16's size targets, each with its measured figure
 """
 from __future__ import annotations
 
@@ -44,6 +44,19 @@ def targets():
         print(f"{what:<52} {figure:>8} {'<= ' + str(limit):>8}  {'yes' if figure <= limit else 'no'}")
     if not tracr.is_dir():
         print(f"{'Tracr library ports (examples/tracr/)':<52} {'-':>8} {'1/3':>8}  not ported yet")
+    board_targets()
+
+
+def board_targets():
+    """Issue #16's targets: the board's rank count (unique after tying, positional encodings free)."""
+    adders = {name: compile_file(EXAMPLES / name)[1] for name in ("add_lsb.rasp", "add10.rasp")}
+    smallest = min(adders, key=lambda name: adders[name]["unique_params"])
+    rows = [(f"smallest 10-digit adder ({smallest}), board count", adders[smallest]["unique_params"], 6),
+            (f"the same ({smallest}), strict count", adders[smallest]["unique_params_strict"], 8),
+            ("examples/add10.rasp, board count", adders["add10.rasp"]["unique_params"], 30)]
+    print(f"\n{'issue #16 target':<52} {'count':>8} {'target':>8}  met")
+    for what, figure, limit in rows:
+        print(f"{what:<52} {figure:>8} {'<= ' + str(limit):>8}  {'yes' if figure <= limit else 'no'}")
 
 
 def main():

@@ -21,7 +21,7 @@ def compile_file(path, overrides=None, dtype="float64", text=None, progress: boo
         ir = compile_program(program, {"dtype": dtype, "overrides": dict(overrides or {})}, bar.advance)
     seconds = time.perf_counter() - started  # parsing and every pass, as a user waits for them
     config, state = ir.lowered
-    return ir, model_stats(config, state, seconds), source_digest(program)
+    return ir, model_stats(config, state, seconds, ir.structure), source_digest(program)
 
 
 def load_compiled(ir):

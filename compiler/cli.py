@@ -223,7 +223,8 @@ def cmd_verify(args) -> int:
     program = program_from_payload(payload, args.program, args.model)
     # Each line is printed as its check completes: a run cut short still shows what it found.
     lines = _lines_stream(args)
-    print(heading(args.program or f"{args.model} (embedded {payload['program']['path']})", args.seed),
+    overrides = "".join(f", -D {name}={value}" for name, value in payload["program"].get("overrides", {}).items())
+    print(heading(args.program or f"{args.model} (embedded {payload['program']['path']}{overrides})", args.seed),
           file=lines, flush=True)
     samples = 1_000_000 if args.samples is None else args.samples
     report = verify(payload, program, samples=samples, seed=args.seed, per_stratum=args.per_stratum,
@@ -365,7 +366,8 @@ def cmd_compile(args) -> int:
 
 def cmd_stats(args) -> int:
     model, payload = load_model(args.model)
-    stats = model_stats(payload["config"], payload["state_dict"], payload.get("stats", {}).get("compile_seconds"))
+    stats = model_stats(payload["config"], payload["state_dict"], payload.get("stats", {}).get("compile_seconds"),
+                        payload.get("structure"))
     stats.setdefault("compile_seconds", None)  # a model file keeps no timings (it is byte-deterministic)
     stats["breakdown"] = breakdown(payload["state_dict"], payload.get("weight_map", []), payload["residual_map"])
     if args.json:

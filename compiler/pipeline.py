@@ -21,6 +21,7 @@ from compiler.passes.schedule import schedule
 from compiler.passes.precision import check_precision
 from compiler.passes.self_check import self_check
 from compiler.passes.share import share_sums
+from compiler.passes.structure import find_structure
 from compiler.passes.tie import tie_unembedding
 from compiler.passes.value_sets import infer_value_sets
 from compiler.passes.weights.build import build_weights
@@ -38,6 +39,7 @@ PASSES = [
     prune,              # 9. drop zero weights and dimensions, heads and units that carry nothing
     tie_unembedding,    # 10. W_U stored as a multiple of W_E^T when it is one
     lower,              # 11. dense torch tensors
+    find_structure,     # 12. equal entries tied, vocabulary lines as polynomials in the digit
     self_check,         # (a check) the model, in its dtype, against the interpreter: a wrong one is an error
 ]
 # Every pass in order, build_graph first: what compiler.ir.contract checks and tabulates.

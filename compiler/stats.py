@@ -5,6 +5,7 @@ import torch
 
 from compiler.ir.maps import ResidualEntry, WeightEntry
 from compiler.ir.weights import stored_mask
+from compiler.model.structure import covered_entries, formulas as structure_formulas, holding, parameters_of
 
 
 def _nonzero(tensor: torch.Tensor) -> int:
@@ -72,24 +73,31 @@ def breakdown(state: dict, weight_map: list[dict], residual_map: list[dict]) -> 
 POSITIONAL = ("pos_embed.W_pos", ".alibi_slope", ".alibi_curvature", ".alibi_center", ".window")
 
 
-def parameter_counts(state: dict) -> dict:
+def parameter_counts(state: dict, structure: dict | None = None) -> dict:
     """The four size counts, by the rules public tiny-adder leaderboards use.
 
     A stored number is a nonzero, finite entry: which entries are zero is structure, and an
     infinite sink or window is a flag ("none"). The leaderboard counts leave out the encodings
     fixed by position alone: the positional table and each head's distance formula (ALiBi slope,
-    curvature, centre, window). "Unique" counts each tied parameter once: the model file ties by
-    storage (grouped key/value heads keep one projection per group, a tied unembedding one scale
-    for W_E^T), so every stored number is one parameter, and the unique counts equal the nonzero
-    ones until the file can declare entries equal; they are reported apart because the board
-    ranks by them (AdderBoard: "unique parameters after tying", positional encodings free)."""
+    curvature, centre, window). The nonzero counts take every stored number. The unique counts
+    take each parameter once (AdderBoard: "unique parameters after tying"): storage already ties
+    grouped key/value heads and a tied unembedding's one scale, and the file's structure
+    (compiler.model.structure) ties equal entries of a tensor and writes vocabulary-indexed
+    entries as a polynomial in the token's digit value; only formulas the weights satisfy count."""
     positional = sum(_nonzero(t) for name, t in state.items() if name.endswith(POSITIONAL))
     nonzero = sum(_nonzero(t) for t in state.values())
+    unique, unique_positional = nonzero, positional
+    for formula in structure_formulas(holding(structure, state)):
+        saved = len(covered_entries(formula)) - parameters_of(formula)
+        unique -= saved
+        if formula["tensor"].endswith(POSITIONAL):
+            unique_positional -= saved
     return {"nonzero_params": nonzero, "nonzero_params_leaderboard": nonzero - positional,
-            "unique_params": nonzero - positional, "unique_params_strict": nonzero}
+            "unique_params": unique - unique_positional, "unique_params_strict": unique}
 
 
-def model_stats(config: dict, state: dict, compile_seconds: float | None = None) -> dict:
+def model_stats(config: dict, state: dict, compile_seconds: float | None = None,
+                structure: dict | None = None) -> dict:
     groups: dict[str, dict] = {}
     for name, tensor in state.items():
         group = "embed" if name.startswith(("embed.", "pos_embed.")) else \
@@ -104,7 +112,8 @@ def model_stats(config: dict, state: dict, compile_seconds: float | None = None)
             "attn_nonzero": groups.get(f"blocks.{l}.attn", {}).get("nonzero", 0),
             "mlp_nonzero": groups.get(f"blocks.{l}.mlp", {}).get("nonzero", 0),
         })
-    counts = parameter_counts(state)
+    counts = parameter_counts(state, structure)
+    held = holding(structure, state)
     stats = {
         "layers": config["n_layers"], "d_model": config["d_model"], "d_vocab": config["d_vocab"],
         "n_ctx": config["n_ctx"], "dtype": config["dtype"],
@@ -113,6 +122,7 @@ def model_stats(config: dict, state: dict, compile_seconds: float | None = None)
         "embed_nonzero": groups.get("embed", {}).get("nonzero", 0),
         "unembed_nonzero": groups.get("unembed", {}).get("nonzero", 0),
         "tied_unembed": "unembed.logit_scale" in state,
+        "ties": len(held["ties"]), "polynomials": len(held["polynomials"]),
         "per_layer": layers,
     }
     if compile_seconds is not None:
@@ -132,7 +142,10 @@ def format_stats(stats: dict) -> str:
     lines.append(f"parameters: {stats['dense_params']} dense, {stats['nonzero_params']} nonzero "
                  f"({stats['nonzero_params_leaderboard']} without positional encodings)")
     lines.append(f"unique after tying: {stats['unique_params']} by the leaderboard's count (positional "
-                 f"encodings free), {stats['unique_params_strict']} strict (every stored number)")
+                 f"encodings free), {stats['unique_params_strict']} strict (positional encodings counted)")
+    if stats.get("ties") or stats.get("polynomials"):
+        lines.append(f"structure: {stats['ties']} group(s) of equal entries, each one parameter; "
+                     f"{stats['polynomials']} vocabulary line(s) stored as a polynomial in the digit")
     if stats.get("compile_seconds") is not None:
         lines.append(f"compiled in {stats['compile_seconds']:.2f} s")
     if stats.get("breakdown"):

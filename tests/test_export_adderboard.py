@@ -50,17 +50,24 @@ def submission(request, tmp_path_factory):
     return model_path, out
 
 
-def _independent_count(state: dict) -> int:
-    """The rule of the file's docstring, counted here from the state dict: stored entries that are
-    neither zero nor infinite (tied tensors are stored once already), outside the positional table
-    and the heads' distance formulas."""
+def _positional(name: str) -> bool:
+    return name == "pos_embed.W_pos" or name.rsplit(".", 1)[-1] in ("alibi_slope", "alibi_curvature",
+                                                                    "alibi_center", "window")
+
+
+def _independent_count(source: str) -> int:
+    """The rule of the file's docstring, counted here from the numbers the file itself holds:
+    WEIGHTS' entries that are neither zero nor infinite, one per tie of STRUCTURE, and each
+    polynomial's nonzero coefficients, outside the positional table and the heads' distance formulas."""
+    namespace = {"__name__": "submission"}
+    exec(compile(source, "submission", "exec"), namespace)
     total = 0
-    for name, tensor in state.items():
-        if name == "pos_embed.W_pos" or name.rsplit(".", 1)[-1] in ("alibi_slope", "alibi_curvature",
-                                                                    "alibi_center", "window"):
-            continue
-        for value in tensor.reshape(-1).tolist():
-            total += value != 0 and value not in (float("inf"), float("-inf"))
+    for name, (_, entries) in namespace["WEIGHTS"].items():
+        total += 0 if _positional(name) else sum(
+            float.fromhex(v) != 0 and abs(float.fromhex(v)) != float("inf") for _, v in entries)
+    total += sum(not _positional(name) for name, _, _ in namespace["STRUCTURE"]["ties"])
+    total += sum(float.fromhex(c) != 0 for _, coefficients, _ in namespace["STRUCTURE"]["polynomials"]
+                 for c in coefficients)
     return total
 
 
@@ -75,8 +82,7 @@ def test_the_submission_adds_with_torch_alone(submission):
     metadata = report["metadata"]
     assert set(metadata) >= {"name", "author", "params", "architecture", "tricks"}
     assert isinstance(metadata["tricks"], list) and all(isinstance(t, str) for t in metadata["tricks"])
-    _, payload = load_model(model_path)
-    assert metadata["params"] == _independent_count(payload["state_dict"])
+    assert metadata["params"] == _independent_count(out.read_text())
 
 
 def test_the_submission_imports_only_torch_and_the_standard_library(submission):
@@ -93,10 +99,15 @@ def test_the_submission_forward_matches_the_compiled_model(submission):
     namespace = {"__name__": "submission"}
     exec(compile(out.read_text(), str(out), "exec"), namespace)
     board_model, _ = namespace["build_model"]()
-    for key, tensor in payload["state_dict"].items():  # the inline weights, bit for bit
-        name = {"embed.W_E": "W_E", "pos_embed.W_pos": "W_pos"}.get(key)
-        if name:
-            assert torch.equal(getattr(board_model, name), tensor)
+    for key, tensor in payload["state_dict"].items():  # every tensor, built from WEIGHTS and STRUCTURE, bit for bit
+        parts = key.split(".")
+        if key in ("embed.W_E", "pos_embed.W_pos"):
+            built = getattr(board_model, parts[1])
+        elif parts[0] == "blocks":
+            built = getattr(getattr(board_model, parts[2])[int(parts[1])], parts[3])
+        else:
+            built = board_model.unembed[parts[1]]
+        assert torch.equal(built, tensor), key
     tokens = torch.randint(0, payload["config"]["d_vocab"], (32, payload["config"]["n_ctx"]),
                            generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -94,3 +94,20 @@ def test_a_meaning_without_an_answer_is_a_reported_mismatch(tmp_path, capsys):
     assert main(["verify", str(model), "--samples", "0"]) == 1
     out = capsys.readouterr().out
     assert "divides by zero" in out and "internal error" not in out
+
+
+def test_the_report_names_the_overrides_the_model_was_compiled_with(tmp_path, capsys):
+    model = tmp_path / "narrow.pt"
+    assert main(["compile", str(ADD10), "-D", "N=3", "-o", str(model)]) == 0
+    capsys.readouterr()
+    report_path = tmp_path / "report.json"
+    assert main(["verify", str(model), "--samples", "200", "--json", str(report_path)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "(embedded add10.rasp, -D N=3)" in first
+    assert json.loads(report_path.read_text())["overrides"] == {"N": 3}
+    assert main(["verify", str(good_model_path(tmp_path)), "--samples", "50", "--json", str(report_path)]) == 0
+    assert json.loads(report_path.read_text())["overrides"] == {}
+
+
+def good_model_path(folder):
+    return saved_model(folder, ADD10, name="plain.pt")

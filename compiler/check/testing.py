@@ -26,7 +26,7 @@ def assert_model_matches_program(model_path, program_path=None, *, samples: int 
     report = verify(payload, program, samples=samples, seed=seed, per_stratum=per_stratum, progress=False)
     if not report.ok:
         raise AssertionError(summary(report, str(program_path or model_path)))
-    stats = model_stats(payload["config"], payload["state_dict"])
+    stats = model_stats(payload["config"], payload["state_dict"], structure=payload.get("structure"))
     bounds = {"nonzero_params": max_nonzero, "dense_params": max_dense, "layers": max_layers,
               "d_model": max_d_model}
     over = [f"{name} {stats[name]} > {limit}" for name, limit in bounds.items()

@@ -57,6 +57,7 @@ class Report:
     timings: dict = field(default_factory=dict)
     proof: dict = field(default_factory=dict)  # dtype -> Proof.to_dict(), with --prove
     requires: list = field(default_factory=list)  # the program's `require`s: [{"condition", "at"}]
+    overrides: dict = field(default_factory=dict)  # the -D values the model was compiled with
 
     @property
     def status(self) -> str:
@@ -81,7 +82,7 @@ class Report:
                 "exit_code": self.exit_code, "seed": self.seed, "checks": self.checks,
                 "counterexamples": self.counterexamples, "inside": self.inside, "margins": self.margins,
                 "meaning": self.meaning, "timings": self.timings, "proof": self.proof,
-                "requires": self.requires}
+                "requires": self.requires, "overrides": self.overrides}
 
 
 def _record_undefined(report, entry, undefined, dtype, source):
@@ -178,7 +179,7 @@ def verify(payload: dict, program=None, *, samples: int = 1_000_000, seed: int =
     # Stored values are matched to program nodes by id, which only holds for the compiled program.
     compiled_from_it = same_program(program, payload)
     layout = program.layout
-    report = Report(seed)
+    report = Report(seed, overrides=dict(payload["program"].get("overrides", {})))
     expected_fn = expected_function(program, layout)
     size = inputs.input_space_size(layout)
     sets = _input_sets(layout, samples, per_stratum, seed)

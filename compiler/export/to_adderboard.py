@@ -22,17 +22,18 @@ import torch
 from dsl.errors import AdderError
 from dsl.layout import SIGNED
 from compiler import __version__
+from compiler.model.structure import covered_entries, formulas, holding
 from compiler.stats import parameter_counts
 
 BOARD_WIDTH = 10  # the board's operands: integers in [0, 9,999,999,999]
 
 
-def board_params(state: dict) -> tuple[int, int]:
+def board_params(state: dict, structure: dict | None = None) -> tuple[int, int]:
     """(the board's count, the strict count), by compiler.stats.parameter_counts: the board ranks
     by unique parameters after tying with fixed positional encodings free (the positional table
     and each head's distance formula, which adderc compiles from positions alone); the strict
     count keeps them. Zeros and the infinite "no sink"/"no window" entries are structure."""
-    counts = parameter_counts(state)
+    counts = parameter_counts(state, structure)
     return counts["unique_params"], counts["unique_params_strict"]
 
 
@@ -72,14 +73,29 @@ def board_layout(payload: dict) -> dict:
             "digit_ids": [vocab.index(str(d)) for d in range(10)]}
 
 
-def sparse_weights(state: dict) -> dict:
-    """name -> (shape, dtype, [[flat index, float.hex], ...]) for every nonzero entry."""
+def sparse_weights(state: dict, structure: dict) -> dict:
+    """name -> (shape, [[flat index, float.hex], ...]) for every nonzero entry no formula of
+    `structure` fills."""
+    filled = {(f["tensor"], i) for f in formulas(structure) for i in covered_entries(f)}
     out = {}
     for name, tensor in state.items():
         flat = tensor.detach().reshape(-1).to(torch.float64)
-        entries = [[i, float(flat[i]).hex()] for i in (flat != 0).nonzero()[:, 0].tolist()]
+        entries = [[i, float(flat[i]).hex()] for i in (flat != 0).nonzero()[:, 0].tolist() if (name, i) not in filled]
         out[name] = [list(tensor.shape), entries]
     return out
+
+
+def structure_data(state: dict, structure: dict) -> dict:
+    """The formulas that hold, each with its parameters written out (float.hex): a tie's one
+    magnitude, a polynomial's coefficients."""
+    ties = []
+    for tie in structure["ties"]:
+        first, sign = tie["entries"][0]
+        magnitude = float(state[tie["tensor"]].reshape(-1)[first]) * sign
+        ties.append([tie["tensor"], magnitude.hex(), [list(e) for e in tie["entries"]]])
+    polynomials = [[p["tensor"], [float(c).hex() for c in p["coefficients"]], list(p["entries"])]
+                   for p in structure["polynomials"]]
+    return {"ties": ties, "polynomials": polynomials}
 
 
 def _architecture(config: dict, params: int, strict: int) -> str:
@@ -87,13 +103,14 @@ def _architecture(config: dict, params: int, strict: int) -> str:
                        enumerate(zip(config["n_heads"], config["d_head"], config["d_mlp"])))
     return (f"{config['n_layers']}L decoder, d={config['d_model']} ({layers}), vocab {config['d_vocab']}, "
             f"{config['dtype']}; {params} parameters with positional encodings free, {strict} counting "
-            f"every stored number")
+            f"the positional constants too")
 
 
 def submission_source(payload: dict) -> str:
     board = board_layout(payload)
     config, state = payload["config"], payload["state_dict"]
-    params, strict = board_params(state)
+    structure = holding(payload.get("structure"), state)
+    params, strict = board_params(state, structure)
     program = payload["program"]
     tricks = ["compiled, not trained: adderc turns a RASP-like program into exact weights",
               "scalar digit encodings", "attention sink and ALiBi-style position terms",
@@ -102,20 +119,24 @@ def submission_source(payload: dict) -> str:
         tricks.append("tied unembedding (W_U = scale * W_E^T)")
     if config.get("n_kv_heads", config["n_heads"]) != config["n_heads"]:
         tricks.append("grouped key/value heads")
+    if structure["ties"]:
+        tricks.append("equal weights tied (one parameter, a sign per entry)")
+    if structure["polynomials"]:
+        tricks.append("digit embedding and readout as polynomials in the digit's value")
     metadata = {"name": f"adderc {Path(program['path']).stem}", "author": "adderc (symbolic weight compiler)",
                 "params": params, "architecture": _architecture(config, params, strict), "tricks": tricks}
     return TEMPLATE.format(
         program=program["path"], sha=program["sha256"], version=__version__, params=params,
         strict=strict, metadata=repr(metadata), config=repr(config), board=repr(board),
-        weights=repr(sparse_weights(state)))
+        weights=repr(sparse_weights(state, structure)), structure=repr(structure_data(state, structure)))
 
 
 def export(model, payload: dict, path) -> list[str]:
     source = submission_source(payload)
     Path(path).write_text(source, encoding="utf-8")
-    params, strict = board_params(payload["state_dict"])
+    params, strict = board_params(payload["state_dict"], payload.get("structure"))
     return [f"an AdderBoard submission: build_model() and add(model, a, b), torch only, "
-            f"{params} parameters by the board's count ({strict} counting every stored number; see the "
+            f"{params} parameters by the board's count ({strict} with the positional constants counted too; see the "
             f"file's docstring)",
             f"check it with the board's own script: python verify.py {Path(path).name}"]
 
@@ -127,9 +148,13 @@ asks: unique parameters after tying, fixed positional encodings free. Every stor
 forward reads counts once, less structure and less the encodings fixed by position alone: zeros
 are structure (which entries are zero is free), and so are the infinite sink and window entries,
 which mean "no sink" and "no window"; tied weights are stored once (grouped key/value heads, a
-tied unembedding's one scale); the positional table W_pos and each head's ALiBi-style slope,
-curvature, centre and window are compiled from positions alone and left out. The strict count,
-which keeps them, is {strict}. WEIGHTS lists exactly those numbers (float.hex, bit-exact) with each tensor's shape.
+tied unembedding's one scale, and STRUCTURE's ties: entries of one tensor equal up to sign, one
+magnitude each); a vocabulary line in STRUCTURE's polynomials counts its nonzero coefficients
+(entry of digit d = c0 + c1*d + c2*d^2 ..., by Horner's rule in float64, then rounded to the
+dtype); the positional table W_pos and each head's ALiBi-style slope, curvature, centre and
+window are compiled from positions alone and left out. The strict count, which keeps them, is
+{strict}. WEIGHTS and STRUCTURE hold exactly those numbers (float.hex, bit-exact) with each
+tensor's shape; the tensors are built from them.
 
 The forward is a plain decoder: token and position embeddings, per layer an unscaled causal
 attention (per head a sink logit for attending to nothing, slope*e + curvature*e*e with e =
@@ -145,14 +170,34 @@ from torch import nn
 METADATA = {metadata}
 CONFIG = {config}
 BOARD = {board}
-# name -> [shape, [[flat index, float.hex(value)], ...]] for the nonzero entries
+# name -> [shape, [[flat index, float.hex(value)], ...]] for the nonzero entries STRUCTURE does not fill
 WEIGHTS = {weights}
+# ties: [name, float.hex(magnitude), [[flat index, sign], ...]];
+# polynomials: [name, [float.hex(c0), float.hex(c1), ...], [flat index, ...]] over digit tokens
+STRUCTURE = {structure}
 
 
-def _tensor(shape, entries, dtype):
+def _token(name, flat, shape):
+    return flat // shape[1] if name == "embed.W_E" else flat % shape[1] if name == "unembed.W_U" else flat
+
+
+def _horner(coefficients, x):
+    value = 0.0
+    for c in reversed(coefficients):
+        value = value * float(x) + c
+    return value
+
+
+def _tensor(name, shape, entries, dtype):
     flat = torch.zeros(math.prod(shape), dtype=torch.float64)
     for index, value in entries:
         flat[index] = float.fromhex(value)
+    for tensor, magnitude, tied in STRUCTURE["ties"]:
+        for index, sign in tied if tensor == name else ():
+            flat[index] = sign * float.fromhex(magnitude)
+    for tensor, coefficients, filled in STRUCTURE["polynomials"]:
+        for index in filled if tensor == name else ():
+            flat[index] = _horner([float.fromhex(c) for c in coefficients], BOARD["digit_ids"].index(_token(name, index, shape)))
     return flat.reshape(shape).to(dtype)
 
 
@@ -205,7 +250,7 @@ class Adder(nn.Module):
     def __init__(self, config, weights):
         super().__init__()
         dtype = getattr(torch, config["dtype"])
-        w = {{name: _tensor(shape, entries, dtype) for name, (shape, entries) in weights.items()}}
+        w = {{name: _tensor(name, shape, entries, dtype) for name, (shape, entries) in weights.items()}}
         part = lambda prefix: {{n[len(prefix):]: t for n, t in w.items() if n.startswith(prefix)}}
         self.W_E = nn.Parameter(w["embed.W_E"], requires_grad=False)
         self.W_pos = nn.Parameter(w["pos_embed.W_pos"], requires_grad=False)

@@ -53,6 +53,8 @@ class CompileIR:
     weight_map: list[dict] = field(default_factory=list)  # which heads and units serve which node
     # tensor name -> {index: program node ids} for every nonzero stored number (compiler.passes.lower)
     provenance: dict = field(default_factory=dict)
+    # the lowered weights' ties and polynomials (compiler.model.structure), once found
+    structure: dict | None = None
     # (operands, whole token sequence, interpreter evaluation) of the inputs compiler.passes.probe ran,
     # which compiler.passes.self_check compares the lowered model with.
     probes: list = field(default_factory=list)

@@ -26,6 +26,7 @@ from dsl.errors import AdderError
 from compiler.ir.attrs import LABEL, SPAN
 from compiler import __version__
 from compiler.model.safetensors_file import write as write_safetensors
+from compiler.model.structure import empty as empty_structure
 from compiler.model.transformer import CompiledTransformer
 from compiler.model.schema import FORMAT, FORMAT_VERSION, MAX_UNCOMPRESSED, check_archive, plain_name, validate
 
@@ -106,6 +107,7 @@ def model_payload(ir, stats: dict, digest: str) -> dict:
                                   for k, v in program.constants.items()}},
         "meaning": ({"field": program.meaning.field, "expression": program.meaning.text}
                     if program.meaning else None),
+        "structure": ir.structure if ir.structure is not None else empty_structure(),
         "stats": {k: v for k, v in stats.items() if k not in TIMING_KEYS},
     }
     return payload

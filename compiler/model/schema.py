@@ -31,6 +31,7 @@ from dsl.resolve import sources_digest
 from compiler.ir.maps import (HEAD_KEYS, HEAD_OPTIONAL_KEYS, RESIDUAL_KEYS, RESIDUAL_OPTIONAL_KEYS, SUM_TERM_KEYS,
                                SUM_TERM_OPTIONAL_KEYS, UNITS_KEYS)
 from compiler.ir.slots import last_sublayer
+from compiler.model.structure import MAX_DEGREE, VOCAB_INDEXED, token_of
 from compiler.model.transformer import CompiledTransformer
 
 MAX_UNCOMPRESSED = 512 * 2 ** 20  # bytes: the largest example model takes 1.8 MB
@@ -51,14 +52,15 @@ MAX_LINE = 10 ** 9
 MAX_PROVENANCE_NODES = 1 << 16  # program nodes a provenance names (a program has at most a few thousand)
 
 FORMAT = "adderc-model"
-FORMAT_VERSION = 3  # 2: ALiBi centres, grouped key/value projections, tied unembeddings; 3: provenance
+FORMAT_VERSION = 4  # 2: ALiBi centres, grouped key/value projections, tied unembeddings; 3: provenance;
+# 4: structure (ties and polynomials, compiler.model.structure)
 # Files this adderc reads: a version-2 file is the same model without provenance, so models kept
 # under regression tests still run and verify; only `explain` needs the provenance.
-READ_VERSIONS = (2, 3)
+READ_VERSIONS = (2, 3, 4)
 TOP_KEYS = {"format": str, "format_version": int, "compiler_version": str, "config": dict, "state_dict": dict,
             "vocab": list, "layout": dict, "residual_map": list, "weight_map": list, "provenance": dict,
             "program": dict,
-            "meaning": (dict, type(None)), "stats": dict}
+            "meaning": (dict, type(None)), "stats": dict, "structure": dict}
 CONFIG_KEYS = {"n_layers", "d_model", "d_vocab", "n_ctx", "n_heads", "d_head", "d_mlp", "act_fn", "dtype"}
 CONFIG_OPTIONAL = {"n_kv_heads", "tied_unembed"}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -172,7 +174,8 @@ def validate(payload, name: str) -> Layout:
     if version not in READ_VERSIONS:
         check.fail("format_version", f"version {version}; this adderc reads versions "
                                      f"{', '.join(map(str, READ_VERSIONS))}")
-    required = [k for k in TOP_KEYS if k != "stats" and (k != "provenance" or version >= 3)]
+    required = [k for k in TOP_KEYS if k != "stats" and (k != "provenance" or version >= 3)
+                and (k != "structure" or version >= 4)]
     check.keys(payload, "file", required, ["stats"])
     for key, kind in TOP_KEYS.items():
         if key in payload:
@@ -188,6 +191,8 @@ def validate(payload, name: str) -> Layout:
     if "provenance" in payload:
         _provenance(check, payload["provenance"], payload["state_dict"], payload["program"]["sources"])
     _meaning(check, payload["meaning"], layout)
+    if "structure" in payload:
+        _structure(check, payload["structure"], payload["state_dict"], layout.base)
     _stats(check, payload.get("stats", {}))
     return layout
 
@@ -404,6 +409,54 @@ def _provenance(check: _Fields, provenance: dict, state: dict, sources: dict):
         if not isinstance(name, str) or name not in state:
             check.fail("provenance.tensors", f"{_show(name)} is not a weight of this model")
         _traced_tensor(check, f"provenance.tensors.{name}", entries, tuple(state[name].shape), known)
+
+
+def _structure(check: _Fields, structure: dict, state: dict, base: int):
+    """Ties and polynomials of the form compiler.model.structure describes: known tensors, indices
+    inside them, each entry named once, a polynomial only over digit tokens of a vocabulary-indexed
+    tensor. Whether the weights satisfy them is not a fault of the file: only those that hold count."""
+    check.keys(structure, "structure", ["ties", "polynomials"])
+    named = set()
+
+    def entry_index(value, field: str, tensor: str) -> int:
+        index = check.whole(value, field, 0, state[tensor].numel() - 1, f"past the {state[tensor].numel():,} "
+                                                                        f"numbers of {tensor}")
+        if (tensor, index) in named:
+            check.fail(field, f"{tensor}[{index}] is named by two formulas (or twice in one)")
+        named.add((tensor, index))
+        return index
+
+    def tensor_of(formula, field: str, kinds=None) -> str:
+        name = formula["tensor"]
+        if not isinstance(name, str) or name not in state:
+            check.fail(field + ".tensor", f"{_show(name)} is not a weight of this model")
+        if kinds is not None and name not in kinds:
+            check.fail(field + ".tensor", f"{name} is not indexed by the vocabulary ({', '.join(kinds)} are)")
+        entries = check.of_type(formula["entries"], list, field + ".entries", "a list")
+        if not 2 <= len(entries) <= state[name].numel():
+            check.fail(field + ".entries", f"{len(entries):,} entries; a formula names 2 to {state[name].numel():,}")
+        return name
+
+    for i, tie in enumerate(check.of_type(structure["ties"], list, "structure.ties", "a list")):
+        field = f"structure.ties[{i}]"
+        check.keys(tie, field, ["tensor", "entries"])
+        name = tensor_of(tie, field)
+        for j, entry in enumerate(tie["entries"]):
+            if not isinstance(entry, list) or len(entry) != 2 or entry[1] not in (1, -1) or isinstance(entry[1], bool):
+                check.fail(f"{field}.entries[{j}]", f"{_show(entry)} is not [index, 1 or -1]")
+            entry_index(entry[0], f"{field}.entries[{j}]", name)
+    for i, poly in enumerate(check.of_type(structure["polynomials"], list, "structure.polynomials", "a list")):
+        field = f"structure.polynomials[{i}]"
+        check.keys(poly, field, ["tensor", "entries", "coefficients"])
+        name = tensor_of(poly, field, VOCAB_INDEXED)
+        coefficients = check.of_type(poly["coefficients"], list, field + ".coefficients", "a list")
+        if not 1 <= len(coefficients) <= MAX_DEGREE + 1 or not all(
+                isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in coefficients):
+            check.fail(field + ".coefficients", f"{_show(coefficients)} is not 1 to {MAX_DEGREE + 1} finite numbers")
+        for j, value in enumerate(poly["entries"]):
+            index = entry_index(value, f"{field}.entries[{j}]", name)
+            if token_of(name, index, state[name].shape) >= base:
+                check.fail(f"{field}.entries[{j}]", f"{name}[{index}] is not indexed by a digit token")
 
 
 def _traced_tensor(check: _Fields, field: str, entries, shape: tuple, known: set):
