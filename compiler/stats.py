@@ -143,9 +143,12 @@ def format_stats(stats: dict) -> str:
                  f"({stats['nonzero_params_leaderboard']} without positional encodings)")
     lines.append(f"unique after tying: {stats['unique_params']} by the leaderboard's count (positional "
                  f"encodings free), {stats['unique_params_strict']} strict (positional encodings counted)")
-    if stats.get("ties") or stats.get("polynomials"):
-        lines.append(f"structure: {stats['ties']} group(s) of equal entries, each one parameter; "
-                     f"{stats['polynomials']} vocabulary line(s) stored as a polynomial in the digit")
+    parts = [f"{n} {one if n == 1 else many}" for n, one, many in
+             ((stats.get("ties", 0), "group of equal entries", "groups of equal entries"),
+              (stats.get("polynomials", 0), "line as a polynomial in the digit's value",
+               "lines as polynomials in the digit's value")) if n]
+    if parts:
+        lines.append(f"structure: {', '.join(parts)} (each counted by its parameters)")
     if stats.get("compile_seconds") is not None:
         lines.append(f"compiled in {stats['compile_seconds']:.2f} s")
     if stats.get("breakdown"):

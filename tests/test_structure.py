@@ -140,7 +140,7 @@ def test_stats_reports_the_structure(lsb, capsys):
     path, _ = lsb
     assert main(["stats", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "11 by the leaderboard's count" in out and "5 group(s) of equal entries" in out
+    assert "11 by the leaderboard's count" in out and "5 groups of equal entries, 2 lines as polynomials" in out
     assert main(["stats", str(path), "--json"]) == 0
 
 

@@ -117,7 +117,7 @@ def written_magnitude(state, dims) -> float:
     """The most any of `dims` can hold, from every value written into it (a sum's terms add up),
     each with room for its error (under a quarter of a step): what a residual addition into them
     rounds against."""
-    cache = state.__dict__.setdefault("_written_magnitude", {})
+    cache = state.written_magnitudes
     worst = 0.0
     for d in dims:
         if d not in cache:

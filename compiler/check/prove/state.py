@@ -88,6 +88,8 @@ class ProofState(ProgramText):
         self.helper_error: dict[int, float] = {}
         self.margins: dict[str, float] = {}
         self._encoded: dict = {}  # (node, value) -> its encoding, a residual vector
+        # dimension -> the most it can hold (compiler.check.prove.rounding.written_magnitude)
+        self.written_magnitudes: dict[int, float] = {}
 
     def _position_features(self, residual_map) -> dict[int, frozenset]:
         """dimension -> the positions its column of W_pos holds 1 at."""
