@@ -8,10 +8,12 @@ provenance (a weight edited after compiling) is still listed, as untraced.
 """
 from __future__ import annotations
 
+import math
 import re
 
 from dsl.errors import AdderError
 from compiler.ir.weights import stored_indices
+from compiler.model.structure import holding, token_of
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_QUOTE = 60  # characters of source text a row quotes
@@ -46,13 +48,44 @@ def explain_rows(payload: dict) -> list[dict]:
     traced = {name: {tuple(index): ids for index, ids in entries} for name, entries in provenance["tensors"].items()}
     untraced = {"node": "-", "name": "-", "node_id": None, "file": payload["program"]["path"], "line": 0,
                 "column": 0}
+    shared = _shared_parameters(payload)
     rows = []
     for name, tensor in payload["state_dict"].items():
         for index in stored_indices(tensor):
             served = [nodes[i] for i in traced.get(name, {}).get(index, ())] or [untraced]
+            flat = sum(i * math.prod(tensor.shape[d + 1:]) for d, i in enumerate(index))  # row-major
             rows.append({"tensor": name, "index": list(index), "value": tensor[index].item(),
-                         **served[0], "nodes": served})
+                         **served[0], "nodes": served, "parameter": shared.get((name, flat))})
     return rows
+
+
+def _shared_parameters(payload: dict) -> dict:
+    """(tensor, flat index) -> the formula of the file's structure that fills it, where one holds:
+    a tie (one parameter for its entries, a sign each) or a polynomial in the digit's value."""
+    held = holding(payload.get("structure"), payload["state_dict"])
+    shared = {}
+    for k, tie in enumerate(held["ties"]):
+        for flat, sign in tie["entries"]:
+            shared[(tie["tensor"], flat)] = {"kind": "tie", "id": k, "sign": sign, "entries": len(tie["entries"])}
+    for k, poly in enumerate(held["polynomials"]):
+        shape = payload["state_dict"][poly["tensor"]].shape
+        for flat in poly["entries"]:
+            shared[(poly["tensor"], flat)] = {"kind": "polynomial", "id": k, "coefficients": list(poly["coefficients"]),
+                                              "digit": token_of(poly["tensor"], flat, shape)}
+    return shared
+
+
+def _parameter_text(parameter: dict | None) -> str:
+    if parameter is None:
+        return ""
+    if parameter["kind"] == "tie":
+        return f"  [tie {parameter['id']}: one parameter for {parameter['entries']} entries]"
+    text = ""
+    for p, c in enumerate(parameter["coefficients"]):
+        if c:
+            term = _number(abs(c)) + ("" if p == 0 else "·d" if p == 1 else f"·d^{p}")
+            text += (("-" if c < 0 else "") + term) if not text else (" - " if c < 0 else " + ") + term
+    return f"  [polynomial {parameter['id']} at d = {parameter['digit']}: {text or '0'}]"
 
 
 def rows_on_line(rows: list[dict], payload: dict, line: int) -> list[dict]:
@@ -87,5 +120,6 @@ def format_rows(rows: list[dict]) -> list[str]:
         served = "; ".join(_shown(n) + ("" if n["line"] == row["line"] else f" ({_where(n)})")
                            for n in row["nodes"])
         index = "[" + ", ".join(map(str, row["index"])) + "]"
-        lines.append(f"{row['tensor']:<30} {index:<12} {_number(row['value']):>22}  {_where(row):<18} {served}")
+        lines.append(f"{row['tensor']:<30} {index:<12} {_number(row['value']):>22}  {_where(row):<18} {served}"
+                     + _parameter_text(row.get("parameter")))
     return lines

@@ -3,6 +3,7 @@ stores vocabulary lines as polynomials in the digit's value; the counts take eac
 a declaration is checked against the weights (one that does not hold is not counted), and a
 malformed one is refused with the field named (exit 2)."""
 import copy
+import json
 from fractions import Fraction
 
 import pytest
@@ -150,3 +151,17 @@ def test_a_float32_model_has_the_same_structure():
     assert (stats["unique_params"], stats["unique_params_strict"]) == (11, 15)
     assert holding(ir.structure, ir.lowered[1]) == ir.structure
     assert ir.lowered[1]["unembed.b_U"].dtype == torch.float32
+
+
+def test_explain_names_the_formula_behind_each_number(lsb, capsys):
+    path, payload = lsb
+    assert main(["explain", str(path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    structure = payload["structure"]
+    filled = sum(len(f["entries"]) for f in structure["ties"] + structure["polynomials"])
+    assert sum(r["parameter"] is not None for r in rows) == filled
+    b_U = [r for r in rows if r["tensor"] == "unembed.b_U"]
+    assert all(r["parameter"]["kind"] == "polynomial" and r["parameter"]["digit"] == r["index"][0] for r in b_U)
+    assert main(["explain", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "3.8 + 0.1·d - 1·d^2]" in text and "[tie 0: one parameter for 2 entries]" in text
