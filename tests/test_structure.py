@@ -11,20 +11,18 @@ import torch
 
 from compiler.api import compile_file
 from compiler.cli import main
-from compiler.model.file import load_model, save_model
+from compiler.model.file import load_model
 from compiler.model.structure import holding, polynomial_value
 from compiler.passes.structure import fit_polynomial
 from compiler.stats import parameter_counts
-from tests.conftest import ADD10, ROOT
+from tests.conftest import ADD10, ROOT, saved_model
 
 LSB = ROOT / "examples" / "add_lsb.rasp"
 
 
 @pytest.fixture(scope="module")
 def lsb(tmp_path_factory):
-    ir, stats, digest = compile_file(LSB)
-    path = tmp_path_factory.mktemp("structure") / "lsb.pt"
-    save_model(path, ir, stats, digest)
+    path = saved_model(tmp_path_factory.mktemp("structure"), LSB, "lsb.pt")
     return path, torch.load(path, weights_only=True)
 
 
