@@ -88,7 +88,8 @@ def parameter_counts(state: dict, structure: dict | None = None) -> dict:
     nonzero = sum(_nonzero(t) for t in state.values())
     unique, unique_positional = nonzero, positional
     for formula in structure_formulas(holding(structure, state)):
-        saved = len(covered_entries(formula)) - parameters_of(formula)
+        # a formula never counts more than its entries would (a cubic through two entries)
+        saved = max(0, len(covered_entries(formula)) - parameters_of(formula))
         unique -= saved
         if formula["tensor"].endswith(POSITIONAL):
             unique_positional -= saved

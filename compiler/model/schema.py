@@ -442,7 +442,8 @@ def _structure(check: _Fields, structure: dict, state: dict, base: int):
         check.keys(tie, field, ["tensor", "entries"])
         name = tensor_of(tie, field)
         for j, entry in enumerate(tie["entries"]):
-            if not isinstance(entry, list) or len(entry) != 2 or entry[1] not in (1, -1) or isinstance(entry[1], bool):
+            # type() is int: a tensor or a bool equal to 1 is not a sign (torch.load admits tensors anywhere)
+            if not isinstance(entry, list) or len(entry) != 2 or type(entry[1]) is not int or entry[1] not in (1, -1):
                 check.fail(f"{field}.entries[{j}]", f"{_show(entry)} is not [index, 1 or -1]")
             entry_index(entry[0], f"{field}.entries[{j}]", name)
     for i, poly in enumerate(check.of_type(structure["polynomials"], list, "structure.polynomials", "a list")):
@@ -451,7 +452,7 @@ def _structure(check: _Fields, structure: dict, state: dict, base: int):
         name = tensor_of(poly, field, VOCAB_INDEXED)
         coefficients = check.of_type(poly["coefficients"], list, field + ".coefficients", "a list")
         if not 1 <= len(coefficients) <= MAX_DEGREE + 1 or not all(
-                isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in coefficients):
+                (type(c) is float and math.isfinite(c)) or (type(c) is int and abs(c) < 2 ** 1000) for c in coefficients):
             check.fail(field + ".coefficients", f"{_show(coefficients)} is not 1 to {MAX_DEGREE + 1} finite numbers")
         for j, value in enumerate(poly["entries"]):
             index = entry_index(value, f"{field}.entries[{j}]", name)

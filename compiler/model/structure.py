@@ -62,7 +62,7 @@ def _flat(state: dict, name: str) -> torch.Tensor:
 
 def tie_holds(tie: dict, state: dict) -> bool:
     flat = _flat(state, tie["tensor"])
-    values = [float(flat[i]) * sign for i, sign in tie["entries"]]
+    values = [float(flat[i]) * float(sign) for i, sign in tie["entries"]]  # in Python floats, exactly
     return all(v == values[0] for v in values) and values[0] != 0 and math.isfinite(values[0])
 
 
