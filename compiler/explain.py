@@ -8,12 +8,11 @@ provenance (a weight edited after compiling) is still listed, as untraced.
 """
 from __future__ import annotations
 
-import math
 import re
 
 from dsl.errors import AdderError
 from compiler.ir.weights import stored_indices
-from compiler.model.structure import holding, token_of
+from compiler.model.structure import flat_index, holding, token_of
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_QUOTE = 60  # characters of source text a row quotes
@@ -53,7 +52,7 @@ def explain_rows(payload: dict) -> list[dict]:
     for name, tensor in payload["state_dict"].items():
         for index in stored_indices(tensor):
             served = [nodes[i] for i in traced.get(name, {}).get(index, ())] or [untraced]
-            flat = sum(i * math.prod(tensor.shape[d + 1:]) for d, i in enumerate(index))  # row-major
+            flat = flat_index(index, tensor.shape)
             rows.append({"tensor": name, "index": list(index), "value": tensor[index].item(),
                          **served[0], "nodes": served, "parameter": shared.get((name, flat))})
     return rows

@@ -84,10 +84,15 @@ def parameter_counts(state: dict, structure: dict | None = None) -> dict:
     grouped key/value heads and a tied unembedding's one scale, and the file's structure
     (compiler.model.structure) ties equal entries of a tensor and writes vocabulary-indexed
     entries as a polynomial in the token's digit value; only formulas the weights satisfy count."""
+    return counts_with(state, holding(structure, state))
+
+
+def counts_with(state: dict, held: dict) -> dict:
+    """parameter_counts with formulas already checked against `state` (compiler.model.structure.holding)."""
     positional = sum(_nonzero(t) for name, t in state.items() if name.endswith(POSITIONAL))
     nonzero = sum(_nonzero(t) for t in state.values())
     unique, unique_positional = nonzero, positional
-    for formula in structure_formulas(holding(structure, state)):
+    for formula in structure_formulas(held):
         # a formula never counts more than its entries would (a cubic through two entries)
         saved = max(0, len(covered_entries(formula)) - parameters_of(formula))
         unique -= saved
@@ -113,8 +118,8 @@ def model_stats(config: dict, state: dict, compile_seconds: float | None = None,
             "attn_nonzero": groups.get(f"blocks.{l}.attn", {}).get("nonzero", 0),
             "mlp_nonzero": groups.get(f"blocks.{l}.mlp", {}).get("nonzero", 0),
         })
-    counts = parameter_counts(state, structure)
     held = holding(structure, state)
+    counts = counts_with(state, held)
     stats = {
         "layers": config["n_layers"], "d_model": config["d_model"], "d_vocab": config["d_vocab"],
         "n_ctx": config["n_ctx"], "dtype": config["dtype"],

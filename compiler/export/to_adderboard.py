@@ -23,17 +23,18 @@ from dsl.errors import AdderError
 from dsl.layout import SIGNED
 from compiler import __version__
 from compiler.model.structure import covered_entries, formulas, holding
-from compiler.stats import parameter_counts
+from compiler.stats import counts_with
 
 BOARD_WIDTH = 10  # the board's operands: integers in [0, 9,999,999,999]
 
 
-def board_params(state: dict, structure: dict | None = None) -> tuple[int, int]:
-    """(the board's count, the strict count), by compiler.stats.parameter_counts: the board ranks
+def board_params(state: dict, held: dict) -> tuple[int, int]:
+    """(the board's count, the strict count) with the formulas that hold (compiler.model.structure
+    .holding), by compiler.stats.counts_with: the board ranks
     by unique parameters after tying with fixed positional encodings free (the positional table
     and each head's distance formula, which adderc compiles from positions alone); the strict
     count keeps them. Zeros and the infinite "no sink"/"no window" entries are structure."""
-    counts = parameter_counts(state, structure)
+    counts = counts_with(state, held)
     return counts["unique_params"], counts["unique_params_strict"]
 
 
@@ -106,7 +107,8 @@ def _architecture(config: dict, params: int, strict: int) -> str:
             f"the positional constants too")
 
 
-def submission_source(payload: dict) -> str:
+def submission_source(payload: dict) -> tuple[str, int, int]:
+    """(the submission file's text, the board's count, the strict count)."""
     board = board_layout(payload)
     config, state = payload["config"], payload["state_dict"]
     structure = holding(payload.get("structure"), state)
@@ -128,13 +130,12 @@ def submission_source(payload: dict) -> str:
     return TEMPLATE.format(
         program=program["path"], sha=program["sha256"], version=__version__, params=params,
         strict=strict, metadata=repr(metadata), config=repr(config), board=repr(board),
-        weights=repr(sparse_weights(state, structure)), structure=repr(structure_data(state, structure)))
+        weights=repr(sparse_weights(state, structure)), structure=repr(structure_data(state, structure))), params, strict
 
 
 def export(model, payload: dict, path) -> list[str]:
-    source = submission_source(payload)
+    source, params, strict = submission_source(payload)
     Path(path).write_text(source, encoding="utf-8")
-    params, strict = board_params(payload["state_dict"], payload.get("structure"))
     return [f"an AdderBoard submission: build_model() and add(model, a, b), torch only, "
             f"{params} parameters by the board's count ({strict} with the positional constants counted too; see the "
             f"file's docstring)",

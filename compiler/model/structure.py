@@ -52,6 +52,14 @@ def polynomial_value(coefficients, x: int) -> float:
     return value
 
 
+def flat_index(index, shape) -> int:
+    """The row-major flat index of a tensor index: what formulas name entries by."""
+    flat = 0
+    for i, n in zip(index, shape):
+        flat = flat * n + i
+    return flat
+
+
 def token_of(tensor: str, flat: int, shape) -> int:
     return VOCAB_INDEXED[tensor](flat, tuple(shape))
 
@@ -68,13 +76,12 @@ def tie_holds(tie: dict, state: dict) -> bool:
 
 def polynomial_holds(poly: dict, state: dict) -> bool:
     tensor = state[poly["tensor"]]
-    flat = _flat(state, poly["tensor"])
-    for i in poly["entries"]:
-        want = torch.tensor(polynomial_value(poly["coefficients"], token_of(poly["tensor"], i, tensor.shape)),
-                            dtype=torch.float64).to(tensor.dtype)
-        if float(flat[i]) != float(want) or float(want) == 0:
-            return False
-    return True
+    entries = poly["entries"]
+    # every entry's defined value at once: float64 evaluations, rounded to the dtype by one cast
+    want = torch.tensor([polynomial_value(poly["coefficients"], token_of(poly["tensor"], i, tensor.shape))
+                         for i in entries], dtype=torch.float64).to(tensor.dtype)
+    stored = _flat(state, poly["tensor"])[torch.tensor(entries, dtype=torch.long)]
+    return bool(torch.equal(stored, want)) and bool((want != 0).all())
 
 
 def holding(structure: dict | None, state: dict) -> dict:

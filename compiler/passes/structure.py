@@ -114,20 +114,11 @@ def _evaluate(coefficients, x) -> Fraction:
 def _ties(name: str, tensor: torch.Tensor, covered: set) -> list[dict]:
     """Groups of two or more stored entries of one tensor with the same magnitude."""
     flat = tensor.reshape(-1)
-    shape = tensor.shape
     groups: dict[float, list] = {}
-    for index in stored_indices(tensor):
-        i = sum(k * s for k, s in zip(index, _strides(shape)))
+    for (i,) in stored_indices(flat):
         if (name, i) in covered:
             continue
         value = float(flat[i])
         groups.setdefault(abs(value), []).append([i, 1 if value > 0 else -1])
     return [{"tensor": name, "entries": entries} for _, entries in sorted(groups.items()) if len(entries) > 1]
 
-
-def _strides(shape) -> list[int]:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return strides[::-1]
