@@ -121,7 +121,9 @@ def _proven_errors(ir, dtype="float32"):
     return checker.error
 
 
-@pytest.mark.parametrize("name", ["add10", "sub", "add_hex", "compare", "add10_reversed"])
+# add3 is left out: float32 runs it with no error at all on every stored value, so the check
+# could not fail there.
+@pytest.mark.parametrize("name", ["add10", "sub", "add_hex", "compare", "add10_reversed", "mul_digit"])
 def test_every_proven_bound_covers_float32_execution(name):
     ir, _, measured = _float32_stored_errors(EXAMPLES / f"{name}.rasp")
     proven = _proven_errors(ir)
@@ -130,17 +132,28 @@ def test_every_proven_bound_covers_float32_execution(name):
         assert error <= proven[nid], (ir.graph.nodes[nid], error, proven[nid])
 
 
+BIG_PLACE = """const N = 4
+layout base 10, msb_first: "<bos>" a[N] "=" => r[1] "<eos>"
+meaning r = a % 10
+let value = digit(tokens)
+let w = 100000 * shift(value, 1) + value
+output "<eos>" if indices == end(r) else nearest_digit(shift(w, 1) % 10)
+"""
+
+
 def test_a_float32_proof_that_the_margins_do_not_cover_is_could_not_prove(tmp_path):
-    # The mean of a field read through steep MLP hinges: exact in float64's margins, but the
-    # float32 rounding of the hinges may erase the logit margin. That is not a counterexample.
+    # A digit stored a hundred thousand times over: float64's margins hold, but float32's
+    # rounding of numbers near a million may move it by more than a step allows. That is not
+    # a counterexample: no input is shown to come out wrong.
     from compiler.api import compile_file
     from compiler.model.file import load_model, save_model
-    path = tmp_path / "m.pt"
-    ir, stats, digest = compile_file(ROOT / "bench" / "forms" / "digit_sum" / "mean_field.rasp")
+    source, path = tmp_path / "big_place.rasp", tmp_path / "m.pt"
+    source.write_text(BIG_PLACE)
+    ir, stats, digest = compile_file(source)
     save_model(path, ir, stats, digest)
     payload = load_model(path)[1]
     program = program_from_payload(payload, None)
     assert prove(payload, program, "float64").status == "proved"
     proof = prove(payload, program, "float32")
     assert proof.status == "could not prove", proof.reason
-    assert "mean_field.rasp:" in proof.reason
+    assert "big_place.rasp:5" in proof.reason

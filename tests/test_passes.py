@@ -71,6 +71,10 @@ def test_weights_are_exact_and_traceable(add10_ir):
     carry = next(h for layer in w.layers for h in layer.heads if h.label == "carry")
     assert carry.mode == "first" and carry.slope == -carry.constants["G"] and carry.sink is not None
     assert carry.window == 10  # "q - k < LOOKBACK" is a sliding window, not a table
+    # Selection lifts a key over the others only as far as the window reaches, not the whole
+    # context: a smaller M keeps the score error a key's input error causes (times M) small.
+    G = carry.constants["G"]
+    assert carry.constants["M"] == G * carry.window + 2 * G
     shift = next(h for layer in w.layers for h in layer.heads if h.label == "shift(value, ALIGN)")
     M = shift.constants["M"]
     assert (shift.curvature, shift.slope, shift.center) == (-M, 0, 11)  # -M (d + 11)^2 peaks 11 back

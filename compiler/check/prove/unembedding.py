@@ -17,9 +17,12 @@ def check_unembedding(state: ProofState):
     reads = (W_U.abs().sum(1) > 0).nonzero()[:, 0].tolist()
     at = unembedding_slot(state.config["n_layers"])
     stored = sorted(n for n, helper in state.owners(reads, at) if not helper)
-    d_logit = state.input_error(W_U, at)
     smallest = math.inf
     read_errors = state.error_column(1, at)[:, 0]
+    # Both logits of a comparison are read off the same residual vector, so its errors move their
+    # gap by at most |W_U[:, right] - W_U[:, other]| times them: far less than each logit's own
+    # error when the two columns are alike (neighbouring candidates of a numeric readout).
+    pair_error = torch.einsum("dro,d->ro", (W_U[:, :, None] - W_U[:, None, :]).abs(), read_errors)
     # A tied unembedding is W_E^T times logit_scale, a product the model rounds in its dtype.
     tied = "unembed.logit_scale" in state.weights
     positions = state.answer_positions(stored)
@@ -40,8 +43,9 @@ def check_unembedding(state: ProofState):
             raise Miss(f"the output gives {written!r} where {table[codes[i]]!r} was expected (logit gap "
                        f"{float(chosen[i] - others[i]):.3g}), on {state.describe(combos[i])}"
                        f"{position_note(positions, position)}{state.at(output)}")
-        off = d_logit + rounded  # [combinations, vocab]
-        gaps = chosen - others - off.gather(1, right[:, None])[:, 0] - off.amax(dim=1)
+        # each logit's own rounding, and the pair's share of the input errors
+        gaps = (chosen[:, None] - logits - rounded.gather(1, right[:, None]) - rounded - pair_error[right])
+        gaps = gaps.scatter(1, right[:, None], math.inf).amin(dim=1)
         smallest = min(smallest, float(gaps.min()))
     if smallest <= 0:
         raise CannotProve(f"the output's logit margin may be erased by errors (margin {smallest:.3g} "

@@ -72,6 +72,12 @@ class _HeadPlan:
     G: sympy.Integer
     tolerance: sympy.Expr
     T: int = 0
+    window: int | None = None  # keys further back than this are masked
+
+    @property
+    def reach(self) -> int:
+        """The largest distance back of a key the head can see."""
+        return self.n_ctx - 1 if self.window is None else min(self.n_ctx - 1, self.window)
 
     @property
     def attrs(self) -> dict:
@@ -107,6 +113,7 @@ def build_head(ir: CompileIR, nid: int, reads: Reads) -> Head:
     windows = [w for kind, w in relative if kind in ("window", "ends")]
     ends = [w for kind, w in relative if kind == "ends"]
     plan.T = len(terms) + len(offsets) + len(ends)
+    plan.window = min(windows) if windows else None
     M = MODE_SCORES[mode](head, plan)
     head.constants.update({"M": M, "G": plan.G, "terms": plan.T})
     _distance_terms(head, plan, M, offsets, windows, ends)
@@ -161,8 +168,11 @@ def _feature_read(dim: int, complemented: bool) -> Affine:
 
 
 def _ordered_scores(head: Head, plan: _HeadPlan):
-    """first/last: a slope of -G/+G per position makes the earliest/latest selected key win."""
-    span = plan.G * (plan.n_ctx - 1)
+    """first/last: a slope of -G/+G per position makes the earliest/latest selected key win.
+    M must lift a selected key over every unselected one the head sees, whatever their distance:
+    a window bounds it. (A smaller M matters in float32: the score error a key's input error
+    causes grows with M, and it must stay well under G.)"""
+    span = plan.G * plan.reach
     M = span + 2 * plan.G
     head.slope = -plan.G if head.mode == "first" else plan.G
     low = 0 if head.mode == "first" else -span
@@ -258,17 +268,7 @@ def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
         if roles == {"line"}:
             qk_dim = _line_scores(head, graph, M, term, truth.beta, reads, qk_dim)
         elif roles == {"k", "q"}:
-            keys, queries = reads.categorical(term.keys.id), reads.categorical(term.queries.id)
-            for vk, key_read in keys.items():
-                column = Affine()
-                for vq, query_read in queries.items():
-                    if eval_predicate(term.predicate, vk, vq, base):
-                        column = column + query_read.scale(M)
-                if not column.coeffs and column.bias == 0:
-                    continue
-                head.add_read("K", qk_dim, key_read)
-                head.add_read("Q", qk_dim, column)
-                qk_dim += 1
+            qk_dim = _table_scores(head, term, M, reads, base, qk_dim)
         else:
             side = term.keys if roles == {"k"} else term.queries
             indicator = truth if isinstance(truth, Affine) else _indicator(reads, graph, side.id, truth)
@@ -279,6 +279,39 @@ def _score_weights(head: Head, plan: _HeadPlan, M, terms, reads: Reads):
                 head.add_read("Q", qk_dim, indicator, M)
                 head.b_K[qk_dim] = sympy.Integer(1)
             qk_dim += 1
+
+
+def _table_scores(head: Head, term, M, reads: Reads, base, qk_dim: int) -> int:
+    """A term comparing keys with queries: one dimension per key value, its key the value's
+    one-hot read and its query M times the query values it selects.
+
+    A query value that selects most key values starts from M for every key instead (one dimension,
+    a constant key against the query's read), and its row keeps only the key values it does not
+    select, at -M: the key's one-hot reads add up to exactly 1. The score is the same; the query
+    vector is nonzero in fewer key dimensions, and so fewer of their errors reach the score, each
+    times M (what float32 needs), and W_Q has fewer entries."""
+    keys, queries = reads.categorical(term.keys.id), reads.categorical(term.queries.id)
+    chosen = {(vk, vq): bool(eval_predicate(term.predicate, vk, vq, base)) for vk in keys for vq in queries}
+    start = {vq: M if 2 * sum(chosen[vk, vq] for vk in keys) > len(keys) else 0 for vq in queries}
+    if any(start.values()):
+        baseline = Affine()
+        for vq, query_read in queries.items():
+            baseline = baseline + query_read.scale(start[vq])
+        head.b_K[qk_dim] = sympy.Integer(1)
+        head.add_read("Q", qk_dim, baseline)
+        qk_dim += 1
+    for vk, key_read in keys.items():
+        column = Affine()
+        for vq, query_read in queries.items():
+            change = (M if chosen[vk, vq] else 0) - start[vq]
+            if change:
+                column = column + query_read.scale(change)
+        if not column.coeffs and column.bias == 0:
+            continue
+        head.add_read("K", qk_dim, key_read)
+        head.add_read("Q", qk_dim, column)
+        qk_dim += 1
+    return qk_dim
 
 
 def _position_read(graph, reads: Reads, nid) -> Affine:

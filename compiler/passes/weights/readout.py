@@ -3,6 +3,8 @@ from the number it reads. Each entry is traced to the node it serves: a readout'
 logits to its nearest node, each chain level's lift to its if_else, every other token's logit to the output."""
 from __future__ import annotations
 
+import sympy
+
 from dsl.semantics import num
 from compiler.ir.attrs import REALIZE, VALUES
 from compiler.ir.compile_ir import Affine, CompileIR
@@ -38,7 +40,11 @@ def _readout(ir: CompileIR, reads: Reads, weights: Weights):
     candidates = node.args[1].value
     xs = [num(v) for v in ir.graph.nodes[node.args[0].id][VALUES]]
     worst_winner = min(max(2 * c * v - c * c for _, c in candidates) for v in xs)
-    best_possible = max(max(2 * c * v - c * c for _, c in candidates) for v in xs)
+    # A lifted token must win wherever x may really be: its values, each off by up to a quarter
+    # of the distance between candidates (the readout itself holds to half of it). The best
+    # candidate's score is convex in x, so the ends of those intervals bound it.
+    reach = _quarter_spacing([c for _, c in candidates])
+    best_possible = max(max(2 * c * v - c * c for _, c in candidates) for x_v in xs for v in (x_v - reach, x_v + reach))
     biases = {candidate: 2 * c * x.bias - c * c for candidate, c in candidates}
     chain = {lift.token for lift in lifts}
     others = [t for t in vocab if t not in biases and t not in chain]
@@ -78,6 +84,12 @@ def _lift_token(ir: CompileIR, reads: Reads, weights: Weights, level, lift, floo
     if floor + lift * chosen.bias != 0:
         weights.b_U[column] = floor + lift * chosen.bias
         weights.trace("b_U", column, (level.node.id,))
+
+
+def _quarter_spacing(numbers) -> object:
+    numbers = sorted(set(numbers))
+    """A quarter of the smallest distance between two of the numbers (0 for a single one)."""
+    return sympy.sympify(min((b - a for a, b in zip(numbers, numbers[1:])), default=0)) / 4
 
 
 def _readout_shift(biases: dict, worst_winner, n_others: int):
