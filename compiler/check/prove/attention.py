@@ -83,11 +83,9 @@ def check_head(state: ProofState, nid):
     dk = dk + _largest(offer.k_rounding for offer in options)
     dv = dv + _largest(offer.v_rounding for offer in options)
     truth = _Truth(state, node.selector.terms)
-    # Per key position, its key vectors as one matrix (and their sizes plus the key error), so
-    # that a query's products with all of them are two matrix products.
-    stacked = {k: (torch.stack([o.kv for o in opts]), torch.stack([o.kv.abs() for o in opts]) + dk,
-                   [truth.side_values("k", o.k_assign, k) for o in opts])  # and what each key compares
-               for k, opts in enumerate(offered) if opts}
+    # Every key option of every position in one table, so that a query's scores against all of
+    # them are two matrix products and a few elementwise operations.
+    table = _KeyTable(offered, truth, dk)
     most_keys = 0
     # How large the weighted sum of values may be: at most the largest value (the weights add up
     # to at most 1), and for a sum head, whose weights are tiny and whose W_O scales them back up,
@@ -97,13 +95,12 @@ def check_head(state: ProofState, nid):
         at_q = state.position_vector(q)
         visible = [k for k in range(q + 1) if q - k <= w["window"]]  # others are masked: no weight at all
         most_keys = max(most_keys, len(visible))
-        position_terms = {k: _position_term(w, k - q) for k in visible}
-        top = max([p for p, _ in position_terms.values()] + ([sink] if sink != -math.inf else []))
+        terms = _position_terms(w, torch.tensor(visible, dtype=torch.long) - q)[0].tolist()
+        top = max(terms + ([sink] if sink != -math.inf else []))
         for q_assign in state.combos(q_nodes, q, nid):
             query_values = truth.side_values("q", q_assign, q)
             qv = (state.vector(q_assign) + at_q) @ w["W_Q"] + w["b_Q"]
-            keys = _scored_keys(state, w, truth, offered, stacked, visible, position_terms, top, qv, dq, dk,
-                                query_values)
+            keys = _scored_keys(state, w, table, visible, top, qv, dq, dk, query_values, summarise=mode != "sum")
             if mode == "sum" and sink != -math.inf:  # each weight is at most exp(score - sink)
                 weighted = sum(torch.stack([math.exp(min(o.score + o.score_error - sink, 700)) * (o.value.abs() + dv)
                                             for o in opts]).amax(0) for opts in keys.values() if opts)
@@ -129,39 +126,105 @@ def check_head(state: ProofState, nid):
     state.margins[f"head '{label}' score gap"] = smallest_gap
 
 
-def _scored_keys(state: ProofState, w, truth, offered, stacked, visible, position_terms, top, qv, dq, dk,
-                 query_values) -> dict:
+class _KeyTable:
+    """Every key option of a head, flat: its position, key vector (and its size plus the key
+    error), its own score error, and which of the distinct key sides (what it compares) it has."""
+
+    def __init__(self, offered, truth, dk):
+        flat = [(k, o) for k, opts in enumerate(offered) for o in opts]
+        self.truth = truth
+        self.options = [o for _, o in flat]
+        self.positions = torch.tensor([k for k, _ in flat], dtype=torch.long)
+        width = _offered_width(offered)
+        self.kv = torch.stack([o.kv for o in self.options]) if flat else torch.zeros(0, width, dtype=torch.float64)
+        self.kv_size = self.kv.abs() + dk
+        self.k_error = torch.tensor([o.k_error for o in self.options], dtype=torch.float64)
+        self.sizes = torch.tensor([o.size for o in self.options], dtype=torch.float64)
+        sides, self.side_of = {}, []
+        for k, o in flat:
+            self.side_of.append(sides.setdefault(truth.side_values("k", o.k_assign, k), len(sides)))
+        self.sides = list(sides)
+        self.side_of = torch.tensor(self.side_of, dtype=torch.long)
+
+    def selected(self, rows, query_values) -> list[bool]:
+        """Whether each of the options `rows` is selected for a query with these values, each
+        distinct key side decided once."""
+        side_rows = self.side_of[rows]
+        decided = {}
+        for side in torch.unique(side_rows).tolist():
+            decided[side] = self.truth.selected(self.sides[side], query_values)
+        return [decided[side] for side in side_rows.tolist()]
+
+
+def _offered_width(offered) -> int:
+    return next((opts[0].kv.shape[0] for opts in offered if opts), 0)
+
+
+def _scored_keys(state: ProofState, w, table: _KeyTable, visible, top, qv, dq, dk, query_values,
+                 summarise: bool) -> dict:
     """Per visible key position, one KeyOption per combination of its values, for one query:
-    its realised score, and how far input errors and the model's rounding may move it."""
+    its realised score, and how far input errors and the model's rounding may move it.
+
+    With `summarise`, a position's unselected options are two: one at the highest score any of
+    them may have, one at the lowest, each exact and as large as the largest of them. The rules
+    for every head but a sum head read nothing else of the unselected options, so the bound is
+    the same, and a query costs what its selected keys cost, not what all its keys do."""
     rounding, sink = state.rounding, w["sink"]
+    u = rounding.u
     gamma = float(rounding.gamma(w["W_Q"].shape[1]))
     q_error = float((qv.abs() * dk).sum() + (dq * dk).sum())
-    q_reach = qv.abs() + dq
-    raw = []
-    for k in visible:
-        term, term_size = position_terms[k]
-        contents = (stacked[k][0] @ qv).tolist()
-        # the product q.k in the model's dtype, the position term cast to it and added
-        sizes = (stacked[k][1] @ q_reach).tolist()
-        for o, side, content, size in zip(offered[k], stacked[k][2], contents, sizes):
-            rounded = gamma * size
-            # the model's score is content + (term - top): top, the largest position term, is
-            # taken off in float64 before the cast, so the cast and the addition round against
-            # the shifted score, not against the term
-            shifted = abs(content) + abs(term - top)
-            raw.append((k, o, side, content + term, q_error + o.k_error + rounded
-                        + rounding.u * (term_size + abs(top)) + 2 * rounding.u * shifted, shifted))
+    keys = {k: [] for k in visible}
+    if not visible:
+        return keys
+    rows = ((table.positions >= visible[0]) & (table.positions <= visible[-1])).nonzero()[:, 0]
+    positions = table.positions[rows]
+    content = table.kv[rows] @ qv
+    # the product q.k in the model's dtype, the position term cast to it and added
+    size = table.kv_size[rows] @ (qv.abs() + dq)
+    term, term_size = _position_terms(w, positions - visible[-1])
+    # the model's score is content + (term - top): top, the largest position term, is taken off
+    # in float64 before the cast, so the cast and the addition round against the shifted score,
+    # not against the term
+    shifted = content.abs() + (term - top).abs()
+    score = content + term
+    error = (q_error + table.k_error[rows] + gamma * size + u * (term_size + abs(top))) + 2 * u * shifted
     # softmax takes the largest score m off before exp: s - m rounds against |s| + |m|
-    m = _largest_score_size([(score - top, error) for _, _, _, score, error, _ in raw]
-                            + ([(sink - top, 0.0)] if sink != -math.inf else []))
+    m = _largest_score_size(score - top, error, sink - top if sink != -math.inf else None)
     # The sink's score rounds too (the cast of sink - top, the subtraction of m); every key's
     # score error takes that on, which covers each comparison with the sink.
-    sink_error = 0.0 if sink == -math.inf else rounding.u * (2 * abs(sink - top) + m)
-    keys = {k: [] for k in visible}
-    for k, o, side, score, error, shifted in raw:
-        keys[k].append(KeyOption(truth.selected(side, query_values), score,
-                                 error + rounding.u * (shifted + m) + sink_error, o.value, o.exact, o.size))
+    sink_error = 0.0 if sink == -math.inf else u * (2 * abs(sink - top) + m)
+    error = error + u * (shifted + m) + sink_error
+    selected = torch.tensor(table.selected(rows, query_values), dtype=torch.bool)
+    kept = selected if summarise else torch.ones_like(selected)
+    for row, k, is_selected, s, e in zip(rows[kept].tolist(), positions[kept].tolist(), selected[kept].tolist(),
+                                         score[kept].tolist(), error[kept].tolist()):
+        o = table.options[row]
+        keys[k].append(KeyOption(is_selected, s, e, o.value, o.exact, o.size))
+    if summarise:
+        others = ~selected
+        _add_unselected_bounds(keys, table, rows[others], positions[others], score[others], error[others])
     return keys
+
+
+def _add_unselected_bounds(keys, table: _KeyTable, rows, positions, score, error):
+    """Per position, two unselected options: the highest score (plus error) and the lowest
+    (minus error) its unselected options may have, as exact scores, with their largest size."""
+    if not len(rows):
+        return
+    first = int(positions.min())
+    slot = positions - first
+    count = int(slot.max()) + 1
+    high = torch.full((count,), -math.inf, dtype=torch.float64).scatter_reduce(0, slot, score + error, "amax")
+    low = torch.full((count,), math.inf, dtype=torch.float64).scatter_reduce(0, slot, score - error, "amin")
+    sizes = torch.full((count,), -math.inf, dtype=torch.float64).scatter_reduce(
+        0, slot, table.sizes[rows], "amax")
+    # any one unselected option of the position lends its value vectors (no rule reads them)
+    lender = torch.zeros(count, dtype=torch.long).scatter_(0, slot.flip(0), rows.flip(0))
+    for i in torch.unique(slot).tolist():
+        o = table.options[int(lender[i])]
+        size = float(sizes[i])
+        keys[first + i] += [KeyOption(False, float(high[i]), 0.0, o.value, o.exact, size),
+                            KeyOption(False, float(low[i]), 0.0, o.value, o.exact, size)]
 
 
 def _check_write_scale(state: ProofState, nid, W_O, mode, target, label):
@@ -238,21 +301,24 @@ def _largest(vectors) -> torch.Tensor | float:
     return torch.stack(vectors).amax(0) if vectors else 0.0
 
 
-def _largest_score_size(scores) -> float:
-    """How large the realised largest score may be, from each score's (value, error)."""
-    if not scores:
+def _largest_score_size(scores: torch.Tensor, errors: torch.Tensor, sink) -> float:
+    """How large the realised largest score may be, from each score and its error (and the
+    sink's score, exact, if there is a sink)."""
+    high = float((scores + errors).max()) if len(scores) else -math.inf
+    low = float((scores - errors).max()) if len(scores) else -math.inf
+    if sink is not None:
+        high, low = max(high, sink), max(low, sink)
+    if high == -math.inf:
         return 0.0
-    high = max(value + error for value, error in scores)
-    low = max(value - error for value, error in scores)
     return max(abs(high), abs(low))
 
 
-def _position_term(w, distance) -> tuple[float, float]:
-    """The score term a key `distance` back (a negative number) gets from its position, and the
-    size of its parts (what the model's float64 arithmetic on them rounds against)."""
-    e = distance + w["center"]
+def _position_terms(w, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The score terms keys `distances` back (negative numbers) get from their positions, and the
+    sizes of their parts (what the model's float64 arithmetic on them rounds against)."""
+    e = distances.to(torch.float64) + w["center"]
     slope, curve = w["slope"] * e, w["curvature"] * e ** 2
-    return slope + curve, abs(slope) + abs(curve)
+    return slope + curve, slope.abs() + curve.abs()
 
 
 def _output_rounding(state: ProofState, layer, w, largest_value, entries, dims) -> float:

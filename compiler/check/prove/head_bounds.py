@@ -118,24 +118,30 @@ def _last_bound(keys, sink, dv, V, scale):
 
 def _ordered_bound(keys, sink, dv, V, scale, positions):
     """A head that takes the first selected key of `positions`: each possible winner must beat
-    every key before it (which must then be unselected), every key after it and the sink."""
-    selectable = [[o for o in opts if o.selected] for opts in keys]
+    every key before it (which must then be unselected), every key after it and the sink. The
+    rivals' weights are summed in log space, as prefix and suffix sums over `positions`, so a
+    query costs its keys once, not once per possible winner."""
+    inf = math.inf
     top_unselected = _top_unselected(keys)
-    gap = math.inf
-    u_all = max(top_unselected, default=-math.inf)
+    u_all = max(top_unselected, default=-inf)
     worst = len(keys) * math.exp(min(u_all - sink, 700)) * V  # nothing selected
-    for rank, winner in enumerate(positions):
-        if not selectable[winner]:
+    ordered = [keys[k] for k in positions]
+    lows = [min((o.score - o.score_error for o in opts if o.selected), default=inf) for opts in ordered]
+    if not any(low != inf for low in lows):
+        return worst * scale + float(dv.max()) * scale, inf
+    unselected = torch.tensor([top_unselected[k] for k in positions], dtype=torch.float64)
+    # a key after the winner is a rival whether it is selected or not
+    anything = torch.tensor([max((o.score + o.score_error for o in opts), default=-inf) for opts in ordered],
+                            dtype=torch.float64)
+    nothing = torch.tensor([-inf], dtype=torch.float64)
+    before = torch.cat([nothing, torch.logcumsumexp(unselected, 0)[:-1]])
+    after = torch.cat([torch.logcumsumexp(anything.flip(0), 0).flip(0)[1:], nothing])
+    rivals = torch.logaddexp(torch.logaddexp(before, after), torch.tensor(sink, dtype=torch.float64)).tolist()
+    gap = inf
+    for low, logged in zip(lows, rivals):
+        if low == inf:
             continue
-        low = min(o.score - o.score_error for o in selectable[winner])
-        before = positions[:rank]  # keys that would win if selected: must be unselected
-        after = positions[rank + 1:]
-        rivals = sum(math.exp(min(top_unselected[k] - low, 700)) for k in before)
-        rivals += sum(math.exp(min(max(top_unselected[k],
-                                       max((o.score + o.score_error for o in selectable[k]), default=-math.inf))
-                                   - low, 700)) for k in after)
-        rivals += math.exp(min(sink - low, 700))
-        worst = max(worst, 2 * rivals * V)
+        worst = max(worst, 2 * math.exp(min(logged - low, 700)) * V)
         gap = min(gap, low - sink)
     return worst * scale + float(dv.max()) * scale, gap
 
