@@ -85,7 +85,7 @@ def check_head(state: ProofState, nid):
     truth = _Truth(state, node.selector.terms)
     # Every key option of every position in one table, so that a query's scores against all of
     # them are two matrix products and a few elementwise operations.
-    table = _KeyTable(offered, truth, dk)
+    table = _KeyTable(offered, truth, dk, w["W_K"].shape[1])
     most_keys = 0
     # How large the weighted sum of values may be: at most the largest value (the weights add up
     # to at most 1), and for a sum head, whose weights are tiny and whose W_O scales them back up,
@@ -130,12 +130,11 @@ class _KeyTable:
     """Every key option of a head, flat: its position, key vector (and its size plus the key
     error), its own score error, and which of the distinct key sides (what it compares) it has."""
 
-    def __init__(self, offered, truth, dk):
+    def __init__(self, offered, truth, dk, width):
         flat = [(k, o) for k, opts in enumerate(offered) for o in opts]
         self.truth = truth
         self.options = [o for _, o in flat]
         self.positions = torch.tensor([k for k, _ in flat], dtype=torch.long)
-        width = _offered_width(offered)
         self.kv = torch.stack([o.kv for o in self.options]) if flat else torch.zeros(0, width, dtype=torch.float64)
         self.kv_size = self.kv.abs() + dk
         self.k_error = torch.tensor([o.k_error for o in self.options], dtype=torch.float64)
@@ -146,18 +145,14 @@ class _KeyTable:
         self.sides = list(sides)
         self.side_of = torch.tensor(self.side_of, dtype=torch.long)
 
-    def selected(self, rows, query_values) -> list[bool]:
+    def selected(self, rows, query_values) -> torch.Tensor:
         """Whether each of the options `rows` is selected for a query with these values, each
         distinct key side decided once."""
         side_rows = self.side_of[rows]
-        decided = {}
-        for side in torch.unique(side_rows).tolist():
-            decided[side] = self.truth.selected(self.sides[side], query_values)
-        return [decided[side] for side in side_rows.tolist()]
-
-
-def _offered_width(offered) -> int:
-    return next((opts[0].kv.shape[0] for opts in offered if opts), 0)
+        sides, index = torch.unique(side_rows, return_inverse=True)
+        decided = torch.tensor([self.truth.selected(self.sides[side], query_values) for side in sides.tolist()],
+                               dtype=torch.bool)
+        return decided[index]
 
 
 def _scored_keys(state: ProofState, w, table: _KeyTable, visible, top, qv, dq, dk, query_values,
@@ -194,7 +189,7 @@ def _scored_keys(state: ProofState, w, table: _KeyTable, visible, top, qv, dq, d
     # score error takes that on, which covers each comparison with the sink.
     sink_error = 0.0 if sink == -math.inf else u * (2 * abs(sink - top) + m)
     error = error + u * (shifted + m) + sink_error
-    selected = torch.tensor(table.selected(rows, query_values), dtype=torch.bool)
+    selected = table.selected(rows, query_values)
     kept = selected if summarise else torch.ones_like(selected)
     for row, k, is_selected, s, e in zip(rows[kept].tolist(), positions[kept].tolist(), selected[kept].tolist(),
                                          score[kept].tolist(), error[kept].tolist()):
